@@ -1,0 +1,257 @@
+//! Command-line definitions and their help text. No IO here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::render::OutputFormat;
+
+/// Push Kubernetes Secrets into HashiCorp Vault / OpenBao.
+///
+/// Deployments annotated with `vault-sync.io/path` name the Vault path; the
+/// Secrets they reference are written there. Stateless: ownership lives in
+/// each path's KV v2 custom_metadata.
+#[derive(Debug, Parser)]
+#[command(name = "vault-sync", version = crate::VERSION, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what `run` would change (key names only, never values).
+    ///
+    /// Exit code: 0 no changes, 2 changes pending, 1 errors or conflicts
+    /// (like `terraform plan -detailed-exitcode`).
+    Plan(SyncArgs),
+    /// Apply the plan: write what differs, nothing else.
+    ///
+    /// Exit code: 0 everything applied, 1 anything failed.
+    Run(SyncArgs),
+    /// Remove Vault paths vault-sync wrote that nothing wants any more.
+    Prune(PruneArgs),
+    /// Check Vault and Kubernetes connectivity, auth and permissions.
+    Check,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// Take over existing Vault paths that no tool marked as its own.
+    #[arg(long)]
+    pub adopt: bool,
+
+    /// Push metrics for `plan` too (by default only `run` pushes).
+    #[arg(long)]
+    pub push_metrics: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VaultAuth {
+    Kubernetes,
+    Token,
+    Approle,
+    Jwt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    // --- Kubernetes ---
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use.
+    #[arg(long, global = true, help_heading = "Kubernetes")]
+    pub context: Option<String>,
+
+    /// Only Deployments in this namespace (repeatable; default: all namespaces).
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        global = true,
+        value_name = "NAMESPACE",
+        help_heading = "Kubernetes"
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Only Deployments matching this label selector (e.g. `team=payments`).
+    #[arg(short = 'l', long, global = true, help_heading = "Kubernetes")]
+    pub selector: Option<String>,
+
+    /// Cluster name: recorded as the owner's cluster, and paths are written
+    /// under `<mount>/clusters/<name>/`.
+    #[arg(long, global = true, env = "VAULT_SYNC_CLUSTER_NAME", value_parser = parse_cluster_name, help_heading = "Kubernetes")]
+    pub cluster_name: Option<String>,
+
+    // --- Vault ---
+    /// Vault address (also BAO_ADDR; default https://127.0.0.1:8200).
+    #[arg(long, global = true, env = "VAULT_ADDR", help_heading = "Vault")]
+    pub vault_addr: Option<String>,
+
+    /// Auth method (default: kubernetes inside a pod, token elsewhere).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "VAULT_SYNC_AUTH",
+        help_heading = "Vault"
+    )]
+    pub vault_auth: Option<VaultAuth>,
+
+    /// Role for the kubernetes or jwt auth method.
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_SYNC_ROLE",
+        default_value = "vault-sync-operator",
+        help_heading = "Vault"
+    )]
+    pub vault_role: String,
+
+    /// Mount path of the auth method (default: the method's name).
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_SYNC_AUTH_PATH",
+        help_heading = "Vault"
+    )]
+    pub vault_auth_path: Option<String>,
+
+    /// JWT for kubernetes/jwt auth (default: the pod's service-account token).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "VAULT_SYNC_JWT_FILE",
+        help_heading = "Vault"
+    )]
+    pub vault_jwt_file: Option<PathBuf>,
+
+    /// Vault Enterprise / OpenBao namespace (also VAULT_NAMESPACE, BAO_NAMESPACE).
+    #[arg(long, global = true, help_heading = "Vault")]
+    pub vault_namespace: Option<String>,
+
+    /// Bound on each Vault operation, retries included (e.g. 30s, 2m).
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration, help_heading = "Vault")]
+    pub vault_timeout: Duration,
+
+    // --- Metrics ---
+    /// Push metrics to this Prometheus Pushgateway at the end of the run.
+    #[arg(
+        long,
+        global = true,
+        env = "PUSHGATEWAY_URL",
+        value_name = "URL",
+        help_heading = "Metrics"
+    )]
+    pub pushgateway_url: Option<String>,
+
+    /// Extra grouping label for the push, `name=value` (repeatable).
+    #[arg(long = "push-label", global = true, value_name = "NAME=VALUE", value_parser = parse_label, help_heading = "Metrics")]
+    pub push_labels: Vec<(String, String)>,
+
+    /// A failed push fails the run (default: a warning).
+    #[arg(long, global = true, help_heading = "Metrics")]
+    pub require_push: bool,
+
+    /// Also write the metrics, in Prometheus text format, to this file
+    /// (for node_exporter's textfile collector).
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Metrics")]
+    pub metrics_file: Option<PathBuf>,
+
+    // --- Behaviour and output ---
+    /// Parallel Kubernetes and Vault requests.
+    #[arg(long, global = true, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+
+    /// Log format on stderr (json: one object per line, for log pipelines).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "VAULT_SYNC_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
+    /// More output (repeat for more); also shows unchanged paths.
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Errors only; no progress bars.
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::core::annotations::parse_go_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a duration like 30s, 2m or 1h30m"))
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v))
+            if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            Ok((k.to_owned(), v.to_owned()))
+        }
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
+}
+
+fn parse_cluster_name(s: &str) -> Result<String, String> {
+    if crate::core::annotations::is_dns_subdomain(s) && !s.contains('.') {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid cluster name (lowercase letters, digits and '-')"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_and_cluster_names() {
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_cluster_name("prod-eu").is_ok());
+        assert!(parse_cluster_name("Prod/eu").is_err());
+    }
+}

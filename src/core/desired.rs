@@ -1,0 +1,461 @@
+//! Deployments + Secrets → the desired Vault state.
+//!
+//! Pure: the shell fetches the Secrets each Deployment needs
+//! ([`required_secrets`]) and hands them in as plain data. A problem with one
+//! Deployment is recorded against it and never stops the others.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodSpec;
+
+use super::annotations::{Mode, Reconcile, SyncSpec};
+use super::ownership::Owner;
+use super::references::{SecretReference, secret_references};
+use super::value::{SecretMap, SecretValue};
+
+/// What the shell found for one Secret.
+#[derive(Debug, Clone)]
+pub enum SecretFetch {
+    Found(BTreeMap<String, Vec<u8>>),
+    NotFound,
+    /// Reading it failed (e.g. RBAC forbids it): `kind` is a metric label.
+    Failed {
+        kind: &'static str,
+        message: String,
+    },
+}
+
+/// A path as one Deployment wants it.
+#[derive(Debug, Clone)]
+pub struct DesiredPath {
+    /// The path as the annotation spells it (auto-discovery: `<path>/<secret>`),
+    /// not yet resolved against a mount.
+    pub raw_path: String,
+    pub owner: Owner,
+    pub data: SecretMap,
+    pub preserve_on_delete: bool,
+    /// The Secrets its keys come from.
+    pub sources: Vec<String>,
+}
+
+/// Why a Deployment (or one of its paths) cannot be synced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DesiredError {
+    #[error("Secret {namespace}/{secret} not found; create it, or remove it from the Deployment")]
+    SecretNotFound { namespace: String, secret: String },
+    #[error("Secret {namespace}/{secret} has no key {key:?}; keys it has: {available}")]
+    KeyMissing {
+        namespace: String,
+        secret: String,
+        key: String,
+        available: String,
+    },
+    #[error(
+        "Secret {namespace}/{secret}, key {key:?}: the value is binary (not UTF-8), which Vault KV cannot store as a string; store it base64-encoded in the Secret"
+    )]
+    BinaryValue {
+        namespace: String,
+        secret: String,
+        key: String,
+    },
+    #[error("Secret {namespace}/{secret} could not be read: {message}")]
+    SecretUnreadable {
+        namespace: String,
+        secret: String,
+        kind: &'static str,
+        message: String,
+    },
+}
+
+impl DesiredError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::SecretNotFound { .. } => "secret_not_found",
+            Self::KeyMissing { .. } => "secret_key_missing",
+            Self::BinaryValue { .. } => "binary_value",
+            Self::SecretUnreadable { kind, .. } => kind,
+        }
+    }
+
+    pub fn secret(&self) -> &str {
+        match self {
+            Self::SecretNotFound { secret, .. }
+            | Self::KeyMissing { secret, .. }
+            | Self::BinaryValue { secret, .. }
+            | Self::SecretUnreadable { secret, .. } => secret,
+        }
+    }
+}
+
+/// What one Deployment contributes to the desired state.
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentDesire {
+    pub paths: Vec<DesiredPath>,
+    /// Problems, each with the raw path it blocks (if known).
+    pub errors: Vec<(Option<String>, DesiredError)>,
+    /// Informational notes (optional Secret missing, reconcile off).
+    pub notes: Vec<String>,
+    /// Everything this Deployment already owns must be left alone this run:
+    /// it failed, or it asked not to be reconciled. Orphan detection uses it.
+    pub hold_existing: bool,
+}
+
+/// The Secrets a Deployment needs fetched.
+pub fn required_secrets(spec: &SyncSpec, pod: Option<&PodSpec>) -> Vec<SecretReference> {
+    match &spec.mode {
+        Mode::AutoDiscover => pod.map(secret_references).unwrap_or_default(),
+        Mode::Custom(selections) => {
+            let mut names: Vec<String> = selections.iter().map(|s| s.name.clone()).collect();
+            names.sort();
+            names.dedup();
+            names
+                .into_iter()
+                .map(|name| SecretReference {
+                    name,
+                    optional: false,
+                })
+                .collect()
+        }
+    }
+}
+
+/// Builds what one Deployment wants in Vault.
+///
+/// `secrets` maps each name from [`required_secrets`] to what was fetched.
+pub fn desire(
+    owner: &Owner,
+    spec: &SyncSpec,
+    pod: Option<&PodSpec>,
+    secrets: &BTreeMap<String, SecretFetch>,
+) -> DeploymentDesire {
+    let mut out = DeploymentDesire::default();
+    if spec.reconcile == Reconcile::Off {
+        out.notes
+            .push("reconcile is \"off\": skipped, its Vault paths are left as they are".into());
+        out.hold_existing = true;
+        return out;
+    }
+    let namespace = &owner.namespace;
+    let unreadable = |secret: &str| DesiredError::SecretNotFound {
+        namespace: namespace.clone(),
+        secret: secret.to_owned(),
+    };
+    let failed = |secret: &str, kind: &'static str, message: &str| DesiredError::SecretUnreadable {
+        namespace: namespace.clone(),
+        secret: secret.to_owned(),
+        kind,
+        message: message.to_owned(),
+    };
+
+    match &spec.mode {
+        Mode::AutoDiscover => {
+            for reference in required_secrets(spec, pod) {
+                let raw_path = format!("{}/{}", spec.path, reference.name);
+                match secrets.get(&reference.name) {
+                    Some(SecretFetch::Found(data)) => {
+                        match decode_all(namespace, &reference.name, data) {
+                            Ok(data) => out.paths.push(DesiredPath {
+                                raw_path,
+                                owner: owner.clone(),
+                                data,
+                                preserve_on_delete: spec.preserve_on_delete,
+                                sources: vec![reference.name.clone()],
+                            }),
+                            Err(e) => out.errors.push((Some(raw_path), e)),
+                        }
+                    }
+                    Some(SecretFetch::NotFound) | None if reference.optional => {
+                        out.notes.push(format!(
+                            "optional Secret {namespace}/{} does not exist: skipped",
+                            reference.name
+                        ));
+                        // Its path may exist from before; keep it rather than
+                        // deleting data a pod may still read once it returns.
+                        out.hold_existing = true;
+                    }
+                    Some(SecretFetch::NotFound) | None => {
+                        out.errors
+                            .push((Some(raw_path), unreadable(&reference.name)));
+                    }
+                    Some(SecretFetch::Failed { kind, message }) => {
+                        out.errors
+                            .push((Some(raw_path), failed(&reference.name, kind, message)));
+                    }
+                }
+            }
+        }
+        Mode::Custom(selections) => {
+            let mut data = SecretMap::new();
+            let mut sources = Vec::new();
+            let mut ok = true;
+            for sel in selections {
+                let found = match secrets.get(&sel.name) {
+                    Some(SecretFetch::Found(found)) => found,
+                    Some(SecretFetch::Failed { kind, message }) => {
+                        out.errors
+                            .push((Some(spec.path.clone()), failed(&sel.name, kind, message)));
+                        ok = false;
+                        continue;
+                    }
+                    Some(SecretFetch::NotFound) | None => {
+                        out.errors
+                            .push((Some(spec.path.clone()), unreadable(&sel.name)));
+                        ok = false;
+                        continue;
+                    }
+                };
+                sources.push(sel.name.clone());
+                for key in &sel.keys {
+                    let Some(bytes) = found.get(key) else {
+                        out.errors.push((
+                            Some(spec.path.clone()),
+                            DesiredError::KeyMissing {
+                                namespace: namespace.clone(),
+                                secret: sel.name.clone(),
+                                key: key.clone(),
+                                available: list_keys(found),
+                            },
+                        ));
+                        ok = false;
+                        continue;
+                    };
+                    match SecretValue::from_bytes(bytes.clone()) {
+                        Ok(value) => {
+                            data.insert(sel.target_key(key), value);
+                        }
+                        Err(_) => {
+                            out.errors.push((
+                                Some(spec.path.clone()),
+                                DesiredError::BinaryValue {
+                                    namespace: namespace.clone(),
+                                    secret: sel.name.clone(),
+                                    key: key.clone(),
+                                },
+                            ));
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            // A path is written whole or not at all: never a partial merge.
+            if ok {
+                out.paths.push(DesiredPath {
+                    raw_path: spec.path.clone(),
+                    owner: owner.clone(),
+                    data,
+                    preserve_on_delete: spec.preserve_on_delete,
+                    sources,
+                });
+            }
+        }
+    }
+    if !out.errors.is_empty() {
+        out.hold_existing = true;
+    }
+    out
+}
+
+fn decode_all(
+    namespace: &str,
+    secret: &str,
+    data: &BTreeMap<String, Vec<u8>>,
+) -> Result<SecretMap, DesiredError> {
+    data.iter()
+        .map(|(key, bytes)| {
+            SecretValue::from_bytes(bytes.clone())
+                .map(|v| (key.clone(), v))
+                .map_err(|_| DesiredError::BinaryValue {
+                    namespace: namespace.to_owned(),
+                    secret: secret.to_owned(),
+                    key: key.clone(),
+                })
+        })
+        .collect()
+}
+
+fn list_keys(data: &BTreeMap<String, Vec<u8>>) -> String {
+    if data.is_empty() {
+        return "(none: the Secret is empty)".into();
+    }
+    data.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::annotations::SecretSelection;
+    use serde_json::json;
+
+    fn owner() -> Owner {
+        Owner::new("default", "shop", "api")
+    }
+
+    fn auto(path: &str) -> SyncSpec {
+        SyncSpec {
+            path: path.into(),
+            mode: Mode::AutoDiscover,
+            preserve_on_delete: false,
+            reconcile: Reconcile::Default,
+        }
+    }
+
+    fn custom(sel: Vec<SecretSelection>) -> SyncSpec {
+        SyncSpec {
+            mode: Mode::Custom(sel),
+            ..auto("secret/app")
+        }
+    }
+
+    fn sel(name: &str, keys: &[&str], prefix: Option<&str>) -> SecretSelection {
+        SecretSelection {
+            name: name.into(),
+            keys: keys.iter().map(|k| (*k).into()).collect(),
+            prefix: prefix.map(Into::into),
+        }
+    }
+
+    fn found(pairs: &[(&str, &str)]) -> SecretFetch {
+        SecretFetch::Found(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), v.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    fn pod() -> PodSpec {
+        serde_json::from_value(json!({
+            "containers": [{"name": "app",
+                "envFrom": [{"secretRef": {"name": "db"}}],
+                "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "opt", "key": "x", "optional": true}}}]}],
+            "volumes": [{"name": "v", "projected": {"sources": [{"secret": {"name": "tls"}}]}}]
+        }))
+        .unwrap()
+    }
+
+    fn keys(p: &DesiredPath) -> Vec<&str> {
+        p.data.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn auto_discovery_writes_each_secret_whole_to_a_sub_path() {
+        let secrets = BTreeMap::from([
+            ("db".to_owned(), found(&[("user", "u"), ("password", "p")])),
+            ("tls".to_owned(), found(&[("tls.crt", "c")])),
+        ]);
+        let d = desire(&owner(), &auto("secret/app"), Some(&pod()), &secrets);
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        let paths: Vec<_> = d.paths.iter().map(|p| p.raw_path.as_str()).collect();
+        assert_eq!(paths, ["secret/app/db", "secret/app/tls"]);
+        assert_eq!(keys(&d.paths[0]), ["password", "user"]);
+        assert_eq!(d.notes.len(), 1, "optional missing Secret is a note");
+        assert!(d.notes[0].contains("opt"));
+    }
+
+    #[test]
+    fn auto_discovery_missing_secret_is_an_error_for_that_path_only() {
+        let secrets = BTreeMap::from([("tls".to_owned(), found(&[("tls.crt", "c")]))]);
+        let d = desire(&owner(), &auto("secret/app"), Some(&pod()), &secrets);
+        assert_eq!(d.paths.len(), 1);
+        assert_eq!(d.errors.len(), 1);
+        assert_eq!(d.errors[0].0.as_deref(), Some("secret/app/db"));
+        assert_eq!(d.errors[0].1.metric_label(), "secret_not_found");
+        assert!(d.hold_existing);
+    }
+
+    #[test]
+    fn custom_mode_merges_with_prefixes() {
+        let spec = custom(vec![
+            sel("db", &["password"], Some("DB_")),
+            sel("api", &["token"], None),
+        ]);
+        let secrets = BTreeMap::from([
+            ("db".to_owned(), found(&[("password", "p"), ("user", "u")])),
+            ("api".to_owned(), found(&[("token", "t")])),
+        ]);
+        let d = desire(&owner(), &spec, None, &secrets);
+        assert!(d.errors.is_empty());
+        assert_eq!(d.paths.len(), 1);
+        assert_eq!(keys(&d.paths[0]), ["DB_password", "token"]);
+        assert_eq!(d.paths[0].raw_path, "secret/app");
+        assert_eq!(d.paths[0].sources, ["db", "api"]);
+        assert!(!d.hold_existing);
+    }
+
+    #[test]
+    fn custom_mode_missing_key_lists_existing_keys_and_writes_nothing() {
+        let spec = custom(vec![sel("db", &["pasword"], None)]);
+        let secrets =
+            BTreeMap::from([("db".to_owned(), found(&[("password", "p"), ("user", "u")]))]);
+        let d = desire(&owner(), &spec, None, &secrets);
+        assert!(d.paths.is_empty());
+        let msg = d.errors[0].1.to_string();
+        assert!(msg.contains("\"pasword\""), "{msg}");
+        assert!(msg.contains("password, user"), "{msg}");
+        assert!(!msg.contains("\"p\""));
+        assert_eq!(d.errors[0].1.metric_label(), "secret_key_missing");
+    }
+
+    #[test]
+    fn custom_mode_missing_and_unreadable_secrets() {
+        let spec = custom(vec![sel("gone", &["k"], None), sel("locked", &["k"], None)]);
+        let secrets = BTreeMap::from([
+            ("gone".to_owned(), SecretFetch::NotFound),
+            (
+                "locked".to_owned(),
+                SecretFetch::Failed {
+                    kind: "forbidden",
+                    message: "forbidden".into(),
+                },
+            ),
+        ]);
+        let d = desire(&owner(), &spec, None, &secrets);
+        assert!(d.paths.is_empty());
+        let labels: Vec<_> = d.errors.iter().map(|e| e.1.metric_label()).collect();
+        assert_eq!(labels, ["secret_not_found", "forbidden"]);
+    }
+
+    #[test]
+    fn binary_values_are_refused() {
+        let secrets = BTreeMap::from([(
+            "db".to_owned(),
+            SecretFetch::Found(BTreeMap::from([("blob".to_owned(), vec![0xff, 0x00])])),
+        )]);
+        let spec = custom(vec![sel("db", &["blob"], None)]);
+        let d = desire(&owner(), &spec, None, &secrets);
+        assert_eq!(d.errors[0].1.metric_label(), "binary_value");
+        let d = desire(&owner(), &auto("secret/app"), Some(&pod()), &secrets);
+        assert!(
+            d.errors
+                .iter()
+                .any(|e| e.1.metric_label() == "binary_value")
+        );
+    }
+
+    #[test]
+    fn reconcile_off_holds_everything() {
+        let spec = SyncSpec {
+            reconcile: Reconcile::Off,
+            ..auto("secret/app")
+        };
+        let d = desire(&owner(), &spec, Some(&pod()), &BTreeMap::new());
+        assert!(d.paths.is_empty() && d.errors.is_empty());
+        assert!(d.hold_existing);
+    }
+
+    #[test]
+    fn required_secrets_per_mode() {
+        let names =
+            |refs: Vec<SecretReference>| refs.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(required_secrets(&auto("secret/app"), Some(&pod()))),
+            ["db", "opt", "tls"]
+        );
+        let spec = custom(vec![
+            sel("b", &["k"], None),
+            sel("a", &["k"], Some("X")),
+            sel("b", &["j"], Some("Y")),
+        ]);
+        assert_eq!(names(required_secrets(&spec, None)), ["a", "b"]);
+    }
+}

@@ -1,0 +1,11 @@
+//! The functional core: pure functions over plain data. No IO, no async;
+//! every rule of the annotation contract, discovery, desired state and diff
+//! is unit-tested here without a server.
+
+pub mod annotations;
+pub mod desired;
+pub mod ownership;
+pub mod plan;
+pub mod references;
+pub mod value;
+pub mod vault_path;

@@ -1,0 +1,695 @@
+//! diff(desired, observed) → [`Plan`].
+//!
+//! The plan is a value: `plan` renders it, `run` executes exactly it. It
+//! carries the data to write (as redacted [`SecretValue`]s) but renderers only
+//! ever read key names and actions from it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::desired::DesiredPath;
+use super::ownership::{self, Owner, Ownership};
+use super::value::{SecretMap, SecretValue};
+use super::vault_path::{KvLocation, KvVersion};
+
+/// A desired path resolved to its physical location.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub desired: DesiredPath,
+    pub location: KvLocation,
+}
+
+/// What one KV read found.
+#[derive(Debug, Clone)]
+pub enum Observed {
+    Absent,
+    Present(ObservedSecret),
+    /// The read failed; `kind` is a metric label (`permission_denied`, ...).
+    Failed {
+        kind: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ObservedSecret {
+    /// KV v2 current version (0 for KV v1).
+    pub version: u64,
+    /// The current version is soft-deleted or destroyed: no data to compare.
+    pub deleted: bool,
+    /// Key → value; `None` for a value that is not a JSON string (never
+    /// equal to anything vault-sync writes).
+    pub data: BTreeMap<String, Option<SecretValue>>,
+    pub custom_metadata: BTreeMap<String, String>,
+}
+
+/// Something wrong with one Deployment, found before the diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub owner: Owner,
+    /// The path it blocks, as the annotation spells it, if known.
+    pub path: Option<String>,
+    pub secret: Option<String>,
+    /// Metric label / JSON `error_type`.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// An informational line about a Deployment (optional Secret missing, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub owner: Owner,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Take over existing paths that no tool marked as its own.
+    pub adopt: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Create {
+        keys: Vec<String>,
+    },
+    Update {
+        added: Vec<String>,
+        changed: Vec<String>,
+        removed: Vec<String>,
+        /// Content is equal; only the ownership metadata changes (adoption,
+        /// preserve flag flipped).
+        metadata_only: bool,
+    },
+    Unchanged,
+    Conflict {
+        reason: String,
+    },
+    Error {
+        kind: &'static str,
+        message: String,
+        secret: Option<String>,
+    },
+}
+
+impl Action {
+    /// Stable lower-case name, used in JSON output and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create",
+            Self::Update { .. } => "update",
+            Self::Unchanged => "unchanged",
+            Self::Conflict { .. } => "conflict",
+            Self::Error { .. } => "error",
+        }
+    }
+}
+
+/// What `run` sends for a create or update.
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// New content; `None` when only metadata changes.
+    pub data: Option<SecretMap>,
+    /// KV v2 check-and-set: 0 for a create, the observed version otherwise.
+    /// `None` for KV v1, which has no CAS.
+    pub cas: Option<u64>,
+    /// KV v2 custom_metadata to set (user keys kept), if it must change.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Display path (`secret/app`), or the annotation's spelling if it could
+    /// not be resolved.
+    pub path: String,
+    pub location: Option<KvLocation>,
+    pub owner: Owner,
+    pub action: Action,
+    pub write: Option<Write>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub notes: Vec<Note>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub unchanged: usize,
+    pub conflict: usize,
+    pub error: usize,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for c in &self.changes {
+            match c.action {
+                Action::Create { .. } => s.create += 1,
+                Action::Update { .. } => s.update += 1,
+                Action::Unchanged => s.unchanged += 1,
+                Action::Conflict { .. } => s.conflict += 1,
+                Action::Error { .. } => s.error += 1,
+            }
+        }
+        s
+    }
+
+    /// Anything `run` would write.
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.write.is_some())
+    }
+
+    /// Anything that makes the command exit non-zero.
+    pub fn has_failures(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| matches!(c.action, Action::Conflict { .. } | Action::Error { .. }))
+    }
+}
+
+/// Diffs the desired paths against what Vault holds.
+///
+/// `problems` are carried into the plan as errors. `v1_owners` says which KV
+/// v1 paths vault-sync owns (KV v1 has no metadata; the index knows).
+pub fn plan(
+    located: Vec<Located>,
+    problems: Vec<Problem>,
+    notes: Vec<Note>,
+    observed: &BTreeMap<KvLocation, Observed>,
+    v1_owners: &BTreeMap<KvLocation, Owner>,
+    opts: &PlanOptions,
+) -> Plan {
+    let mut changes = Vec::with_capacity(located.len() + problems.len());
+
+    // Two Deployments wanting one location: a conflict for both.
+    let mut wanted_by: BTreeMap<&KvLocation, Vec<&Owner>> = BTreeMap::new();
+    for l in &located {
+        wanted_by
+            .entry(&l.location)
+            .or_default()
+            .push(&l.desired.owner);
+    }
+    let contested: BTreeMap<KvLocation, Vec<Owner>> = wanted_by
+        .into_iter()
+        .filter(|(_, owners)| owners.len() > 1)
+        .map(|(loc, owners)| (loc.clone(), owners.into_iter().cloned().collect()))
+        .collect();
+
+    for l in located {
+        let path = l.location.to_string();
+        let owner = l.desired.owner.clone();
+        if let Some(owners) = contested.get(&l.location) {
+            let others: Vec<String> = owners
+                .iter()
+                .filter(|o| **o != owner)
+                .map(Owner::short)
+                .collect();
+            let others = if others.is_empty() {
+                // The same Deployment reaches one location twice, e.g.
+                // `secret/data/x` and `secret/x` in auto-discovery.
+                "itself (two spellings of one path)".to_owned()
+            } else {
+                others.join(", ")
+            };
+            changes.push(Change {
+                path,
+                location: Some(l.location),
+                owner,
+                action: Action::Conflict {
+                    reason: format!(
+                        "also wanted by {others}; give each Deployment its own vault-sync.io/path"
+                    ),
+                },
+                write: None,
+            });
+            continue;
+        }
+        let (action, write) = diff_one(&l, observed.get(&l.location), v1_owners, opts);
+        changes.push(Change {
+            path,
+            location: Some(l.location),
+            owner,
+            action,
+            write,
+        });
+    }
+
+    for p in problems {
+        changes.push(Change {
+            path: p.path.unwrap_or_default(),
+            location: None,
+            owner: p.owner,
+            action: Action::Error {
+                kind: p.kind,
+                message: p.message,
+                secret: p.secret,
+            },
+            write: None,
+        });
+    }
+
+    changes.sort_by(|a, b| (&a.path, &a.owner).cmp(&(&b.path, &b.owner)));
+    Plan { changes, notes }
+}
+
+fn diff_one(
+    l: &Located,
+    observed: Option<&Observed>,
+    v1_owners: &BTreeMap<KvLocation, Owner>,
+    opts: &PlanOptions,
+) -> (Action, Option<Write>) {
+    let d = &l.desired;
+    let v2 = l.location.version == KvVersion::V2;
+    let stamp = |existing: &BTreeMap<String, String>| {
+        v2.then(|| ownership::stamp(existing, &d.owner, d.preserve_on_delete))
+    };
+    let create = |cas: u64, existing: &BTreeMap<String, String>| {
+        (
+            Action::Create {
+                keys: d.data.keys().cloned().collect(),
+            },
+            Some(Write {
+                data: Some(d.data.clone()),
+                cas: v2.then_some(cas),
+                metadata: stamp(existing),
+            }),
+        )
+    };
+
+    let secret = match observed {
+        None => {
+            return (
+                Action::Error {
+                    kind: "unknown",
+                    message: "the path was not read from Vault".into(),
+                    secret: None,
+                },
+                None,
+            );
+        }
+        Some(Observed::Failed { kind, message }) => {
+            return (
+                Action::Error {
+                    kind,
+                    message: message.clone(),
+                    secret: None,
+                },
+                None,
+            );
+        }
+        Some(Observed::Absent) => return create(0, &BTreeMap::new()),
+        Some(Observed::Present(secret)) => secret,
+    };
+
+    // Who owns it?
+    let ours = if v2 {
+        match ownership::read(&secret.custom_metadata) {
+            Ownership::VaultSync { owner, .. } if owner == d.owner => true,
+            Ownership::VaultSync { owner, .. } => {
+                return conflict(format!(
+                    "owned by vault-sync for Deployment {owner}; remove vault-sync.io/path from that Deployment first"
+                ));
+            }
+            Ownership::OtherManager(m) => {
+                return conflict(format!(
+                    "managed by {m:?} (custom_metadata managed-by); vault-sync will not overwrite it"
+                ));
+            }
+            // A marker without a valid owner is nobody's claim: --adopt may take it.
+            Ownership::Malformed if !opts.adopt => {
+                return conflict(
+                    "marked managed-by=vault-sync but without a valid owner; fix its custom_metadata, or rerun with --adopt"
+                        .into(),
+                );
+            }
+            Ownership::Malformed => false,
+            Ownership::Unowned => false,
+        }
+    } else {
+        match v1_owners.get(&l.location) {
+            Some(owner) if *owner == d.owner => true,
+            Some(owner) => {
+                return conflict(format!(
+                    "owned by vault-sync for Deployment {owner} (KV v1 index)"
+                ));
+            }
+            None => false,
+        }
+    };
+    if !ours && !opts.adopt {
+        return conflict(
+            "exists in Vault and is not managed by vault-sync; rerun with --adopt to take it over, or choose another path"
+                .into(),
+        );
+    }
+
+    if secret.deleted {
+        // Our own path, current version soft-deleted: restore it.
+        return create(secret.version, &secret.custom_metadata);
+    }
+
+    let desired_keys: BTreeSet<&String> = d.data.keys().collect();
+    let observed_keys: BTreeSet<&String> = secret.data.keys().collect();
+    let added: Vec<String> = desired_keys
+        .difference(&observed_keys)
+        .map(|k| (*k).clone())
+        .collect();
+    let removed: Vec<String> = observed_keys
+        .difference(&desired_keys)
+        .map(|k| (*k).clone())
+        .collect();
+    let changed: Vec<String> = desired_keys
+        .intersection(&observed_keys)
+        .filter(|k| secret.data.get(**k).and_then(Option::as_ref) != d.data.get(**k))
+        .map(|k| (*k).clone())
+        .collect();
+    let content_changed = !(added.is_empty() && removed.is_empty() && changed.is_empty());
+    let metadata = stamp(&secret.custom_metadata).filter(|m| *m != secret.custom_metadata);
+
+    if !content_changed && metadata.is_none() {
+        return (Action::Unchanged, None);
+    }
+    (
+        Action::Update {
+            added,
+            changed,
+            removed,
+            metadata_only: !content_changed,
+        },
+        Some(Write {
+            data: content_changed.then(|| d.data.clone()),
+            cas: v2.then_some(secret.version),
+            metadata,
+        }),
+    )
+}
+
+fn conflict(reason: String) -> (Action, Option<Write>) {
+    (Action::Conflict { reason }, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ownership::{MANAGED_BY_KEY, OWNER_KEY, PRESERVE_KEY};
+
+    fn owner(d: &str) -> Owner {
+        Owner::new("default", "shop", d)
+    }
+
+    fn loc(rel: &str) -> KvLocation {
+        KvLocation {
+            mount: "secret/".into(),
+            rel: rel.into(),
+            version: KvVersion::V2,
+        }
+    }
+
+    fn data(pairs: &[(&str, &str)]) -> SecretMap {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), SecretValue::new((*v).into())))
+            .collect()
+    }
+
+    fn located(rel: &str, d: &str, pairs: &[(&str, &str)]) -> Located {
+        Located {
+            desired: DesiredPath {
+                raw_path: format!("secret/{rel}"),
+                owner: owner(d),
+                data: data(pairs),
+                preserve_on_delete: false,
+                sources: vec![],
+            },
+            location: loc(rel),
+        }
+    }
+
+    fn present(version: u64, pairs: &[(&str, &str)], md: BTreeMap<String, String>) -> Observed {
+        Observed::Present(ObservedSecret {
+            version,
+            deleted: false,
+            data: data(pairs).into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            custom_metadata: md,
+        })
+    }
+
+    fn ours(d: &str) -> BTreeMap<String, String> {
+        ownership::stamp(&BTreeMap::new(), &owner(d), false)
+    }
+
+    fn run(l: Vec<Located>, obs: Vec<(KvLocation, Observed)>, adopt: bool) -> Plan {
+        plan(
+            l,
+            vec![],
+            vec![],
+            &obs.into_iter().collect(),
+            &BTreeMap::new(),
+            &PlanOptions { adopt },
+        )
+    }
+
+    #[test]
+    fn absent_path_is_created_with_cas_zero_and_marker() {
+        let p = run(
+            vec![located("app", "api", &[("k", "v")])],
+            vec![(loc("app"), Observed::Absent)],
+            false,
+        );
+        let c = &p.changes[0];
+        assert_eq!(
+            c.action,
+            Action::Create {
+                keys: vec!["k".into()]
+            }
+        );
+        let w = c.write.as_ref().unwrap();
+        assert_eq!(w.cas, Some(0));
+        let md = w.metadata.as_ref().unwrap();
+        assert_eq!(md[MANAGED_BY_KEY], "vault-sync");
+        assert_eq!(md[OWNER_KEY], "default/shop/api");
+        assert_eq!(md[PRESERVE_KEY], "false");
+        assert!(p.has_changes());
+        assert!(!p.has_failures());
+    }
+
+    #[test]
+    fn equal_content_and_marker_is_unchanged_and_writes_nothing() {
+        let p = run(
+            vec![located("app", "api", &[("k", "v")])],
+            vec![(loc("app"), present(3, &[("k", "v")], ours("api")))],
+            false,
+        );
+        assert_eq!(p.changes[0].action, Action::Unchanged);
+        assert!(p.changes[0].write.is_none());
+        assert!(!p.has_changes());
+    }
+
+    #[test]
+    fn update_lists_added_changed_removed_and_uses_observed_version() {
+        let p = run(
+            vec![located(
+                "app",
+                "api",
+                &[("a", "1"), ("b", "new"), ("c", "3")],
+            )],
+            vec![(
+                loc("app"),
+                present(7, &[("b", "old"), ("c", "3"), ("d", "4")], ours("api")),
+            )],
+            false,
+        );
+        assert_eq!(
+            p.changes[0].action,
+            Action::Update {
+                added: vec!["a".into()],
+                changed: vec!["b".into()],
+                removed: vec!["d".into()],
+                metadata_only: false
+            }
+        );
+        let w = p.changes[0].write.as_ref().unwrap();
+        assert_eq!(w.cas, Some(7));
+        assert!(
+            w.metadata.is_none(),
+            "marker already right: no metadata write"
+        );
+    }
+
+    #[test]
+    fn non_string_observed_value_counts_as_changed() {
+        let mut obs = ObservedSecret {
+            version: 1,
+            custom_metadata: ours("api"),
+            ..Default::default()
+        };
+        obs.data.insert("k".into(), None);
+        let p = run(
+            vec![located("app", "api", &[("k", "v")])],
+            vec![(loc("app"), Observed::Present(obs))],
+            false,
+        );
+        assert!(
+            matches!(&p.changes[0].action, Action::Update { changed, .. } if changed == &["k"])
+        );
+    }
+
+    #[test]
+    fn unowned_path_is_a_conflict_unless_adopted() {
+        let user_md = BTreeMap::from([("team".to_owned(), "x".to_owned())]);
+        let obs = || vec![(loc("app"), present(2, &[("k", "v")], user_md.clone()))];
+        let p = run(vec![located("app", "api", &[("k", "v")])], obs(), false);
+        assert!(
+            matches!(&p.changes[0].action, Action::Conflict { reason } if reason.contains("--adopt"))
+        );
+        assert!(p.changes[0].write.is_none());
+        assert!(p.has_failures());
+
+        let p = run(vec![located("app", "api", &[("k", "v")])], obs(), true);
+        assert!(matches!(
+            p.changes[0].action,
+            Action::Update {
+                metadata_only: true,
+                ..
+            }
+        ));
+        let w = p.changes[0].write.as_ref().unwrap();
+        assert!(w.data.is_none());
+        let md = w.metadata.as_ref().unwrap();
+        assert_eq!(md["team"], "x", "user metadata kept");
+        assert_eq!(md[MANAGED_BY_KEY], "vault-sync");
+    }
+
+    #[test]
+    fn other_owner_and_other_manager_are_conflicts_even_with_adopt() {
+        let other = ours("web");
+        let foreign = BTreeMap::from([(MANAGED_BY_KEY.to_owned(), "external-secrets".to_owned())]);
+        for md in [other, foreign] {
+            let p = run(
+                vec![located("app", "api", &[("k", "v")])],
+                vec![(loc("app"), present(1, &[("k", "v")], md))],
+                true,
+            );
+            assert!(
+                matches!(p.changes[0].action, Action::Conflict { .. }),
+                "{:?}",
+                p.changes[0]
+            );
+        }
+    }
+
+    #[test]
+    fn two_deployments_one_path_conflict_for_both() {
+        let p = run(
+            vec![
+                located("app", "api", &[("k", "v")]),
+                located("app", "web", &[("k", "w")]),
+            ],
+            vec![(loc("app"), Observed::Absent)],
+            false,
+        );
+        assert_eq!(p.changes.len(), 2);
+        for c in &p.changes {
+            assert!(
+                matches!(&c.action, Action::Conflict { reason } if reason.contains("also wanted by"))
+            );
+        }
+        assert!(!p.has_changes());
+    }
+
+    #[test]
+    fn soft_deleted_own_path_is_recreated_with_current_version() {
+        let obs = Observed::Present(ObservedSecret {
+            version: 4,
+            deleted: true,
+            data: BTreeMap::new(),
+            custom_metadata: ours("api"),
+        });
+        let p = run(
+            vec![located("app", "api", &[("k", "v")])],
+            vec![(loc("app"), obs)],
+            false,
+        );
+        assert!(matches!(p.changes[0].action, Action::Create { .. }));
+        assert_eq!(p.changes[0].write.as_ref().unwrap().cas, Some(4));
+    }
+
+    #[test]
+    fn preserve_flag_change_is_a_metadata_only_update() {
+        let mut l = located("app", "api", &[("k", "v")]);
+        l.desired.preserve_on_delete = true;
+        let p = run(
+            vec![l],
+            vec![(loc("app"), present(1, &[("k", "v")], ours("api")))],
+            false,
+        );
+        assert!(matches!(
+            p.changes[0].action,
+            Action::Update {
+                metadata_only: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn read_failures_and_problems_become_errors() {
+        let p = plan(
+            vec![located("app", "api", &[("k", "v")])],
+            vec![Problem {
+                owner: owner("web"),
+                path: Some("secret/web".into()),
+                secret: Some("db".into()),
+                kind: "secret_not_found",
+                message: "Secret shop/db not found".into(),
+            }],
+            vec![],
+            &BTreeMap::from([(
+                loc("app"),
+                Observed::Failed {
+                    kind: "permission_denied",
+                    message: "403".into(),
+                },
+            )]),
+            &BTreeMap::new(),
+            &PlanOptions::default(),
+        );
+        let kinds: Vec<_> = p.changes.iter().map(|c| c.action.name()).collect();
+        assert_eq!(kinds, ["error", "error"]);
+        assert_eq!(p.summary().error, 2);
+        assert!(p.has_failures());
+    }
+
+    #[test]
+    fn kv1_ownership_comes_from_the_index() {
+        let mut l = located("app", "api", &[("k", "v")]);
+        l.location.version = KvVersion::V1;
+        let obs = BTreeMap::from([(
+            l.location.clone(),
+            present(0, &[("k", "old")], BTreeMap::new()),
+        )]);
+        let index = BTreeMap::from([(l.location.clone(), owner("api"))]);
+        let p = plan(
+            vec![l.clone()],
+            vec![],
+            vec![],
+            &obs,
+            &index,
+            &PlanOptions::default(),
+        );
+        let w = p.changes[0].write.as_ref().unwrap();
+        assert_eq!((w.cas, w.metadata.is_none()), (None, true));
+        let p = plan(
+            vec![l],
+            vec![],
+            vec![],
+            &obs,
+            &BTreeMap::new(),
+            &PlanOptions::default(),
+        );
+        assert!(matches!(p.changes[0].action, Action::Conflict { .. }));
+    }
+}

@@ -1,0 +1,264 @@
+//! Kubernetes adapter: the only module that talks to the API server.
+//! Named `k8s` so that it does not shadow the `kube` crate.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PodSpec, Secret};
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::core::annotations;
+use crate::core::desired::SecretFetch;
+
+/// Page size for listings: large enough to keep requests few, small enough
+/// to keep a page's memory bounded.
+pub const PAGE_SIZE: u32 = 500;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KubeError {
+    #[error("Kubernetes configuration: {0}")]
+    Config(String),
+    #[error(
+        "Kubernetes RBAC forbids {verb} {resource}{scope}: {message}; grant it in the ClusterRole (see cronjob/)"
+    )]
+    Forbidden {
+        verb: &'static str,
+        resource: &'static str,
+        scope: String,
+        message: String,
+    },
+    #[error("{resource}{scope} not found")]
+    NotFound {
+        resource: &'static str,
+        scope: String,
+    },
+    #[error(
+        "cannot reach the Kubernetes API server: {0}; check the kubeconfig/context and the network"
+    )]
+    Unreachable(String),
+    #[error("Kubernetes API answered {code} to {verb} {resource}{scope}: {message}")]
+    Api {
+        code: u16,
+        verb: &'static str,
+        resource: &'static str,
+        scope: String,
+        message: String,
+    },
+}
+
+impl KubeError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::Forbidden { .. } => "forbidden",
+            Self::NotFound { .. } => "not_found",
+            Self::Unreachable(_) => "unreachable",
+            Self::Api { .. } => "unknown",
+        }
+    }
+
+    fn from_kube(
+        e: kube::Error,
+        verb: &'static str,
+        resource: &'static str,
+        scope: String,
+    ) -> Self {
+        match e {
+            kube::Error::Api(status) => match status.code {
+                403 => Self::Forbidden {
+                    verb,
+                    resource,
+                    scope,
+                    message: status.message,
+                },
+                404 => Self::NotFound { resource, scope },
+                code => Self::Api {
+                    code,
+                    verb,
+                    resource,
+                    scope,
+                    message: status.message,
+                },
+            },
+            other => Self::Unreachable(error_chain(&other)),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// Builds a client: an explicit kubeconfig/context, else `$KUBECONFIG` or
+/// `~/.kube/config`, else the in-cluster service account.
+pub async fn connect(
+    kubeconfig: Option<&PathBuf>,
+    context: Option<&str>,
+) -> Result<Client, KubeError> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| KubeError::Config(format!("cannot read {}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| KubeError::Config(e.to_string()))?
+        }
+        None if context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| KubeError::Config(format!("no kubeconfig and not in a cluster: {e}")))?,
+    };
+    Client::try_from(config).map_err(|e| KubeError::Config(error_chain(&e)))
+}
+
+/// The parts of a Deployment vault-sync reads; the rest is dropped at once
+/// so that memory follows the annotated Deployments, not the whole cluster.
+#[derive(Debug, Clone)]
+pub struct DeploymentView {
+    pub namespace: String,
+    pub name: String,
+    pub annotations: BTreeMap<String, String>,
+    pub pod: Option<PodSpec>,
+}
+
+impl DeploymentView {
+    fn from_deployment(d: Deployment) -> Option<Self> {
+        let annotations = d.metadata.annotations.unwrap_or_default();
+        if !annotations.contains_key(annotations::PATH) {
+            return None;
+        }
+        Some(Self {
+            namespace: d.metadata.namespace.unwrap_or_default(),
+            name: d.metadata.name.unwrap_or_default(),
+            annotations,
+            pod: d.spec.template.spec,
+        })
+    }
+}
+
+/// The annotated Deployments, and whether the listing is complete.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub deployments: Vec<DeploymentView>,
+    /// Every scope listed in full. When false, nothing may be deleted: a
+    /// missing Deployment may just be a page that failed.
+    pub complete: bool,
+    pub failures: Vec<KubeError>,
+    /// API requests sent (pages).
+    pub requests: usize,
+}
+
+/// Lists annotated Deployments in `namespaces` (all when empty), paged.
+pub async fn list_deployments(
+    client: &Client,
+    namespaces: &[String],
+    selector: Option<&str>,
+) -> Listing {
+    let mut listing = Listing {
+        complete: true,
+        ..Default::default()
+    };
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    for ns in scopes {
+        let api: Api<Deployment> = match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let scope = match ns {
+            Some(ns) => format!(" in namespace {ns}"),
+            None => " in all namespaces".to_owned(),
+        };
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        if let Some(sel) = selector {
+            params = params.labels(sel);
+        }
+        loop {
+            listing.requests += 1;
+            match api.list(&params).await {
+                Ok(page) => {
+                    let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+                    listing.deployments.extend(
+                        page.items
+                            .into_iter()
+                            .filter_map(DeploymentView::from_deployment),
+                    );
+                    match next {
+                        Some(token) => params = params.continue_token(&token),
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    // A 410 means the continue token expired mid-listing; the
+                    // listing is incomplete either way, and the next run
+                    // starts afresh.
+                    listing.complete = false;
+                    listing.failures.push(KubeError::from_kube(
+                        e,
+                        "list",
+                        "deployments",
+                        scope.clone(),
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    listing
+        .deployments
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    listing
+}
+
+/// Reads one Secret.
+pub async fn get_secret(client: &Client, namespace: &str, name: &str) -> SecretFetch {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match api.get(name).await {
+        Ok(secret) => SecretFetch::Found(
+            secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect(),
+        ),
+        Err(e) => match KubeError::from_kube(e, "get", "secrets", format!(" {namespace}/{name}")) {
+            KubeError::NotFound { .. } => SecretFetch::NotFound,
+            other => SecretFetch::Failed {
+                kind: other.metric_label(),
+                message: other.to_string(),
+            },
+        },
+    }
+}
+
+/// Reads one Deployment; `Ok(None)` if it does not exist.
+pub async fn get_deployment(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Deployment>, KubeError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    api.get_opt(name)
+        .await
+        .map_err(|e| KubeError::from_kube(e, "get", "deployments", format!(" {namespace}/{name}")))
+}

@@ -1,0 +1,59 @@
+//! Rendering: the only place that writes to stdout. It sees key names,
+//! actions and messages, never a secret value.
+
+pub mod json;
+pub mod progress;
+pub mod table;
+
+use std::collections::BTreeMap;
+
+use crate::core::plan::Plan;
+use crate::k8s::KubeError;
+use crate::vault::VaultError;
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// What a command produced, ready to render.
+pub struct Report<'a> {
+    pub command: &'static str,
+    pub plan: &'a Plan,
+    pub listing_failures: &'a [KubeError],
+    /// `None` for a plan; for a run, the writes that failed by change index.
+    pub applied: Option<&'a BTreeMap<usize, VaultError>>,
+    /// Show unchanged paths too (`-v`).
+    pub show_unchanged: bool,
+}
+
+pub fn emit(report: &Report<'_>, format: OutputFormat) {
+    let text = match format {
+        OutputFormat::Table => table::render(report, table::use_colour()),
+        OutputFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&json::render(report)).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+    };
+    print_stdout(&text);
+}
+
+/// Writes to stdout, ignoring a closed pipe (`vault-sync plan | head`).
+#[allow(clippy::print_stdout)]
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Writes a line to stderr (prompts, fatal errors before logging is up).
+#[allow(clippy::print_stderr)]
+pub fn print_stderr(text: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}

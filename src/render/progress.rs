@@ -1,0 +1,73 @@
+//! Progress bars on stderr, only where a person watches: a TTY, not `-q`.
+//! CronJob and CI logs get none (and no escape codes).
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Below this many items a stage is too quick for a bar to help.
+const MIN_ITEMS_FOR_BAR: u64 = 20;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    enabled: bool,
+}
+
+impl Progress {
+    /// Enabled when stderr is a terminal and output is not quieted.
+    pub fn detect(quiet: bool) -> Self {
+        Self {
+            enabled: !quiet && std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn hidden() -> Self {
+        Self { enabled: false }
+    }
+
+    pub fn bar(&self, label: &str, len: u64) -> Stage {
+        if !self.enabled || len < MIN_ITEMS_FOR_BAR {
+            return Stage(None);
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(label.to_owned());
+        Stage(Some(bar))
+    }
+
+    pub fn spinner(&self, label: &str) -> Stage {
+        if !self.enabled {
+            return Stage(None);
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(label.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Stage(Some(bar))
+    }
+}
+
+/// One stage's bar (or nothing).
+pub struct Stage(Option<ProgressBar>);
+
+impl Stage {
+    pub fn inc(&self) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}

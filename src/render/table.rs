@@ -1,0 +1,149 @@
+//! Terraform-style human output: a table of changes and a summary line.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{Cell, Color, ContentArrangement, Table};
+
+use super::Report;
+use crate::core::plan::Action;
+
+/// Colour only on a terminal, and never with `NO_COLOR` set.
+pub fn use_colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn symbol(action: &Action) -> (&'static str, Color) {
+    match action {
+        Action::Create { .. } => ("+", Color::Green),
+        Action::Update { .. } => ("~", Color::Yellow),
+        Action::Unchanged => ("=", Color::DarkGrey),
+        Action::Conflict { .. } | Action::Error { .. } => ("!", Color::Red),
+    }
+}
+
+fn detail(action: &Action) -> String {
+    match action {
+        Action::Create { keys } => format!("keys: {}", list(keys)),
+        Action::Update {
+            added,
+            changed,
+            removed,
+            metadata_only,
+        } => {
+            if *metadata_only {
+                return "ownership metadata only".into();
+            }
+            let mut parts = Vec::new();
+            if !added.is_empty() {
+                parts.push(format!("+ {}", list(added)));
+            }
+            if !changed.is_empty() {
+                parts.push(format!("~ {}", list(changed)));
+            }
+            if !removed.is_empty() {
+                parts.push(format!("- {}", list(removed)));
+            }
+            parts.join("  ")
+        }
+        Action::Unchanged => String::new(),
+        Action::Conflict { reason } => reason.clone(),
+        Action::Error { message, .. } => message.clone(),
+    }
+}
+
+fn list(keys: &[String]) -> String {
+    if keys.is_empty() {
+        "(none)".into()
+    } else {
+        keys.join(", ")
+    }
+}
+
+pub fn render(report: &Report<'_>, colour: bool) -> String {
+    let plan = report.plan;
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(vec!["", "PATH", "DEPLOYMENT", "ACTION", "DETAIL"]);
+    if !colour {
+        table.force_no_tty();
+    } else {
+        table.enforce_styling();
+    }
+    let mut rows = 0;
+    for (i, change) in plan.changes.iter().enumerate() {
+        if change.action == Action::Unchanged && !report.show_unchanged {
+            continue;
+        }
+        let (sym, color) = symbol(&change.action);
+        let failed = report.applied.and_then(|a| a.get(&i));
+        let (action, detail) = match failed {
+            Some(e) => (format!("{} FAILED", change.action.name()), e.to_string()),
+            None => (change.action.name().to_owned(), detail(&change.action)),
+        };
+        let sym_cell = if colour {
+            Cell::new(sym).fg(if failed.is_some() { Color::Red } else { color })
+        } else {
+            Cell::new(sym)
+        };
+        table.add_row(vec![
+            sym_cell,
+            Cell::new(&change.path),
+            Cell::new(change.owner.short()),
+            Cell::new(action),
+            Cell::new(detail),
+        ]);
+        rows += 1;
+    }
+
+    let mut out = String::new();
+    if rows > 0 {
+        let _ = writeln!(out, "{table}");
+    }
+    for failure in report.listing_failures {
+        let _ = writeln!(out, "! listing incomplete: {failure}");
+    }
+    for note in &plan.notes {
+        let _ = writeln!(out, "note: {}: {}", note.owner.short(), note.message);
+    }
+    let s = plan.summary();
+    match report.applied {
+        None => {
+            let _ = writeln!(
+                out,
+                "Plan: {} to create, {} to update, {} unchanged, {} conflicts, {} errors.",
+                s.create, s.update, s.unchanged, s.conflict, s.error
+            );
+            if !plan.has_changes() && !plan.has_failures() && report.listing_failures.is_empty() {
+                let _ = writeln!(out, "No changes. Vault matches the Deployments.");
+            }
+        }
+        Some(failed) => {
+            let _ = writeln!(
+                out,
+                "Apply: {} created, {} updated, {} unchanged, {} conflicts, {} errors, {} writes failed.",
+                s.create - count_failed(report, |a| matches!(a, Action::Create { .. })),
+                s.update - count_failed(report, |a| matches!(a, Action::Update { .. })),
+                s.unchanged,
+                s.conflict,
+                s.error,
+                failed.len()
+            );
+        }
+    }
+    out
+}
+
+fn count_failed(report: &Report<'_>, pred: impl Fn(&Action) -> bool) -> usize {
+    report
+        .applied
+        .map(|a| {
+            a.keys()
+                .filter(|i| pred(&report.plan.changes[**i].action))
+                .count()
+        })
+        .unwrap_or(0)
+}

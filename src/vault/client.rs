@@ -1,0 +1,320 @@
+//! The HTTP side of Vault: one client, retries, token handling.
+//!
+//! vaultrs builds the HTTP client (so `VAULT_CACERT`, client certificates and
+//! `VAULT_SKIP_VERIFY` are honoured the way its users expect) and performs the
+//! logins. KV reads and writes go through the same `reqwest::Client` directly,
+//! because vaultrs' KV helpers split content and metadata into two requests
+//! and hide status codes, which vault-sync needs for typed errors.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::RwLock;
+use vaultrs::client::{VaultClient, VaultClientSettings};
+use zeroize::Zeroizing;
+
+use super::auth::AuthMethod;
+use super::error::{VaultError, error_messages};
+use crate::metrics::Metrics;
+
+/// How to reach Vault. Built by the CLI from flags and `VAULT_*`/`BAO_*`.
+#[derive(Clone)]
+pub struct VaultConfig {
+    pub addr: String,
+    pub namespace: Option<String>,
+    /// PEM bundle(s) to trust (VAULT_CACERT, or every file of VAULT_CAPATH).
+    pub ca_certs: Vec<String>,
+    pub client_cert: Option<(String, String)>,
+    pub skip_verify: bool,
+    /// Bound on one request, and on all retries of one operation together.
+    pub timeout: Duration,
+    pub auth: AuthMethod,
+}
+
+impl std::fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultConfig")
+            .field("addr", &self.addr)
+            .field("namespace", &self.namespace)
+            .field("auth", &self.auth.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response: status and parsed JSON body (`Null` when empty).
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+/// A logged-in Vault client.
+pub struct Vault {
+    login_client: VaultClient,
+    http: reqwest::Client,
+    addr: String,
+    namespace: Option<String>,
+    token: RwLock<Zeroizing<String>>,
+    auth: AuthMethod,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Vault {
+    /// Builds the client and logs in.
+    pub async fn connect(config: VaultConfig, metrics: Arc<Metrics>) -> Result<Self, VaultError> {
+        let addr = config.addr.trim_end_matches('/').to_owned();
+        let url = reqwest::Url::parse(&addr)
+            .map_err(|e| VaultError::Config(format!("invalid Vault address {addr:?}: {e}")))?;
+        if config.skip_verify {
+            tracing::warn!(
+                "TLS certificate verification for Vault is DISABLED (VAULT_SKIP_VERIFY); anyone on the network path can read the secrets vault-sync sends"
+            );
+        }
+        let identity = match &config.client_cert {
+            None => None,
+            Some((cert, key)) => {
+                let mut pem = std::fs::read(cert).map_err(|e| {
+                    VaultError::Config(format!("cannot read client certificate {cert}: {e}"))
+                })?;
+                pem.extend(std::fs::read(key).map_err(|e| {
+                    VaultError::Config(format!("cannot read client key {key}: {e}"))
+                })?);
+                Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    VaultError::Config(format!("invalid client certificate/key {cert}, {key}: {e}"))
+                })?)
+            }
+        };
+        for ca in &config.ca_certs {
+            if !std::path::Path::new(ca).is_file() {
+                return Err(VaultError::Config(format!(
+                    "CA certificate file {ca} does not exist (VAULT_CACERT/VAULT_CAPATH)"
+                )));
+            }
+        }
+        let settings = VaultClientSettings {
+            address: url,
+            ca_certs: config.ca_certs.clone(),
+            identity,
+            timeout: Some(config.timeout),
+            token: String::new(),
+            verify: !config.skip_verify,
+            version: 1,
+            wrapping: false,
+            namespace: config.namespace.clone(),
+            proxy: None,
+        };
+        let login_client = VaultClient::new(settings)
+            .map_err(|e| VaultError::Config(format!("cannot build the Vault HTTP client: {e}")))?;
+        let http = login_client.http.http.clone();
+        let vault = Self {
+            login_client,
+            http,
+            addr,
+            namespace: config.namespace,
+            token: RwLock::new(Zeroizing::new(String::new())),
+            auth: config.auth,
+            timeout: config.timeout,
+            metrics,
+        };
+        vault.login().await?;
+        Ok(vault)
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn auth_method(&self) -> &AuthMethod {
+        &self.auth
+    }
+
+    /// Logs in (again) with the configured method and stores the token.
+    pub async fn login(&self) -> Result<(), VaultError> {
+        let method = self.auth.name();
+        let result = self
+            .with_retry(|| self.auth.login(&self.login_client, &self.addr))
+            .await;
+        let outcome = if result.is_ok() { "success" } else { "failure" };
+        self.metrics
+            .auth_attempts
+            .with_label_values(&[method, outcome])
+            .inc();
+        *self.token.write().await = result?;
+        Ok(())
+    }
+
+    /// Retries `op` with jittered exponential backoff while it fails with a
+    /// retryable error, within the configured total time.
+    async fn with_retry<T, F, Fut>(&self, mut op: F) -> Result<T, VaultError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Attempt>>,
+    {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Retry(e)) => {
+                    let jitter = Duration::from_millis(u64::from(rand_jitter_ms()));
+                    if started.elapsed() + delay + jitter >= self.timeout {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, delay_ms = delay.as_millis() as u64, "retrying Vault request");
+                    tokio::time::sleep(delay + jitter).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Sends one API request (`path` without `/v1/`), retrying transient
+    /// failures, and logging in again once if the token has expired.
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Zeroizing<Vec<u8>>>,
+        content_type: &str,
+    ) -> Result<Reply, VaultError> {
+        let reply = self
+            .with_retry(|| self.send_once(method.clone(), path, body, content_type))
+            .await?;
+        if reply.status == StatusCode::FORBIDDEN
+            && self.auth.can_relogin()
+            && !self.token_is_valid().await
+        {
+            tracing::info!("Vault token expired or was revoked; logging in again");
+            self.login().await?;
+            return self
+                .with_retry(|| self.send_once(method.clone(), path, body, content_type))
+                .await;
+        }
+        Ok(reply)
+    }
+
+    async fn token_is_valid(&self) -> bool {
+        matches!(
+            self.with_retry(|| self.send_once(Method::GET, "auth/token/lookup-self", None, "application/json"))
+                .await,
+            Ok(Reply { status, .. }) if status.is_success()
+        )
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Zeroizing<Vec<u8>>>,
+        content_type: &str,
+    ) -> Result<Reply, Attempt> {
+        let url = format!("{}/v1/{}", self.addr, path);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .timeout(self.timeout)
+            .header("X-Vault-Request", "true");
+        {
+            let token = self.token.read().await;
+            if !token.is_empty() {
+                req = req.header("X-Vault-Token", token.as_str());
+            }
+        }
+        if let Some(ns) = &self.namespace {
+            req = req.header("X-Vault-Namespace", ns);
+        }
+        if let Some(body) = body {
+            // reqwest takes its own copy of the bytes; that copy cannot be
+            // zeroized, but it lives only for the duration of the request.
+            req = req.header("Content-Type", content_type).body(body.to_vec());
+        }
+        let response = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.record_vault_request(method.as_str(), None);
+                return Err(Attempt::Retry(VaultError::Connection {
+                    addr: self.addr.clone(),
+                    message: describe_reqwest_error(&e),
+                }));
+            }
+        };
+        let status = response.status();
+        self.metrics
+            .record_vault_request(method.as_str(), Some(status.as_u16()));
+        let bytes = response.bytes().await.map_err(|e| {
+            Attempt::Retry(VaultError::Connection {
+                addr: self.addr.clone(),
+                message: describe_reqwest_error(&e),
+            })
+        })?;
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        match status.as_u16() {
+            429 | 500 | 502 | 504 => Err(Attempt::Retry(VaultError::Status {
+                status: status.as_u16(),
+                operation: method_name(&method),
+                path: path.to_owned(),
+                message: error_messages(&body),
+            })),
+            503 => {
+                let sealed = error_messages(&body).contains("sealed");
+                Err(Attempt::Retry(if sealed {
+                    VaultError::Sealed
+                } else {
+                    VaultError::Status {
+                        status: 503,
+                        operation: method_name(&method),
+                        path: path.to_owned(),
+                        message: error_messages(&body),
+                    }
+                }))
+            }
+            _ => Ok(Reply { status, body }),
+        }
+    }
+}
+
+/// One attempt's failure: worth retrying or not.
+pub(crate) enum Attempt {
+    Retry(VaultError),
+    Final(VaultError),
+}
+
+fn method_name(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "read",
+        Method::DELETE => "delete",
+        Method::PATCH => "patch",
+        _ if m.as_str() == "LIST" => "list",
+        _ => "write",
+    }
+}
+
+/// reqwest's top-level message is generic ("error sending request"); the
+/// cause chain says what happened (refused, TLS, timeout).
+fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    // reqwest includes the URL, which is fine (paths are not secret).
+    msg
+}
+
+/// 0–99 ms of jitter without a dependency on a random-number crate: the
+/// sub-second clock is random enough to spread retries of concurrent tasks.
+fn rand_jitter_ms() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 100)
+        .unwrap_or(0)
+}

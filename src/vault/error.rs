@@ -1,0 +1,72 @@
+//! Typed Vault errors, classified from status codes and Vault's error body,
+//! never from guessing at message substrings.
+
+/// A Vault request that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VaultError {
+    #[error(
+        "cannot reach Vault at {addr}: {message}; check VAULT_ADDR, the network path and TLS settings (VAULT_CACERT)"
+    )]
+    Connection { addr: String, message: String },
+    #[error("Vault login with the {method} auth method failed: {message}")]
+    AuthFailed { method: String, message: String },
+    #[error(
+        "Vault denied {operation} on {path} (403 permission denied); the token's policy needs the {capability:?} capability on {path}, or the token has expired"
+    )]
+    PermissionDenied {
+        operation: &'static str,
+        path: String,
+        capability: &'static str,
+    },
+    #[error("{path} is not usable: {message}")]
+    InvalidPath { path: String, message: String },
+    #[error(
+        "{path} changed in Vault while vault-sync was writing it (check-and-set version mismatch); nothing was overwritten, run again to re-plan"
+    )]
+    CasMismatch { path: String },
+    #[error("Vault is sealed (503); unseal it, then run again")]
+    Sealed,
+    #[error("Vault answered {status} to {operation} {path}: {message}")]
+    Status {
+        status: u16,
+        operation: &'static str,
+        path: String,
+        message: String,
+    },
+    #[error("unexpected answer from Vault for {path}: {message}")]
+    Decode { path: String, message: String },
+    #[error("Vault configuration: {0}")]
+    Config(String),
+}
+
+impl VaultError {
+    /// Label for `vault_sync_vault_write_errors_total{error_type}` and the
+    /// JSON `error_type` field.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Connection { .. } | Self::Sealed => "connection_failed",
+            Self::AuthFailed { .. } => "auth_failed",
+            Self::PermissionDenied { .. } => "permission_denied",
+            Self::InvalidPath { .. } => "invalid_path",
+            Self::CasMismatch { .. } => "cas_mismatch",
+            Self::Status { .. } | Self::Decode { .. } | Self::Config(_) => "unknown",
+        }
+    }
+}
+
+/// Vault's JSON error body: `{"errors": ["..."]}`.
+pub(crate) fn error_messages(body: &serde_json::Value) -> String {
+    let msgs: Vec<&str> = body
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .map(|a| a.iter().filter_map(|m| m.as_str()).collect())
+        .unwrap_or_default();
+    if msgs.is_empty() {
+        "no error message".to_owned()
+    } else {
+        // Vault error strings never echo request bodies, so no secret value
+        // can come back through them; keep them short regardless.
+        let joined = msgs.join("; ");
+        joined.chars().take(500).collect()
+    }
+}

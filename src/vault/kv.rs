@@ -1,0 +1,287 @@
+//! KV operations: mount lookup, read (content + version + ownership in one
+//! request), check-and-set writes, deletes, metadata listing.
+
+use std::collections::BTreeMap;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use super::client::{Reply, Vault};
+use super::error::{VaultError, error_messages};
+use crate::core::plan::{Observed, ObservedSecret, Write};
+use crate::core::value::SecretValue;
+use crate::core::vault_path::{KvLocation, KvVersion, Mount};
+
+const JSON: &str = "application/json";
+
+impl Vault {
+    /// The mount holding `path`, from the server's mount table.
+    pub async fn lookup_mount(&self, path: &str) -> Result<Mount, VaultError> {
+        let api = format!("sys/internal/ui/mounts/{path}");
+        let reply = self.request(Method::GET, &api, None, JSON).await?;
+        match reply.status {
+            s if s.is_success() => {
+                let data = &reply.body["data"];
+                let mount_path = data["path"].as_str().unwrap_or_default().to_owned();
+                let engine = data["type"].as_str().unwrap_or_default().to_owned();
+                if mount_path.is_empty() {
+                    return Err(VaultError::InvalidPath {
+                        path: path.to_owned(),
+                        message: "no secrets engine is mounted there; check the mount with `vault secrets list`".into(),
+                    });
+                }
+                let version = data["options"]["version"].as_str().unwrap_or("1");
+                let kv_version = match engine.as_str() {
+                    "kv" if version == "2" => Some(KvVersion::V2),
+                    "kv" | "generic" => Some(KvVersion::V1),
+                    _ => None,
+                };
+                Ok(Mount {
+                    path: mount_path,
+                    engine,
+                    kv_version,
+                })
+            }
+            // Vault answers 403 both when no mount exists at the path and
+            // when the token may not read the mount table entry; say both.
+            StatusCode::FORBIDDEN => Err(VaultError::InvalidPath {
+                path: path.to_owned(),
+                message: format!(
+                    "no secrets engine is mounted there, or the token lacks \"read\" on sys/internal/ui/mounts/{path}; check `vault secrets list` and the policy"
+                ),
+            }),
+            status => Err(unexpected(status, "read", &api, &reply.body)),
+        }
+    }
+
+    /// Reads content, version and ownership of one path.
+    pub async fn read(&self, loc: &KvLocation) -> Result<Observed, VaultError> {
+        let api = loc.data_path();
+        let reply = self.request(Method::GET, &api, None, JSON).await?;
+        match (loc.version, reply.status) {
+            (_, StatusCode::FORBIDDEN) => Err(VaultError::PermissionDenied {
+                operation: "read",
+                path: api,
+                capability: "read",
+            }),
+            (KvVersion::V1, s) if s.is_success() => Ok(Observed::Present(ObservedSecret {
+                version: 0,
+                deleted: false,
+                data: observed_data(&reply.body["data"]),
+                custom_metadata: BTreeMap::new(),
+            })),
+            (KvVersion::V2, s) if s.is_success() || s == StatusCode::NOT_FOUND => {
+                Ok(parse_v2_read(&reply))
+            }
+            (KvVersion::V1, StatusCode::NOT_FOUND) => Ok(Observed::Absent),
+            (_, status) => Err(unexpected(status, "read", &api, &reply.body)),
+        }
+    }
+
+    /// Applies one planned write. KV v2 content is written with
+    /// check-and-set first, then the ownership metadata: a path is never
+    /// marked as ours unless our create won the race for it.
+    pub async fn write(&self, loc: &KvLocation, write: &Write) -> Result<(), VaultError> {
+        if let Some(data) = &write.data {
+            let mut map = Map::new();
+            for (k, v) in data {
+                map.insert(k.clone(), Value::String(v.expose().to_owned()));
+            }
+            let body = match (loc.version, write.cas) {
+                (KvVersion::V2, Some(cas)) => json!({"data": map, "options": {"cas": cas}}),
+                (KvVersion::V2, None) => json!({ "data": map }),
+                (KvVersion::V1, _) => Value::Object(map),
+            };
+            let bytes =
+                Zeroizing::new(serde_json::to_vec(&body).map_err(|e| VaultError::Decode {
+                    path: loc.to_string(),
+                    message: e.to_string(),
+                })?);
+            drop(body);
+            let api = loc.data_path();
+            let reply = self.request(Method::POST, &api, Some(&bytes), JSON).await?;
+            check_write(&reply, &api, loc)?;
+        }
+        if let (KvVersion::V2, Some(metadata)) = (loc.version, &write.metadata) {
+            let body = Zeroizing::new(
+                serde_json::to_vec(&json!({ "custom_metadata": metadata })).map_err(|e| {
+                    VaultError::Decode {
+                        path: loc.to_string(),
+                        message: e.to_string(),
+                    }
+                })?,
+            );
+            let api = loc.metadata_path();
+            let reply = self.request(Method::POST, &api, Some(&body), JSON).await?;
+            check_write(&reply, &api, loc)?;
+        }
+        Ok(())
+    }
+
+    /// Reads only the custom_metadata (for the ownership check right before
+    /// a delete). `None` when the path has no metadata.
+    pub async fn read_metadata(
+        &self,
+        loc: &KvLocation,
+    ) -> Result<Option<BTreeMap<String, String>>, VaultError> {
+        let api = loc.metadata_path();
+        let reply = self.request(Method::GET, &api, None, JSON).await?;
+        match reply.status {
+            s if s.is_success() => Ok(Some(string_map(&reply.body["data"]["custom_metadata"]))),
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::FORBIDDEN => Err(VaultError::PermissionDenied {
+                operation: "read",
+                path: api,
+                capability: "read",
+            }),
+            status => Err(unexpected(status, "read", &api, &reply.body)),
+        }
+    }
+
+    /// Deletes a path. KV v2: soft delete of the current version (undo with
+    /// `vault kv undelete`), or with `destroy` every version and the metadata.
+    /// KV v1 has only hard delete.
+    pub async fn delete(&self, loc: &KvLocation, destroy: bool) -> Result<(), VaultError> {
+        let api = match (loc.version, destroy) {
+            (KvVersion::V2, true) => loc.metadata_path(),
+            _ => loc.data_path(),
+        };
+        let reply = self.request(Method::DELETE, &api, None, JSON).await?;
+        match reply.status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            StatusCode::FORBIDDEN => Err(VaultError::PermissionDenied {
+                operation: "delete",
+                path: api,
+                capability: "delete",
+            }),
+            status => Err(unexpected(status, "delete", &api, &reply.body)),
+        }
+    }
+
+    /// Reads a KV v2 secret as plain strings (for vault-sync's own records).
+    pub async fn read_raw(
+        &self,
+        loc: &KvLocation,
+    ) -> Result<Option<(u64, BTreeMap<String, String>)>, VaultError> {
+        let api = loc.data_path();
+        let reply = self.request(Method::GET, &api, None, JSON).await?;
+        match reply.status {
+            s if s.is_success() => {
+                let version = reply.body["data"]["metadata"]["version"]
+                    .as_u64()
+                    .unwrap_or(0);
+                Ok(Some((version, string_map(&reply.body["data"]["data"]))))
+            }
+            StatusCode::NOT_FOUND => {
+                let version = reply.body["data"]["metadata"]["version"].as_u64();
+                Ok(version.map(|v| (v, BTreeMap::new())))
+            }
+            StatusCode::FORBIDDEN => Err(VaultError::PermissionDenied {
+                operation: "read",
+                path: api,
+                capability: "read",
+            }),
+            status => Err(unexpected(status, "read", &api, &reply.body)),
+        }
+    }
+
+    /// Writes a KV v2 secret of plain strings with check-and-set.
+    pub async fn write_raw(
+        &self,
+        loc: &KvLocation,
+        data: &BTreeMap<String, String>,
+        cas: u64,
+    ) -> Result<(), VaultError> {
+        let api = loc.data_path();
+        let body = Zeroizing::new(
+            serde_json::to_vec(&json!({"data": data, "options": {"cas": cas}})).map_err(|e| {
+                VaultError::Decode {
+                    path: api.clone(),
+                    message: e.to_string(),
+                }
+            })?,
+        );
+        let reply = self.request(Method::POST, &api, Some(&body), JSON).await?;
+        check_write(&reply, &api, loc)
+    }
+}
+
+fn parse_v2_read(reply: &Reply) -> Observed {
+    let data = &reply.body["data"];
+    let metadata = &data["metadata"];
+    if !metadata.is_object() {
+        // 404 without a body: the path has never existed.
+        return Observed::Absent;
+    }
+    let deleted = metadata["destroyed"].as_bool().unwrap_or(false)
+        || metadata["deletion_time"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+        || data["data"].is_null();
+    Observed::Present(ObservedSecret {
+        version: metadata["version"].as_u64().unwrap_or(0),
+        deleted,
+        data: observed_data(&data["data"]),
+        custom_metadata: string_map(&metadata["custom_metadata"]),
+    })
+}
+
+fn observed_data(v: &Value) -> BTreeMap<String, Option<SecretValue>> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map(|s| SecretValue::new(s.to_owned())),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn check_write(reply: &Reply, api: &str, loc: &KvLocation) -> Result<(), VaultError> {
+    match reply.status {
+        s if s.is_success() => Ok(()),
+        StatusCode::FORBIDDEN => Err(VaultError::PermissionDenied {
+            operation: "write",
+            path: api.to_owned(),
+            capability: "create/update",
+        }),
+        StatusCode::BAD_REQUEST if error_messages(&reply.body).contains("check-and-set") => {
+            Err(VaultError::CasMismatch {
+                path: loc.to_string(),
+            })
+        }
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Err(VaultError::InvalidPath {
+            path: api.to_owned(),
+            message: format!(
+                "Vault answered {} ({}); is the mount still there and a KV engine?",
+                reply.status.as_u16(),
+                error_messages(&reply.body)
+            ),
+        }),
+        status => Err(unexpected(status, "write", api, &reply.body)),
+    }
+}
+
+fn unexpected(status: StatusCode, operation: &'static str, path: &str, body: &Value) -> VaultError {
+    VaultError::Status {
+        status: status.as_u16(),
+        operation,
+        path: path.to_owned(),
+        message: error_messages(body),
+    }
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The one test command (CI runs it through .ci/run): installs and starts the
+# real local stack (kube-apiserver + etcd, OpenBao, Pushgateway), then runs
+# rustfmt, clippy and the whole test suite against it, and stops the stack on
+# exit, success or failure.
+#
+# A stack that was already running before this script started (a developer's
+# tests/stack/up.sh) is reused and left running; set VAULT_SYNC_KEEP_STACK=1 to
+# keep a stack this script started, too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+T_START="$(date +%s)"
+section() { printf '\n===== %s ===== (+%ss)\n' "$*" "$(($(date +%s) - T_START))"; }
+
+section "rust tooling"
+cargo --version
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo fmt --version
+cargo clippy --version
+
+section "stack: install"
+tests/stack/install.sh
+
+# Was a stack already up (someone else's) before we start one?
+preexisting=0
+(
+  # shellcheck source=tests/stack/lib.sh
+  . tests/stack/lib.sh
+  [ -f "$STACK_DIR/stack.env" ] || exit 1
+  for name in "${STACK_PROCS[@]}"; do live_pid "$name" >/dev/null || exit 1; done
+) && preexisting=1
+
+stop_stack() {
+  local rc=$?
+  if [ "$preexisting" = 1 ] || [ "${VAULT_SYNC_KEEP_STACK:-0}" = 1 ]; then
+    section "stack: left running (stop it with tests/stack/down.sh)"
+  else
+    section "stack: down"
+    tests/stack/down.sh || rc=1
+  fi
+  if [ "$rc" = 0 ]; then
+    section "ALL PASSED"
+  else
+    section "FAILED (exit $rc)"
+  fi
+  exit "$rc"
+}
+trap stop_stack EXIT
+
+section "stack: up"
+tests/stack/up.sh
+
+# Tests read tests/stack/.env themselves too; exporting it makes the stack's
+# variables visible to every cargo step.
+# shellcheck source=/dev/null
+. tests/stack/.env
+
+section "cargo fmt --check"
+cargo fmt --all -- --check
+
+section "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+section "cargo test"
+cargo test --locked
+
+# ---------------------------------------------------------------------------
+# HOOK: extra checks go here, each under its own `section` header and bounded
+# in time (CI allows 90 minutes for the whole run), e.g.
+#   - a short fuzz run:       timeout 300 cargo fuzz run <target> -- -max_total_time=240
+#   - shell completions check: cargo run --locked -- completions bash >/dev/null
+# ---------------------------------------------------------------------------
