@@ -53,13 +53,46 @@ pub struct SyncArgs {
     /// Push metrics for `plan` too (by default only `run` pushes).
     #[arg(long)]
     pub push_metrics: bool,
+
+    /// Do not look for orphans: write only, delete nothing.
+    #[arg(long)]
+    pub no_prune: bool,
+
+    #[command(flatten)]
+    pub delete: DeleteArgs,
+}
+
+/// How orphans are deleted.
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// Delete orphans with all versions and metadata (default: soft delete
+    /// of the current version, undoable with `vault kv undelete`).
+    #[arg(long)]
+    pub destroy: bool,
+
+    /// Refuse every deletion of a run that would delete more than this many
+    /// paths (a guard against a mass deletion caused by a mistake).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub max_deletes: usize,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct PruneArgs {
-    /// Do not ask for confirmation.
+    /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
+
+    #[command(flatten)]
+    pub delete: DeleteArgs,
+
+    /// Rebuild the index from the ownership metadata of every path under
+    /// --scan, then prune as usual.
+    #[arg(long, requires = "scan")]
+    pub rebuild_index: bool,
+
+    /// Path prefix to scan with --rebuild-index, e.g. `secret/apps`.
+    #[arg(long, value_name = "PATH")]
+    pub scan: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,6 +138,17 @@ pub struct GlobalArgs {
     /// under `<mount>/clusters/<name>/`.
     #[arg(long, global = true, env = "VAULT_SYNC_CLUSTER_NAME", value_parser = parse_cluster_name, help_heading = "Kubernetes")]
     pub cluster_name: Option<String>,
+
+    /// KV v2 mount holding vault-sync's index of owned paths
+    /// (at `<mount>/vault-sync/index/<cluster>`).
+    #[arg(
+        long,
+        global = true,
+        default_value = "secret",
+        env = "VAULT_SYNC_INDEX_MOUNT",
+        help_heading = "Vault"
+    )]
+    pub index_mount: String,
 
     // --- Vault ---
     /// Vault address (also BAO_ADDR; default https://127.0.0.1:8200).

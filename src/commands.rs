@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cli::{Cli, Command, GlobalArgs, SyncArgs};
+use crate::cli::{Cli, Command, DeleteArgs, GlobalArgs, PruneArgs, SyncArgs};
 use crate::core::ownership::Owner;
 use crate::core::plan::{Action, Plan};
-use crate::engine::{Engine, Scope};
+use crate::engine::{Applied, Engine, Prepared, Scope};
 use crate::k8s::{self, KubeError};
 use crate::metrics::Metrics;
 use crate::render::progress::Progress;
@@ -51,9 +51,10 @@ impl CommandError {
 
 pub async fn execute(cli: Cli) -> Result<Exit, CommandError> {
     match cli.command {
-        Command::Plan(args) => sync(&cli.global, &args, false).await,
-        Command::Run(args) => sync(&cli.global, &args, true).await,
-        Command::Prune(_) | Command::Check => {
+        Command::Plan(args) => sync(&cli.global, &Mode::Plan(args)).await,
+        Command::Run(args) => sync(&cli.global, &Mode::Run(args)).await,
+        Command::Prune(args) => sync(&cli.global, &Mode::Prune(args)).await,
+        Command::Check => {
             render::print_stderr("not implemented yet");
             Ok(Exit::Failure)
         }
@@ -71,7 +72,35 @@ pub async fn execute(cli: Cli) -> Result<Exit, CommandError> {
     }
 }
 
-fn scope(global: &GlobalArgs, args: &SyncArgs) -> Scope {
+/// The three commands that share the read phase.
+enum Mode {
+    Plan(SyncArgs),
+    Run(SyncArgs),
+    Prune(PruneArgs),
+}
+
+impl Mode {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Plan(_) => "plan",
+            Self::Run(_) => "run",
+            Self::Prune(_) => "prune",
+        }
+    }
+
+    fn delete_args(&self) -> &DeleteArgs {
+        match self {
+            Self::Plan(a) | Self::Run(a) => &a.delete,
+            Self::Prune(a) => &a.delete,
+        }
+    }
+}
+
+fn scope(global: &GlobalArgs, mode: &Mode) -> Scope {
+    let (adopt, prune) = match mode {
+        Mode::Plan(a) | Mode::Run(a) => (a.adopt, !a.no_prune),
+        Mode::Prune(_) => (false, true),
+    };
     Scope {
         cluster: global
             .cluster_name
@@ -81,7 +110,11 @@ fn scope(global: &GlobalArgs, args: &SyncArgs) -> Scope {
         namespaces: global.namespaces.clone(),
         selector: global.selector.clone(),
         concurrency: usize::from(global.concurrency),
-        adopt: args.adopt,
+        adopt,
+        prune,
+        destroy: mode.delete_args().destroy,
+        max_deletes: mode.delete_args().max_deletes,
+        index_mount: global.index_mount.clone(),
     }
 }
 
@@ -104,11 +137,11 @@ async fn connect(
     Ok((kube, vault))
 }
 
-/// `plan` and `run`.
-async fn sync(global: &GlobalArgs, args: &SyncArgs, apply: bool) -> Result<Exit, CommandError> {
+/// `plan`, `run` and `prune`.
+async fn sync(global: &GlobalArgs, mode: &Mode) -> Result<Exit, CommandError> {
     let started = Instant::now();
     let metrics = Arc::new(Metrics::new()?);
-    let outcome = sync_inner(global, args, apply, &metrics).await;
+    let outcome = sync_inner(global, mode, &metrics).await;
     let succeeded = matches!(outcome, Ok(Exit::Success | Exit::Changes));
     if let Err(e) = &outcome {
         metrics
@@ -116,7 +149,11 @@ async fn sync(global: &GlobalArgs, args: &SyncArgs, apply: bool) -> Result<Exit,
             .with_label_values(&[e.metric_label()])
             .inc();
     }
-    if apply || args.push_metrics {
+    let push = match mode {
+        Mode::Plan(a) => a.push_metrics,
+        Mode::Run(_) | Mode::Prune(_) => true,
+    };
+    if push {
         let pushed = publish_metrics(global, &metrics, started, succeeded).await;
         if let (Err(e), Ok(_)) = (&pushed, &outcome) {
             if global.require_push {
@@ -131,8 +168,7 @@ async fn sync(global: &GlobalArgs, args: &SyncArgs, apply: bool) -> Result<Exit,
 
 async fn sync_inner(
     global: &GlobalArgs,
-    args: &SyncArgs,
-    apply: bool,
+    mode: &Mode,
     metrics: &Arc<Metrics>,
 ) -> Result<Exit, CommandError> {
     let (kube, vault) = connect(global, metrics).await?;
@@ -140,35 +176,112 @@ async fn sync_inner(
     let engine = Engine {
         kube,
         vault,
-        scope: scope(global, args),
+        scope: scope(global, mode),
         metrics: metrics.clone(),
     };
-    let prepared = engine.prepare(&progress).await;
-    let failures = if apply {
-        engine.apply(&prepared.plan, &progress).await
-    } else {
-        BTreeMap::new()
+    if let Mode::Prune(args) = mode
+        && args.rebuild_index
+    {
+        rebuild_index(&engine, args).await?;
+    }
+    let mut prepared = engine.prepare(&progress).await;
+    if let Mode::Prune(_) = mode {
+        // prune touches orphans only: show and apply nothing else.
+        prepared.plan.changes.retain(|c| {
+            matches!(
+                c.action,
+                Action::Delete { .. } | Action::Keep { .. } | Action::Refused { .. }
+            )
+        });
+    }
+    let report = |prepared: &Prepared, applied: Option<&Applied>| {
+        let errors: Vec<_> = prepared
+            .run_errors()
+            .into_iter()
+            .chain(applied.iter().flat_map(|a| a.errors.iter().cloned()))
+            .collect();
+        render::emit(
+            &Report {
+                command: mode.name(),
+                plan: &prepared.plan,
+                errors: &errors,
+                applied: applied.map(|a| &a.failures),
+                show_unchanged: global.verbose > 0,
+            },
+            global.output,
+        );
     };
-    record_plan(metrics, &prepared.plan, &failures);
 
-    render::emit(
-        &Report {
-            command: if apply { "run" } else { "plan" },
-            plan: &prepared.plan,
-            listing_failures: &prepared.listing_failures,
-            applied: apply.then_some(&failures),
-            show_unchanged: global.verbose > 0,
-        },
-        global.output,
+    let applied = match mode {
+        Mode::Plan(_) => None,
+        Mode::Run(_) => Some(engine.apply(&mut prepared, true, &progress).await),
+        Mode::Prune(args) => {
+            let deletes = prepared.plan.summary().delete;
+            if deletes > 0 && !args.yes && !confirm(&prepared, deletes, &report)? {
+                render::print_stderr("Prune cancelled; nothing was deleted.");
+                return Ok(Exit::Failure);
+            }
+            Some(engine.apply(&mut prepared, false, &progress).await)
+        }
+    };
+    record_plan(
+        metrics,
+        &prepared.plan,
+        &applied
+            .as_ref()
+            .map(|a| a.failures.clone())
+            .unwrap_or_default(),
     );
+    report(&prepared, applied.as_ref());
 
-    let failed =
-        !prepared.listing_complete() || prepared.plan.has_failures() || !failures.is_empty();
-    Ok(match (failed, apply, prepared.plan.has_changes()) {
+    let failed = prepared.has_failures()
+        || applied
+            .as_ref()
+            .is_some_and(|a| !a.failures.is_empty() || !a.errors.is_empty());
+    Ok(match (failed, &applied, prepared.plan.has_changes()) {
         (true, _, _) => Exit::Failure,
-        (false, false, true) => Exit::Changes,
+        (false, None, true) => Exit::Changes,
         _ => Exit::Success,
     })
+}
+
+/// Shows the plan and asks on the terminal. Off a terminal, deleting needs
+/// an explicit `--yes`, like `terraform apply -auto-approve`.
+fn confirm(
+    prepared: &Prepared,
+    deletes: usize,
+    report: &impl Fn(&Prepared, Option<&Applied>),
+) -> Result<bool, CommandError> {
+    use std::io::{BufRead, IsTerminal};
+    if !std::io::stdin().is_terminal() {
+        return Err(CommandError::Config(format!(
+            "prune would delete {deletes} paths; stdin is not a terminal, so pass --yes to confirm (review them first with `vault-sync plan`)"
+        )));
+    }
+    report(prepared, None);
+    render::print_stderr(&format!(
+        "Delete {deletes} paths from Vault? Only 'yes' is accepted:"
+    ));
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CommandError::Config(format!("cannot read the answer: {e}")))?;
+    Ok(answer.trim() == "yes")
+}
+
+async fn rebuild_index(engine: &Engine, args: &PruneArgs) -> Result<(), CommandError> {
+    let Some(scan) = &args.scan else {
+        return Ok(());
+    };
+    let found = engine.rebuild_index(scan).await?;
+    let mut state = engine.read_index().await?;
+    let mut merged = state.index.clone();
+    let added = found.keys().filter(|k| !merged.contains_key(*k)).count();
+    merged.extend(found);
+    engine.write_index(&mut state, merged).await?;
+    tracing::info!(added, scan = scan.as_str(), "index rebuilt from metadata");
+    Ok(())
 }
 
 /// Per-Deployment results and per-action path counts.
@@ -192,7 +305,16 @@ fn record_plan(metrics: &Metrics, plan: &Plan, failures: &BTreeMap<usize, VaultE
         };
         metrics.paths.with_label_values(&[action]).inc();
     }
-    for action in ["create", "update", "unchanged", "conflict", "error"] {
+    for action in [
+        "create",
+        "update",
+        "delete",
+        "unchanged",
+        "kept",
+        "conflict",
+        "refused",
+        "error",
+    ] {
         // Present every action so dashboards see zeros, not gaps.
         metrics.paths.with_label_values(&[action]);
     }

@@ -4,6 +4,8 @@
 
 pub mod annotations;
 pub mod desired;
+pub mod index;
+pub mod orphans;
 pub mod ownership;
 pub mod plan;
 pub mod references;

@@ -89,6 +89,21 @@ pub enum Action {
         message: String,
         secret: Option<String>,
     },
+    /// An orphan to delete.
+    Delete {
+        reason: String,
+        /// Every version and the metadata (KV v2 `--destroy`, or KV v1).
+        destroy: bool,
+    },
+    /// An orphan left in Vault (preserve-on-delete).
+    Keep {
+        reason: String,
+    },
+    /// A deletion vault-sync refuses (not provably ours, or over the
+    /// `--max-deletes` guard).
+    Refused {
+        reason: String,
+    },
 }
 
 impl Action {
@@ -100,6 +115,9 @@ impl Action {
             Self::Unchanged => "unchanged",
             Self::Conflict { .. } => "conflict",
             Self::Error { .. } => "error",
+            Self::Delete { .. } => "delete",
+            Self::Keep { .. } => "kept",
+            Self::Refused { .. } => "refused",
         }
     }
 }
@@ -140,6 +158,9 @@ pub struct Summary {
     pub unchanged: usize,
     pub conflict: usize,
     pub error: usize,
+    pub delete: usize,
+    pub kept: usize,
+    pub refused: usize,
 }
 
 impl Plan {
@@ -152,21 +173,57 @@ impl Plan {
                 Action::Unchanged => s.unchanged += 1,
                 Action::Conflict { .. } => s.conflict += 1,
                 Action::Error { .. } => s.error += 1,
+                Action::Delete { .. } => s.delete += 1,
+                Action::Keep { .. } => s.kept += 1,
+                Action::Refused { .. } => s.refused += 1,
             }
         }
         s
     }
 
-    /// Anything `run` would write.
+    /// Anything `run` would write or delete.
     pub fn has_changes(&self) -> bool {
-        self.changes.iter().any(|c| c.write.is_some())
+        self.changes
+            .iter()
+            .any(|c| c.write.is_some() || matches!(c.action, Action::Delete { .. }))
     }
 
     /// Anything that makes the command exit non-zero.
     pub fn has_failures(&self) -> bool {
-        self.changes
+        self.changes.iter().any(|c| {
+            matches!(
+                c.action,
+                Action::Conflict { .. } | Action::Error { .. } | Action::Refused { .. }
+            )
+        })
+    }
+
+    /// The `--max-deletes` guard: when the plan would delete more than
+    /// `max` paths, every deletion is refused (none of them happens).
+    pub fn guard_deletes(&mut self, max: usize) {
+        let deletes = self
+            .changes
             .iter()
-            .any(|c| matches!(c.action, Action::Conflict { .. } | Action::Error { .. }))
+            .filter(|c| matches!(c.action, Action::Delete { .. }))
+            .count();
+        if deletes <= max {
+            return;
+        }
+        for c in &mut self.changes {
+            if let Action::Delete { reason, .. } = &c.action {
+                c.action = Action::Refused {
+                    reason: format!(
+                        "{reason}; refused: this run would delete {deletes} paths, more than --max-deletes {max}. Review them with `vault-sync plan`, then rerun with --max-deletes {deletes}"
+                    ),
+                };
+            }
+        }
+    }
+
+    /// Sorts changes by path, then owner, for stable output.
+    pub fn sort(&mut self) {
+        self.changes
+            .sort_by(|a, b| (&a.path, &a.owner).cmp(&(&b.path, &b.owner)));
     }
 }
 
@@ -251,8 +308,9 @@ pub fn plan(
         });
     }
 
-    changes.sort_by(|a, b| (&a.path, &a.owner).cmp(&(&b.path, &b.owner)));
-    Plan { changes, notes }
+    let mut plan = Plan { changes, notes };
+    plan.sort();
+    plan
 }
 
 fn diff_one(
@@ -661,6 +719,35 @@ mod tests {
         assert_eq!(kinds, ["error", "error"]);
         assert_eq!(p.summary().error, 2);
         assert!(p.has_failures());
+    }
+
+    #[test]
+    fn guard_refuses_every_delete_above_the_limit() {
+        let delete = |rel: &str| Change {
+            path: format!("secret/{rel}"),
+            location: Some(loc(rel)),
+            owner: owner("api"),
+            action: Action::Delete {
+                reason: "gone".into(),
+                destroy: false,
+            },
+            write: None,
+        };
+        let mut p = Plan {
+            changes: vec![delete("a"), delete("b")],
+            notes: vec![],
+        };
+        p.guard_deletes(2);
+        assert_eq!(p.summary().delete, 2);
+        assert!(!p.has_failures());
+        p.guard_deletes(1);
+        assert_eq!(p.summary().delete, 0);
+        assert_eq!(p.summary().refused, 2);
+        assert!(p.has_failures());
+        assert!(!p.has_changes());
+        assert!(
+            matches!(&p.changes[0].action, Action::Refused { reason } if reason.contains("--max-deletes 2"))
+        );
     }
 
     #[test]

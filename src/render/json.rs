@@ -40,7 +40,13 @@ pub fn render(report: &Report<'_>) -> Value {
                     v["metadata_only"] = json!(metadata_only);
                 }
                 Action::Unchanged => {}
-                Action::Conflict { reason } => v["reason"] = json!(reason),
+                Action::Conflict { reason }
+                | Action::Keep { reason }
+                | Action::Refused { reason } => v["reason"] = json!(reason),
+                Action::Delete { reason, destroy } => {
+                    v["reason"] = json!(reason);
+                    v["destroy"] = json!(destroy);
+                }
                 Action::Error {
                     kind,
                     message,
@@ -79,9 +85,9 @@ pub fn render(report: &Report<'_>) -> Value {
             "deployment": n.owner.deployment,
             "message": n.message,
         })).collect::<Vec<_>>(),
-        "listing_errors": report.listing_failures.iter().map(|f| json!({
-            "error_type": f.metric_label(),
-            "message": f.to_string(),
+        "errors": report.errors.iter().map(|(kind, message)| json!({
+            "error_type": kind,
+            "message": message,
         })).collect::<Vec<_>>(),
     })
 }

@@ -8,7 +8,6 @@ pub mod table;
 use std::collections::BTreeMap;
 
 use crate::core::plan::Plan;
-use crate::k8s::KubeError;
 use crate::vault::VaultError;
 
 /// `--output`.
@@ -22,7 +21,8 @@ pub enum OutputFormat {
 pub struct Report<'a> {
     pub command: &'static str,
     pub plan: &'a Plan,
-    pub listing_failures: &'a [KubeError],
+    /// Run-wide errors: (`error_type`, message).
+    pub errors: &'a [(&'static str, String)],
     /// `None` for a plan; for a run, the writes that failed by change index.
     pub applied: Option<&'a BTreeMap<usize, VaultError>>,
     /// Show unchanged paths too (`-v`).

@@ -19,7 +19,11 @@ fn symbol(action: &Action) -> (&'static str, Color) {
         Action::Create { .. } => ("+", Color::Green),
         Action::Update { .. } => ("~", Color::Yellow),
         Action::Unchanged => ("=", Color::DarkGrey),
-        Action::Conflict { .. } | Action::Error { .. } => ("!", Color::Red),
+        Action::Conflict { .. } | Action::Error { .. } | Action::Refused { .. } => {
+            ("!", Color::Red)
+        }
+        Action::Delete { .. } => ("-", Color::Red),
+        Action::Keep { .. } => ("=", Color::Cyan),
     }
 }
 
@@ -50,6 +54,9 @@ fn detail(action: &Action) -> String {
         Action::Unchanged => String::new(),
         Action::Conflict { reason } => reason.clone(),
         Action::Error { message, .. } => message.clone(),
+        Action::Delete { reason, .. } | Action::Keep { reason } | Action::Refused { reason } => {
+            reason.clone()
+        }
     }
 }
 
@@ -103,8 +110,8 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
     if rows > 0 {
         let _ = writeln!(out, "{table}");
     }
-    for failure in report.listing_failures {
-        let _ = writeln!(out, "! listing incomplete: {failure}");
+    for (_, message) in report.errors {
+        let _ = writeln!(out, "! {message}");
     }
     for note in &plan.notes {
         let _ = writeln!(out, "note: {}: {}", note.owner.short(), note.message);
@@ -114,21 +121,24 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
         None => {
             let _ = writeln!(
                 out,
-                "Plan: {} to create, {} to update, {} unchanged, {} conflicts, {} errors.",
-                s.create, s.update, s.unchanged, s.conflict, s.error
+                "Plan: {} to create, {} to update, {} to delete, {} unchanged, {} kept, {} conflicts, {} refused, {} errors.",
+                s.create, s.update, s.delete, s.unchanged, s.kept, s.conflict, s.refused, s.error
             );
-            if !plan.has_changes() && !plan.has_failures() && report.listing_failures.is_empty() {
+            if !plan.has_changes() && !plan.has_failures() && report.errors.is_empty() {
                 let _ = writeln!(out, "No changes. Vault matches the Deployments.");
             }
         }
         Some(failed) => {
             let _ = writeln!(
                 out,
-                "Apply: {} created, {} updated, {} unchanged, {} conflicts, {} errors, {} writes failed.",
+                "Apply: {} created, {} updated, {} deleted, {} unchanged, {} kept, {} conflicts, {} refused, {} errors, {} failed.",
                 s.create - count_failed(report, |a| matches!(a, Action::Create { .. })),
                 s.update - count_failed(report, |a| matches!(a, Action::Update { .. })),
+                s.delete - count_failed(report, |a| matches!(a, Action::Delete { .. })),
                 s.unchanged,
+                s.kept,
                 s.conflict,
+                s.refused,
                 s.error,
                 failed.len()
             );

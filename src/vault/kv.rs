@@ -104,17 +104,7 @@ impl Vault {
             check_write(&reply, &api, loc)?;
         }
         if let (KvVersion::V2, Some(metadata)) = (loc.version, &write.metadata) {
-            let body = Zeroizing::new(
-                serde_json::to_vec(&json!({ "custom_metadata": metadata })).map_err(|e| {
-                    VaultError::Decode {
-                        path: loc.to_string(),
-                        message: e.to_string(),
-                    }
-                })?,
-            );
-            let api = loc.metadata_path();
-            let reply = self.request(Method::POST, &api, Some(&body), JSON).await?;
-            check_write(&reply, &api, loc)?;
+            self.write_metadata(loc, metadata).await?;
         }
         Ok(())
     }
@@ -184,6 +174,49 @@ impl Vault {
             }),
             status => Err(unexpected(status, "read", &api, &reply.body)),
         }
+    }
+
+    /// Lists the keys under a KV v2 metadata folder (`rel` ends with `/` or
+    /// is empty). Folders end with `/`.
+    pub async fn list(&self, mount: &str, rel: &str) -> Result<Vec<String>, VaultError> {
+        let api = format!("{mount}metadata/{rel}?list=true");
+        let reply = self.request(Method::GET, &api, None, JSON).await?;
+        match reply.status {
+            s if s.is_success() => Ok(reply.body["data"]["keys"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|k| k.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()),
+            StatusCode::NOT_FOUND => Ok(Vec::new()),
+            StatusCode::FORBIDDEN => Err(VaultError::PermissionDenied {
+                operation: "list",
+                path: format!("{mount}metadata/{rel}"),
+                capability: "list",
+            }),
+            status => Err(unexpected(status, "list", &api, &reply.body)),
+        }
+    }
+
+    /// Sets KV v2 custom_metadata (replacing the map).
+    pub async fn write_metadata(
+        &self,
+        loc: &KvLocation,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<(), VaultError> {
+        let body = Zeroizing::new(
+            serde_json::to_vec(&json!({ "custom_metadata": metadata })).map_err(|e| {
+                VaultError::Decode {
+                    path: loc.to_string(),
+                    message: e.to_string(),
+                }
+            })?,
+        );
+        let api = loc.metadata_path();
+        let reply = self.request(Method::POST, &api, Some(&body), JSON).await?;
+        check_write(&reply, &api, loc)
     }
 
     /// Writes a KV v2 secret of plain strings with check-and-set.

@@ -2,6 +2,8 @@
 //! the pure functions, apply the plan. Every failure is attributed to a
 //! Deployment or path and never stops the others.
 
+mod orphans;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -9,13 +11,17 @@ use futures::stream::{self, StreamExt};
 
 use crate::core::annotations;
 use crate::core::desired::{self, SecretFetch};
+use crate::core::index::IndexEntry;
 use crate::core::ownership::Owner;
-use crate::core::plan::{self, Located, Note, Observed, Plan, PlanOptions, Problem};
+use crate::core::plan::{
+    self, Action, Change, Located, Note, Observed, Plan, PlanOptions, Problem,
+};
 use crate::core::vault_path::{self, KvLocation, MountTable};
 use crate::k8s::{self, KubeError};
 use crate::metrics::Metrics;
 use crate::render::progress::Progress;
 use crate::vault::{Vault, VaultError};
+pub use orphans::IndexState;
 
 /// What a run works on, from the command line.
 #[derive(Debug, Clone)]
@@ -28,19 +34,61 @@ pub struct Scope {
     pub selector: Option<String>,
     pub concurrency: usize,
     pub adopt: bool,
+    /// Look for orphans (`run`, `plan` and `prune`; off with `--no-prune`).
+    pub prune: bool,
+    /// Delete orphans with every version and the metadata.
+    pub destroy: bool,
+    /// Refuse all deletions of a run that would delete more.
+    pub max_deletes: usize,
+    /// KV v2 mount holding the index (`--index-mount`).
+    pub index_mount: String,
 }
 
 /// Everything a command needs after the read phase.
 pub struct Prepared {
     pub plan: Plan,
     pub listing_failures: Vec<KubeError>,
+    /// Run-wide errors (`error_type`, message) besides listing failures.
+    pub errors: Vec<(&'static str, String)>,
     pub deployments: usize,
+    /// The index as read; `None` if it could not be read (then nothing is
+    /// deleted and the index is not touched).
+    pub index: Option<IndexState>,
+    /// Index entries to drop after the deletions.
+    pub forget: BTreeSet<KvLocation>,
 }
 
 impl Prepared {
     pub fn listing_complete(&self) -> bool {
         self.listing_failures.is_empty()
     }
+
+    /// Every run-wide error as (`error_type`, message).
+    pub fn run_errors(&self) -> Vec<(&'static str, String)> {
+        self.listing_failures
+            .iter()
+            .map(|f| {
+                (
+                    f.metric_label(),
+                    format!("listing incomplete, nothing will be deleted: {f}"),
+                )
+            })
+            .chain(self.errors.iter().cloned())
+            .collect()
+    }
+
+    pub fn has_failures(&self) -> bool {
+        !self.listing_failures.is_empty() || !self.errors.is_empty() || self.plan.has_failures()
+    }
+}
+
+/// What `apply` did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Failed writes and deletes, by change index.
+    pub failures: BTreeMap<usize, VaultError>,
+    /// Run-wide errors (index writes).
+    pub errors: Vec<(&'static str, String)>,
 }
 
 pub struct Engine {
@@ -123,6 +171,8 @@ impl Engine {
 
         // Desired state per Deployment.
         let mut desired_paths = Vec::new();
+        // Owners whose existing paths must not be judged as orphans.
+        let mut held: BTreeSet<Owner> = BTreeSet::new();
         for (owner, spec, d) in &specs {
             let secrets: BTreeMap<String, SecretFetch> = fetched
                 .range((d.namespace.clone(), String::new())..)
@@ -130,6 +180,9 @@ impl Engine {
                 .map(|((_, name), f)| (name.clone(), f.clone()))
                 .collect();
             let outcome = desired::desire(owner, spec, d.pod.as_ref(), &secrets);
+            if outcome.hold_existing {
+                held.insert(owner.clone());
+            }
             for (path, e) in outcome.errors {
                 match &e {
                     desired::DesiredError::SecretNotFound { namespace, secret } => self
@@ -223,41 +276,245 @@ impl Engine {
             .await;
         bar.finish();
 
-        let plan = plan::plan(
+        let mut errors = Vec::new();
+        let index = match self.read_index().await {
+            Ok(state) => Some(state),
+            Err(e) => {
+                tracing::error!(
+                    error_type = e.metric_label(),
+                    "cannot read the vault-sync index: {e}"
+                );
+                errors.push((
+                    e.metric_label(),
+                    format!("cannot read the vault-sync index, so nothing will be deleted: {e}"),
+                ));
+                None
+            }
+        };
+        let v1_owners: BTreeMap<KvLocation, Owner> = index
+            .iter()
+            .flat_map(|s| s.index.iter())
+            .filter(|(l, _)| l.version == vault_path::KvVersion::V1)
+            .map(|(l, e)| (l.clone(), e.owner.clone()))
+            .collect();
+        let desired_locations: BTreeSet<KvLocation> =
+            located.iter().map(|l| l.location.clone()).collect();
+        let mut plan = plan::plan(
             located,
             problems,
             notes,
             &observed,
-            &BTreeMap::new(),
+            &v1_owners,
             &PlanOptions { adopt: scope.adopt },
         );
+
+        let mut forget = BTreeSet::new();
+        if let (true, true, Some(state)) = (scope.prune, listing.complete, &index) {
+            held.extend(
+                plan.changes
+                    .iter()
+                    .filter(|c| matches!(c.action, Action::Error { .. } | Action::Conflict { .. }))
+                    .map(|c| c.owner.clone()),
+            );
+            let listed: BTreeSet<Owner> = listing
+                .deployments
+                .iter()
+                .map(|d| Owner::new(&scope.cluster, &d.namespace, &d.name))
+                .collect();
+            let findings = self
+                .find_orphans(&state.index, &desired_locations, &held, &listed)
+                .await;
+            plan.changes.extend(findings.changes);
+            forget = findings.forget;
+            plan.guard_deletes(scope.max_deletes);
+            plan.sort();
+        }
         Prepared {
             plan,
             listing_failures: listing.failures,
+            errors,
             deployments: specs.len(),
+            index,
+            forget,
         }
     }
 
-    /// Executes the plan's writes with bounded concurrency. Returns, per
-    /// change index, the error of each write that failed.
-    pub async fn apply(&self, plan: &Plan, progress: &Progress) -> BTreeMap<usize, VaultError> {
+    /// Executes the plan: records new paths in the index first (so no
+    /// written path can go untracked), writes, deletes orphans, then drops
+    /// what is gone from the index. `writes` is false for `prune`.
+    pub async fn apply(
+        &self,
+        prepared: &mut Prepared,
+        writes: bool,
+        progress: &Progress,
+    ) -> Applied {
+        let mut applied = Applied::default();
+        let plan = &prepared.plan;
+        let Some(mut index) = prepared.index.clone() else {
+            // Without an index nothing may be created (it would go
+            // untracked); updates of existing paths are still safe.
+            tracing::warn!("the vault-sync index is unreadable: only updates are applied");
+            let only_updates = |c: &Change| matches!(c.action, Action::Update { .. });
+            if writes {
+                applied.failures = self.write_all(plan, only_updates, progress).await;
+            }
+            return applied;
+        };
+
+        if writes {
+            let mut grown = index.index.clone();
+            for c in &plan.changes {
+                if let (
+                    Some(loc),
+                    Action::Create { .. } | Action::Update { .. } | Action::Unchanged,
+                ) = (&c.location, &c.action)
+                {
+                    grown.insert(
+                        loc.clone(),
+                        IndexEntry {
+                            owner: c.owner.clone(),
+                            preserve_on_delete: c
+                                .write
+                                .as_ref()
+                                .and_then(|w| w.metadata.as_ref())
+                                .map(|m| {
+                                    m.get(crate::core::ownership::PRESERVE_KEY)
+                                        .is_some_and(|v| v == "true")
+                                })
+                                .unwrap_or_else(|| {
+                                    index.index.get(loc).is_some_and(|e| e.preserve_on_delete)
+                                }),
+                        },
+                    );
+                }
+            }
+            if let Err(e) = self.write_index(&mut index, grown).await {
+                applied.errors.push((
+                    e.metric_label(),
+                    format!("cannot record new paths in the vault-sync index, so nothing was written or deleted: {e}"),
+                ));
+                return applied;
+            }
+            applied.failures = self.write_all(plan, |_| true, progress).await;
+        }
+
+        let deletes = self.delete_all(plan, progress).await;
+        let mut shrunk = index.index.clone();
+        for loc in &prepared.forget {
+            let failed = plan
+                .changes
+                .iter()
+                .enumerate()
+                .any(|(i, c)| c.location.as_ref() == Some(loc) && deletes.contains_key(&i));
+            if !failed {
+                shrunk.remove(loc);
+            }
+        }
+        applied.failures.extend(deletes);
+        if let Err(e) = self.write_index(&mut index, shrunk).await {
+            applied.errors.push((
+                e.metric_label(),
+                format!("cannot drop deleted paths from the vault-sync index (the next run retries): {e}"),
+            ));
+        }
+        prepared.index = Some(index);
+        applied
+    }
+
+    async fn write_all(
+        &self,
+        plan: &Plan,
+        select: impl Fn(&Change) -> bool,
+        progress: &Progress,
+    ) -> BTreeMap<usize, VaultError> {
         let writes: Vec<usize> = plan
             .changes
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.write.is_some() && c.location.is_some())
+            .filter(|(_, c)| c.write.is_some() && c.location.is_some() && select(c))
             .map(|(i, _)| i)
             .collect();
         let bar = progress.bar("writing Vault", writes.len() as u64);
-        let failures = stream::iter(writes)
+        let failures = self
+            .for_each_change(plan, writes, &bar, |change| async move {
+                match (&change.location, &change.write) {
+                    (Some(loc), Some(write)) => {
+                        let timer = self.metrics.sync_duration.start_timer();
+                        let r = self.vault.write(loc, write).await;
+                        timer.observe_duration();
+                        r
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .await;
+        bar.finish();
+        failures
+    }
+
+    async fn delete_all(&self, plan: &Plan, progress: &Progress) -> BTreeMap<usize, VaultError> {
+        let deletes: Vec<usize> = plan
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c.action, Action::Delete { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        let bar = progress.bar("deleting orphans", deletes.len() as u64);
+        let failures = self
+            .for_each_change(plan, deletes, &bar, |change| async move {
+                let (Some(loc), Action::Delete { destroy, .. }) =
+                    (&change.location, &change.action)
+                else {
+                    return Ok(());
+                };
+                // The marker is checked on the path itself right before
+                // deleting, whatever the index and the plan said.
+                if loc.version == vault_path::KvVersion::V2 {
+                    match self.path_state(loc).await {
+                        crate::core::orphans::PathState::Metadata(md)
+                            if crate::core::ownership::read(&md)
+                                == crate::core::ownership::Ownership::VaultSync {
+                                    owner: change.owner.clone(),
+                                    preserve_on_delete: false,
+                                } => {}
+                        crate::core::orphans::PathState::Missing => return Ok(()),
+                        other => {
+                            return Err(VaultError::InvalidPath {
+                                path: loc.to_string(),
+                                message: format!(
+                                    "its ownership changed since the plan ({other:?}); not deleted"
+                                ),
+                            });
+                        }
+                    }
+                }
+                self.vault.delete(loc, *destroy).await
+            })
+            .await;
+        bar.finish();
+        failures
+    }
+
+    /// Runs `op` on the selected changes with bounded concurrency, logging
+    /// each outcome; returns the failures by change index.
+    async fn for_each_change<'a, F, Fut>(
+        &'a self,
+        plan: &'a Plan,
+        selected: Vec<usize>,
+        bar: &'a crate::render::progress::Stage,
+        op: F,
+    ) -> BTreeMap<usize, VaultError>
+    where
+        F: Fn(&'a Change) -> Fut,
+        Fut: std::future::Future<Output = Result<(), VaultError>> + 'a,
+    {
+        let failures: BTreeMap<usize, VaultError> = stream::iter(selected)
             .map(|i| {
                 let change = &plan.changes[i];
-                let bar = &bar;
+                let fut = op(change);
                 async move {
-                    let result = match (&change.location, &change.write) {
-                        (Some(loc), Some(write)) => self.vault.write(loc, write).await,
-                        _ => Ok(()),
-                    };
+                    let result = fut.await;
                     bar.inc();
                     match &result {
                         Ok(()) => tracing::info!(
@@ -281,9 +538,8 @@ impl Engine {
             })
             .buffer_unordered(self.scope.concurrency)
             .filter_map(|(i, r)| async move { r.err().map(|e| (i, e)) })
-            .collect::<BTreeMap<_, _>>()
+            .collect()
             .await;
-        bar.finish();
         for e in failures.values() {
             self.metrics
                 .vault_write_errors

@@ -1,0 +1,380 @@
+//! Orphans: paths this cluster's vault-sync wrote that nothing wants any more.
+//!
+//! Candidates come from the index ([`super::index`]); each is then judged
+//! with what the API server says about its owner *now* and what the path's
+//! own metadata says *now*. Anything uncertain is kept.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::index::{Index, IndexEntry};
+use super::ownership::{self, Owner, Ownership};
+use super::plan::Action;
+use super::vault_path::{KvLocation, KvVersion};
+
+/// Which owners a run may judge.
+#[derive(Debug, Clone)]
+pub struct OrphanScope<'a> {
+    pub cluster: &'a str,
+    /// `-n`: only owners in these namespaces (empty: all).
+    pub namespaces: &'a [String],
+}
+
+/// Index entries that may be orphans: this cluster's, in scope, not desired
+/// by this run, and whose owner is not held (failed or reconcile off).
+pub fn candidates(
+    index: &Index,
+    desired: &BTreeSet<KvLocation>,
+    held: &BTreeSet<Owner>,
+    scope: &OrphanScope<'_>,
+) -> Vec<(KvLocation, IndexEntry)> {
+    index
+        .iter()
+        .filter(|(loc, e)| {
+            e.owner.cluster == scope.cluster
+                && (scope.namespaces.is_empty() || scope.namespaces.contains(&e.owner.namespace))
+                && !desired.contains(*loc)
+                && !held.contains(&e.owner)
+        })
+        .map(|(l, e)| (l.clone(), e.clone()))
+        .collect()
+}
+
+/// What the API server says about a candidate's owner, fetched right before
+/// judging (one GET per owner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerState {
+    /// 404: the Deployment is gone.
+    Gone,
+    /// Exists but no longer carries `vault-sync.io/path`.
+    NotAnnotated,
+    /// Exists, annotated, and was part of this run's listing: its desired
+    /// paths are known, and this one is not among them.
+    Listed,
+    /// Exists and annotated, but outside this run's scope (e.g. no longer
+    /// matching `-l`): it may still want the path. Not judged.
+    OutOfScope,
+    /// The GET failed.
+    Unknown(String),
+}
+
+/// What the path's own metadata says, read right before judging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathState {
+    /// No such path (any more).
+    Missing,
+    /// KV v2 custom_metadata.
+    Metadata(BTreeMap<String, String>),
+    /// KV v1: exists, but has no metadata to check.
+    NoMetadata,
+    /// The read failed.
+    Unknown(String),
+}
+
+/// The verdict on one candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// What the plan shows (None: nothing to show).
+    pub action: Option<Action>,
+    /// Drop the entry from the index after this run.
+    pub forget: bool,
+}
+
+pub fn judge(
+    loc: &KvLocation,
+    entry: &IndexEntry,
+    owner: &OwnerState,
+    path: &PathState,
+    destroy: bool,
+) -> Verdict {
+    let why_orphan = match owner {
+        OwnerState::Gone => format!("Deployment {} no longer exists", entry.owner.short()),
+        OwnerState::NotAnnotated => format!(
+            "Deployment {} no longer has vault-sync.io/path",
+            entry.owner.short()
+        ),
+        OwnerState::Listed => format!(
+            "Deployment {} no longer wants this path",
+            entry.owner.short()
+        ),
+        OwnerState::OutOfScope => {
+            return Verdict {
+                action: None,
+                forget: false,
+            };
+        }
+        OwnerState::Unknown(e) => {
+            return Verdict {
+                action: Some(Action::Error {
+                    kind: "unreachable",
+                    message: format!(
+                        "cannot confirm that Deployment {} is gone, so {loc} is kept: {e}",
+                        entry.owner.short()
+                    ),
+                    secret: None,
+                }),
+                forget: false,
+            };
+        }
+    };
+    let preserve_from_metadata = match path {
+        PathState::Missing => {
+            return Verdict {
+                action: None,
+                forget: true,
+            };
+        }
+        PathState::Unknown(e) => {
+            return Verdict {
+                action: Some(Action::Error {
+                    kind: "unknown",
+                    message: format!("cannot read the metadata of {loc}, so it is kept: {e}"),
+                    secret: None,
+                }),
+                forget: false,
+            };
+        }
+        PathState::NoMetadata => entry.preserve_on_delete,
+        PathState::Metadata(md) => match ownership::read(md) {
+            Ownership::VaultSync {
+                owner: marked,
+                preserve_on_delete,
+            } if marked == entry.owner => preserve_on_delete || entry.preserve_on_delete,
+            Ownership::VaultSync { owner: marked, .. } => {
+                return refused(format!(
+                    "the index says {} owns it, but its metadata names {marked}; not deleted, dropped from the index",
+                    entry.owner
+                ));
+            }
+            _ => {
+                return refused(
+                    "the index lists it, but its metadata has no vault-sync owner marker; not deleted, dropped from the index"
+                        .into(),
+                );
+            }
+        },
+    };
+    if preserve_from_metadata {
+        return Verdict {
+            action: Some(Action::Keep {
+                reason: format!(
+                    "{why_orphan}; preserve-on-delete is set, so it stays in Vault (dropped from the index)"
+                ),
+            }),
+            forget: true,
+        };
+    }
+    let hard = loc.version == KvVersion::V1;
+    let how = match (hard, destroy) {
+        (true, _) => "hard delete: KV v1 keeps no versions, this cannot be undone",
+        (false, true) => "--destroy: all versions and metadata removed",
+        (false, false) => "soft delete of the current version; undo with `vault kv undelete`",
+    };
+    Verdict {
+        action: Some(Action::Delete {
+            reason: format!("{why_orphan} ({how})"),
+            destroy: destroy || hard,
+        }),
+        forget: true,
+    }
+}
+
+fn refused(reason: String) -> Verdict {
+    Verdict {
+        action: Some(Action::Refused { reason }),
+        forget: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(rel: &str) -> KvLocation {
+        KvLocation {
+            mount: "secret/".into(),
+            rel: rel.into(),
+            version: KvVersion::V2,
+        }
+    }
+
+    fn entry(ns: &str, d: &str) -> IndexEntry {
+        IndexEntry {
+            owner: Owner::new("prod", ns, d),
+            preserve_on_delete: false,
+        }
+    }
+
+    fn marked(ns: &str, d: &str, preserve: bool) -> PathState {
+        PathState::Metadata(ownership::stamp(
+            &BTreeMap::new(),
+            &Owner::new("prod", ns, d),
+            preserve,
+        ))
+    }
+
+    #[test]
+    fn candidates_respect_cluster_scope_desire_and_holds() {
+        let mut index = Index::new();
+        index.insert(loc("a"), entry("shop", "api"));
+        index.insert(loc("b"), entry("shop", "web"));
+        index.insert(loc("c"), entry("other", "x"));
+        index.insert(
+            loc("d"),
+            IndexEntry {
+                owner: Owner::new("staging", "shop", "api"),
+                preserve_on_delete: false,
+            },
+        );
+        index.insert(loc("e"), entry("shop", "held"));
+        let desired = BTreeSet::from([loc("b")]);
+        let held = BTreeSet::from([Owner::new("prod", "shop", "held")]);
+        let namespaces = vec!["shop".to_owned()];
+        let scope = OrphanScope {
+            cluster: "prod",
+            namespaces: &namespaces,
+        };
+        let c: Vec<_> = candidates(&index, &desired, &held, &scope)
+            .into_iter()
+            .map(|(l, _)| l.rel)
+            .collect();
+        assert_eq!(c, ["a"]);
+        let all = OrphanScope {
+            cluster: "prod",
+            namespaces: &[],
+        };
+        let c: Vec<_> = candidates(&index, &desired, &held, &all)
+            .into_iter()
+            .map(|(l, _)| l.rel)
+            .collect();
+        assert_eq!(c, ["a", "c"]);
+    }
+
+    #[test]
+    fn deleted_deployment_soft_deletes_its_path() {
+        let v = judge(
+            &loc("a"),
+            &entry("shop", "api"),
+            &OwnerState::Gone,
+            &marked("shop", "api", false),
+            false,
+        );
+        assert!(
+            matches!(v.action, Some(Action::Delete { destroy: false, ref reason }) if reason.contains("undelete"))
+        );
+        assert!(v.forget);
+        let v = judge(
+            &loc("a"),
+            &entry("shop", "api"),
+            &OwnerState::Listed,
+            &marked("shop", "api", false),
+            true,
+        );
+        assert!(matches!(
+            v.action,
+            Some(Action::Delete { destroy: true, .. })
+        ));
+    }
+
+    #[test]
+    fn preserve_on_delete_keeps_the_path_and_forgets_it() {
+        let v = judge(
+            &loc("a"),
+            &entry("shop", "api"),
+            &OwnerState::Gone,
+            &marked("shop", "api", true),
+            false,
+        );
+        assert!(matches!(v.action, Some(Action::Keep { .. })));
+        assert!(v.forget);
+    }
+
+    #[test]
+    fn foreign_or_missing_marker_is_never_deleted() {
+        for path in [
+            PathState::Metadata(BTreeMap::new()),
+            marked("shop", "someone-else", false),
+            PathState::Metadata(BTreeMap::from([(
+                "managed-by".into(),
+                "external-secrets".into(),
+            )])),
+        ] {
+            let v = judge(
+                &loc("a"),
+                &entry("shop", "api"),
+                &OwnerState::Gone,
+                &path,
+                false,
+            );
+            assert!(matches!(v.action, Some(Action::Refused { .. })), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn uncertainty_keeps_everything() {
+        let e = entry("shop", "api");
+        let v = judge(
+            &loc("a"),
+            &e,
+            &OwnerState::OutOfScope,
+            &marked("shop", "api", false),
+            false,
+        );
+        assert_eq!(
+            v,
+            Verdict {
+                action: None,
+                forget: false
+            }
+        );
+        let v = judge(
+            &loc("a"),
+            &e,
+            &OwnerState::Unknown("timeout".into()),
+            &marked("shop", "api", false),
+            false,
+        );
+        assert!(matches!(v.action, Some(Action::Error { .. })) && !v.forget);
+        let v = judge(
+            &loc("a"),
+            &e,
+            &OwnerState::Gone,
+            &PathState::Unknown("403".into()),
+            false,
+        );
+        assert!(matches!(v.action, Some(Action::Error { .. })) && !v.forget);
+    }
+
+    #[test]
+    fn vanished_path_is_just_forgotten() {
+        let v = judge(
+            &loc("a"),
+            &entry("shop", "api"),
+            &OwnerState::Gone,
+            &PathState::Missing,
+            false,
+        );
+        assert_eq!(
+            v,
+            Verdict {
+                action: None,
+                forget: true
+            }
+        );
+    }
+
+    #[test]
+    fn kv1_orphans_are_hard_deleted_and_say_so() {
+        let mut l = loc("a");
+        l.version = KvVersion::V1;
+        let v = judge(
+            &l,
+            &entry("shop", "api"),
+            &OwnerState::NotAnnotated,
+            &PathState::NoMetadata,
+            false,
+        );
+        assert!(
+            matches!(v.action, Some(Action::Delete { destroy: true, ref reason }) if reason.contains("KV v1"))
+        );
+    }
+}
