@@ -41,6 +41,34 @@ pub fn emit(report: &Report<'_>, format: OutputFormat) {
     print_stdout(&text);
 }
 
+/// `vault-sync check` as a ✓/✗ table with a fix per failure.
+pub fn check_table(results: &[crate::commands::CheckResult]) -> String {
+    use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(vec!["", "CHECK", "DETAIL", "FIX"]);
+    if !table::use_colour() {
+        table.force_no_tty();
+    }
+    for r in results {
+        table.add_row(vec![
+            if r.ok { "✓" } else { "✗" }.to_owned(),
+            r.name.clone(),
+            r.detail.clone(),
+            r.fix.clone().unwrap_or_default(),
+        ]);
+    }
+    let failed = results.iter().filter(|r| !r.ok).count();
+    let verdict = if failed == 0 {
+        "All checks passed.".to_owned()
+    } else {
+        format!("{failed} of {} checks failed.", results.len())
+    };
+    format!("{table}\n{verdict}\n")
+}
+
 /// Writes to stdout, ignoring a closed pipe (`vault-sync plan | head`).
 #[allow(clippy::print_stdout)]
 pub fn print_stdout(text: &str) {

@@ -64,6 +64,13 @@ pub struct Vault {
 impl Vault {
     /// Builds the client and logs in.
     pub async fn connect(config: VaultConfig, metrics: Arc<Metrics>) -> Result<Self, VaultError> {
+        let vault = Self::new(config, metrics)?;
+        vault.login().await?;
+        Ok(vault)
+    }
+
+    /// Builds the client without logging in (`check` reports each step).
+    pub fn new(config: VaultConfig, metrics: Arc<Metrics>) -> Result<Self, VaultError> {
         let addr = config.addr.trim_end_matches('/').to_owned();
         let url = reqwest::Url::parse(&addr)
             .map_err(|e| VaultError::Config(format!("invalid Vault address {addr:?}: {e}")))?;
@@ -108,7 +115,7 @@ impl Vault {
         let login_client = VaultClient::new(settings)
             .map_err(|e| VaultError::Config(format!("cannot build the Vault HTTP client: {e}")))?;
         let http = login_client.http.http.clone();
-        let vault = Self {
+        Ok(Self {
             login_client,
             http,
             addr,
@@ -117,9 +124,7 @@ impl Vault {
             auth: config.auth,
             timeout: config.timeout,
             metrics,
-        };
-        vault.login().await?;
-        Ok(vault)
+        })
     }
 
     pub fn addr(&self) -> &str {

@@ -318,3 +318,108 @@ fn unexpected(status: StatusCode, operation: &'static str, path: &str, body: &Va
         message: error_messages(body),
     }
 }
+
+/// What `sys/health` says.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub initialized: bool,
+    pub sealed: bool,
+    pub version: String,
+}
+
+/// What `auth/token/lookup-self` says about the token in use.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    /// Seconds left; 0 for a token that never expires.
+    pub ttl: u64,
+    pub policies: Vec<String>,
+}
+
+impl Vault {
+    /// `sys/health`, unauthenticated. Standby and sealed answers are
+    /// reported, not treated as transport errors.
+    pub async fn health(&self) -> Result<Health, VaultError> {
+        // Ask for 200 whatever the state, so the retry layer does not
+        // mistake "sealed" (503 by default) for a transient failure.
+        let api = "sys/health?standbyok=true&perfstandbyok=true&sealedcode=200&uninitcode=200";
+        let reply = self.request(Method::GET, api, None, JSON).await?;
+        if !reply.status.is_success() {
+            return Err(unexpected(reply.status, "read", "sys/health", &reply.body));
+        }
+        Ok(Health {
+            initialized: reply.body["initialized"].as_bool().unwrap_or(false),
+            sealed: reply.body["sealed"].as_bool().unwrap_or(true),
+            version: reply.body["version"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_owned(),
+        })
+    }
+
+    pub async fn lookup_self(&self) -> Result<TokenInfo, VaultError> {
+        let api = "auth/token/lookup-self";
+        let reply = self.request(Method::GET, api, None, JSON).await?;
+        match reply.status {
+            s if s.is_success() => Ok(TokenInfo {
+                ttl: reply.body["data"]["ttl"].as_u64().unwrap_or(0),
+                policies: reply.body["data"]["policies"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|p| p.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            StatusCode::FORBIDDEN => Err(VaultError::AuthFailed {
+                method: self.auth_method().name().into(),
+                message: "the token is invalid, expired or revoked".into(),
+            }),
+            status => Err(unexpected(status, "read", api, &reply.body)),
+        }
+    }
+
+    /// The token's capabilities on each API path (`sys/capabilities-self`).
+    pub async fn capabilities(
+        &self,
+        paths: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, VaultError> {
+        let api = "sys/capabilities-self";
+        let body = Zeroizing::new(serde_json::to_vec(&json!({ "paths": paths })).map_err(|e| {
+            VaultError::Decode {
+                path: api.into(),
+                message: e.to_string(),
+            }
+        })?);
+        let reply = self.request(Method::POST, api, Some(&body), JSON).await?;
+        if !reply.status.is_success() {
+            return Err(match reply.status {
+                StatusCode::FORBIDDEN => VaultError::PermissionDenied {
+                    operation: "write",
+                    path: api.into(),
+                    capability: "update",
+                },
+                status => unexpected(status, "write", api, &reply.body),
+            });
+        }
+        let data = if reply.body["data"].is_object() {
+            &reply.body["data"]
+        } else {
+            &reply.body
+        };
+        Ok(paths
+            .iter()
+            .map(|p| {
+                let caps = data[p.as_str()]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|c| c.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (p.clone(), caps)
+            })
+            .collect())
+    }
+}

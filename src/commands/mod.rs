@@ -1,5 +1,9 @@
 //! The subcommands: wire adapters, engine, rendering and metrics together.
 
+mod check;
+
+pub use check::CheckResult;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -54,10 +58,7 @@ pub async fn execute(cli: Cli) -> Result<Exit, CommandError> {
         Command::Plan(args) => sync(&cli.global, &Mode::Plan(args)).await,
         Command::Run(args) => sync(&cli.global, &Mode::Run(args)).await,
         Command::Prune(args) => sync(&cli.global, &Mode::Prune(args)).await,
-        Command::Check => {
-            render::print_stderr("not implemented yet");
-            Ok(Exit::Failure)
-        }
+        Command::Check => check::check(&cli.global).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(

@@ -1,0 +1,390 @@
+//! `vault-sync check`: the CLI's answer to an operator's /healthz and
+//! /readyz. Each step is reported (✓/✗ with a fix), and a failing step does
+//! not hide the ones after it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+use serde::Serialize;
+
+use super::{CommandError, Exit};
+use crate::cli::GlobalArgs;
+use crate::config;
+use crate::core::annotations::{self, Mode};
+use crate::core::references::secret_references;
+use crate::core::vault_path::{self, KvVersion, MountTable};
+use crate::k8s;
+use crate::metrics::Metrics;
+use crate::render::{self, OutputFormat};
+use crate::vault::Vault;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    /// What to do about a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+#[derive(Default)]
+struct Checks(Vec<CheckResult>);
+
+impl Checks {
+    fn pass(&mut self, name: impl Into<String>, detail: impl Into<String>) {
+        self.0.push(CheckResult {
+            name: name.into(),
+            ok: true,
+            detail: detail.into(),
+            fix: None,
+        });
+    }
+
+    fn fail(&mut self, name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) {
+        self.0.push(CheckResult {
+            name: name.into(),
+            ok: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        });
+    }
+}
+
+/// Capabilities `run` needs on a KV v2 path, and why.
+const DATA_CAPS: &[&str] = &["create", "read", "update"];
+const METADATA_CAPS: &[&str] = &["read", "update", "delete"];
+/// At most this many paths are checked individually; beyond, a sample.
+const MAX_CAPABILITY_PATHS: usize = 200;
+
+pub async fn check(global: &GlobalArgs) -> Result<Exit, CommandError> {
+    let metrics = Arc::new(Metrics::new()?);
+    let mut checks = Checks::default();
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+
+    // --- Kubernetes ---
+    let kube = match k8s::connect(global.kubeconfig.as_ref(), global.context.as_deref()).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            checks.fail(
+                "kubernetes: config",
+                e.to_string(),
+                "check --kubeconfig/--context or KUBECONFIG",
+            );
+            None
+        }
+    };
+    let mut deployments = Vec::new();
+    if let Some(kube) = &kube {
+        let listing =
+            k8s::list_deployments(kube, &global.namespaces, global.selector.as_deref()).await;
+        match listing.failures.first() {
+            None => {
+                checks.pass(
+                    "kubernetes: list deployments",
+                    format!("{} annotated Deployments", listing.deployments.len()),
+                );
+            }
+            Some(e) => checks.fail(
+                "kubernetes: list deployments",
+                e.to_string(),
+                "grant list on deployments.apps (see cronjob/rbac.yaml)",
+            ),
+        }
+        deployments = listing.deployments;
+        rbac_checks(kube, global, &mut checks).await;
+    }
+
+    // --- Vault ---
+    let vault = match config::vault_config(global, |k| std::env::var(k).ok(), home.as_deref())
+        .map_err(CommandError::Config)
+        .and_then(|c| Vault::new(c, metrics).map_err(CommandError::from))
+    {
+        Ok(v) => Some(v),
+        Err(e) => {
+            checks.fail(
+                "vault: config",
+                e.to_string(),
+                "check VAULT_ADDR, VAULT_CACERT and the auth flags",
+            );
+            None
+        }
+    };
+    if let Some(vault) = &vault {
+        vault_checks(vault, global, &deployments, &mut checks).await;
+    }
+
+    let all_ok = checks.0.iter().all(|c| c.ok);
+    match global.output {
+        OutputFormat::Json => {
+            let v = serde_json::json!({ "format_version": 1, "ok": all_ok, "checks": checks.0 });
+            render::print_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            ));
+        }
+        OutputFormat::Table => render::print_stdout(&render::check_table(&checks.0)),
+    }
+    Ok(if all_ok { Exit::Success } else { Exit::Failure })
+}
+
+async fn rbac_checks(kube: &kube::Client, global: &GlobalArgs, checks: &mut Checks) {
+    let namespaces: Vec<Option<&str>> = if global.namespaces.is_empty() {
+        vec![None]
+    } else {
+        global.namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(kube.clone());
+    for ns in namespaces {
+        for (verb, group, resource, why) in [
+            (
+                "list",
+                "apps",
+                "deployments",
+                "to find annotated Deployments",
+            ),
+            (
+                "get",
+                "apps",
+                "deployments",
+                "to confirm an orphan's Deployment is gone",
+            ),
+            (
+                "get",
+                "",
+                "secrets",
+                "to read the Secrets Deployments reference",
+            ),
+        ] {
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        namespace: ns.map(str::to_owned),
+                        verb: Some(verb.into()),
+                        group: Some(group.into()),
+                        resource: Some(resource.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let scope = ns.map_or("all namespaces".to_owned(), |n| format!("namespace {n}"));
+            let name = format!("kubernetes: may {verb} {resource} in {scope}");
+            match api.create(&PostParams::default(), &review).await {
+                Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => checks.pass(name, why),
+                Ok(r) => checks.fail(
+                    name,
+                    r.status
+                        .and_then(|s| s.reason)
+                        .unwrap_or_else(|| "denied by RBAC".into()),
+                    format!("grant {verb} on {resource} ({why}); see cronjob/rbac.yaml"),
+                ),
+                Err(e) => checks.fail(
+                    name,
+                    e.to_string(),
+                    "check that the API server is reachable",
+                ),
+            }
+        }
+    }
+}
+
+async fn vault_checks(
+    vault: &Vault,
+    global: &GlobalArgs,
+    deployments: &[k8s::DeploymentView],
+    checks: &mut Checks,
+) {
+    match vault.health().await {
+        Ok(h) if !h.initialized => {
+            checks.fail(
+                "vault: reachable",
+                format!("{} is not initialized", vault.addr()),
+                "initialize Vault",
+            );
+            return;
+        }
+        Ok(h) if h.sealed => {
+            checks.fail(
+                "vault: unsealed",
+                format!("{} is sealed (version {})", vault.addr(), h.version),
+                "unseal Vault",
+            );
+            return;
+        }
+        Ok(h) => checks.pass(
+            "vault: reachable and unsealed",
+            format!("{} (version {})", vault.addr(), h.version),
+        ),
+        Err(e) => {
+            checks.fail(
+                "vault: reachable",
+                e.to_string(),
+                "check VAULT_ADDR, network policy, and VAULT_CACERT for TLS",
+            );
+            return;
+        }
+    }
+    let method = vault.auth_method().name();
+    if let Err(e) = vault.login().await {
+        checks.fail(
+            format!("vault: login ({method})"),
+            e.to_string(),
+            login_fix(method),
+        );
+        return;
+    }
+    match vault.lookup_self().await {
+        Ok(t) => checks.pass(
+            format!("vault: login ({method})"),
+            format!(
+                "token TTL {}, policies: {}",
+                if t.ttl == 0 {
+                    "never expires".to_owned()
+                } else {
+                    format!("{}s", t.ttl)
+                },
+                t.policies.join(", ")
+            ),
+        ),
+        Err(e) => checks.fail(
+            format!("vault: login ({method})"),
+            e.to_string(),
+            login_fix(method),
+        ),
+    }
+
+    // Paths the annotated Deployments want (without reading any Secret).
+    let cluster = global.cluster_name.as_deref();
+    let mut raw_paths = BTreeSet::new();
+    for d in deployments {
+        if let Ok(Some(spec)) = annotations::parse(&d.annotations) {
+            match &spec.mode {
+                Mode::Custom(_) => {
+                    raw_paths.insert(spec.path.clone());
+                }
+                Mode::AutoDiscover => {
+                    for r in d.pod.as_ref().map(secret_references).unwrap_or_default() {
+                        raw_paths.insert(format!("{}/{}", spec.path, r.name));
+                    }
+                }
+            }
+        }
+    }
+    let index_raw = format!(
+        "{}/vault-sync/index/x",
+        global.index_mount.trim_end_matches('/')
+    );
+    let mut mounts = MountTable::default();
+    let mut wanted: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    let mut mount_results: BTreeMap<String, Result<String, String>> = BTreeMap::new();
+    for raw in raw_paths.iter().chain(std::iter::once(&index_raw)) {
+        let mount = match mounts.find(raw) {
+            Some(m) => m.clone(),
+            None => match vault.lookup_mount(raw).await {
+                Ok(m) => {
+                    mounts.insert(m.clone());
+                    m
+                }
+                Err(e) => {
+                    let first = raw.split('/').next().unwrap_or(raw).to_owned();
+                    mount_results.entry(first).or_insert(Err(e.to_string()));
+                    continue;
+                }
+            },
+        };
+        let version = match mount.kv_version {
+            Some(KvVersion::V2) => "KV v2",
+            Some(KvVersion::V1) => "KV v1",
+            None => "not KV",
+        };
+        let entry = if mount.kv_version.is_some() {
+            Ok(version.to_owned())
+        } else {
+            Err(format!(
+                "{} is a {} engine, not KV",
+                mount.path, mount.engine
+            ))
+        };
+        mount_results.entry(mount.path.clone()).or_insert(entry);
+        let is_index = raw == &index_raw;
+        let Ok(loc) = vault_path::locate(raw, &mount, if is_index { None } else { cluster }) else {
+            continue;
+        };
+        if wanted.len() >= MAX_CAPABILITY_PATHS && !is_index {
+            continue;
+        }
+        wanted.insert(loc.data_path(), DATA_CAPS.to_vec());
+        if loc.version == KvVersion::V2 {
+            wanted.insert(loc.metadata_path(), METADATA_CAPS.to_vec());
+        } else {
+            wanted.entry(loc.data_path()).or_default().push("delete");
+        }
+    }
+    for (mount, result) in &mount_results {
+        match result {
+            Ok(v) => checks.pass(format!("vault: mount {mount}"), v.clone()),
+            Err(e) => checks.fail(
+                format!("vault: mount {mount}"),
+                e.clone(),
+                "mount a KV engine there (`vault secrets enable -path=... -version=2 kv`), or fix vault-sync.io/path",
+            ),
+        }
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let paths: Vec<String> = wanted.keys().cloned().collect();
+    match vault.capabilities(&paths).await {
+        Ok(have) => {
+            let mut missing = Vec::new();
+            for (path, need) in &wanted {
+                let caps = have.get(path).cloned().unwrap_or_default();
+                if caps.iter().any(|c| c == "root") {
+                    continue;
+                }
+                let lacking: Vec<&str> = need
+                    .iter()
+                    .copied()
+                    .filter(|n| !caps.iter().any(|c| c == n))
+                    .collect();
+                if !lacking.is_empty() {
+                    missing.push(format!("{path}: {}", lacking.join(", ")));
+                }
+            }
+            if missing.is_empty() {
+                checks.pass(
+                    "vault: policy capabilities",
+                    format!("{} API paths have what run/prune need", wanted.len()),
+                );
+            } else {
+                checks.fail(
+                    "vault: policy capabilities",
+                    format!("missing: {}", missing.join("; ")),
+                    "add these capabilities to the token's policy (see examples/vault-policy.hcl)",
+                );
+            }
+        }
+        Err(e) => checks.fail(
+            "vault: policy capabilities",
+            e.to_string(),
+            "allow update on sys/capabilities-self (see examples/vault-policy.hcl)",
+        ),
+    }
+}
+
+fn login_fix(method: &str) -> &'static str {
+    match method {
+        "token" => "set VAULT_TOKEN (or BAO_TOKEN) to a valid token, or run `vault login`",
+        "kubernetes" => {
+            "check --vault-role and --vault-auth-path, and that the role binds this ServiceAccount and namespace"
+        }
+        "approle" => "check VAULT_ROLE_ID / VAULT_SECRET_ID and --vault-auth-path",
+        _ => "check --vault-role, --vault-auth-path and the JWT's audience and claims",
+    }
+}
