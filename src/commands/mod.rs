@@ -128,6 +128,7 @@ async fn connect(
         .map_err(CommandError::Config)?;
     tracing::info!(
         version = crate::VERSION,
+        workers = tokio::runtime::Handle::current().metrics().num_workers(),
         vault_addr = vault_config.addr.as_str(),
         auth = vault_config.auth.name(),
         cluster = global.cluster_name.as_deref().unwrap_or("default"),
@@ -186,6 +187,7 @@ async fn sync_inner(
         rebuild_index(&engine, args).await?;
     }
     let mut prepared = engine.prepare(&progress).await;
+    log_problems(&prepared.plan);
     if let Mode::Prune(_) = mode {
         // prune touches orphans only: show and apply nothing else.
         prepared.plan.changes.retain(|c| {
@@ -283,6 +285,32 @@ async fn rebuild_index(engine: &Engine, args: &PruneArgs) -> Result<(), CommandE
     engine.write_index(&mut state, merged).await?;
     tracing::info!(added, scan = scan.as_str(), "index rebuilt from metadata");
     Ok(())
+}
+
+/// One structured log line per problem, for log pipelines
+/// (`--log-format json`): the table/JSON on stdout is for people and CI.
+fn log_problems(plan: &Plan) {
+    for c in &plan.changes {
+        let (error_type, message, secret) = match &c.action {
+            Action::Error {
+                kind,
+                message,
+                secret,
+            } => (*kind, message.as_str(), secret.as_deref()),
+            Action::Conflict { reason } => ("conflict", reason.as_str(), None),
+            Action::Refused { reason } => ("refused", reason.as_str(), None),
+            _ => continue,
+        };
+        tracing::warn!(
+            namespace = c.owner.namespace.as_str(),
+            deployment = c.owner.deployment.as_str(),
+            secret = secret.unwrap_or(""),
+            path = c.path.as_str(),
+            action = c.action.name(),
+            error_type,
+            "{message}"
+        );
+    }
 }
 
 /// Per-Deployment results and per-action path counts.

@@ -79,34 +79,70 @@ impl Vault {
         }
     }
 
-    /// Applies one planned write. KV v2 content is written with
-    /// check-and-set first, then the ownership metadata: a path is never
-    /// marked as ours unless our create won the race for it.
+    /// Applies one planned write.
+    ///
+    /// A KV v2 create stamps the ownership metadata *before* the content
+    /// (`cas=0`): if the process or Vault dies in between, the path is left
+    /// marked as ours with no data, and the next run completes it. The other
+    /// order would leave unmarked content that every later run must refuse
+    /// as foreign. If the create loses a race (another writer created the
+    /// path after it was read), the marker just written is taken back.
+    /// Updates write content first: their metadata is already ours.
     pub async fn write(&self, loc: &KvLocation, write: &Write) -> Result<(), VaultError> {
-        if let Some(data) = &write.data {
-            let mut map = Map::new();
-            for (k, v) in data {
-                map.insert(k.clone(), Value::String(v.expose().to_owned()));
-            }
-            let body = match (loc.version, write.cas) {
-                (KvVersion::V2, Some(cas)) => json!({"data": map, "options": {"cas": cas}}),
-                (KvVersion::V2, None) => json!({ "data": map }),
-                (KvVersion::V1, _) => Value::Object(map),
-            };
-            let bytes =
-                Zeroizing::new(serde_json::to_vec(&body).map_err(|e| VaultError::Decode {
-                    path: loc.to_string(),
-                    message: e.to_string(),
-                })?);
-            drop(body);
-            let api = loc.data_path();
-            let reply = self.request(Method::POST, &api, Some(&bytes), JSON).await?;
-            check_write(&reply, &api, loc)?;
+        let is_create = loc.version == KvVersion::V2 && write.cas == Some(0);
+        if let (true, Some(metadata)) = (is_create, &write.metadata) {
+            self.write_metadata(loc, metadata).await?;
         }
-        if let (KvVersion::V2, Some(metadata)) = (loc.version, &write.metadata) {
+        if let Some(data) = &write.data {
+            let result = self.write_data(loc, data, write.cas).await;
+            if let (Err(VaultError::CasMismatch { .. }), true) = (&result, is_create) {
+                self.take_back_marker(loc).await;
+            }
+            result?;
+        }
+        if let (KvVersion::V2, Some(metadata), false) = (loc.version, &write.metadata, is_create) {
             self.write_metadata(loc, metadata).await?;
         }
         Ok(())
+    }
+
+    async fn write_data(
+        &self,
+        loc: &KvLocation,
+        data: &crate::core::value::SecretMap,
+        cas: Option<u64>,
+    ) -> Result<(), VaultError> {
+        let mut map = Map::new();
+        for (k, v) in data {
+            map.insert(k.clone(), Value::String(v.expose().to_owned()));
+        }
+        let body = match (loc.version, cas) {
+            (KvVersion::V2, Some(cas)) => json!({"data": map, "options": {"cas": cas}}),
+            (KvVersion::V2, None) => json!({ "data": map }),
+            (KvVersion::V1, _) => Value::Object(map),
+        };
+        let bytes = Zeroizing::new(serde_json::to_vec(&body).map_err(|e| VaultError::Decode {
+            path: loc.to_string(),
+            message: e.to_string(),
+        })?);
+        drop(body);
+        let api = loc.data_path();
+        let reply = self.request(Method::POST, &api, Some(&bytes), JSON).await?;
+        check_write(&reply, &api, loc)
+    }
+
+    /// Removes vault-sync's keys from a path's metadata (best effort; the
+    /// path belongs to whoever won the create race).
+    async fn take_back_marker(&self, loc: &KvLocation) {
+        use crate::core::ownership::{MANAGED_BY_KEY, OWNER_KEY, PRESERVE_KEY};
+        if let Ok(Some(mut md)) = self.read_metadata(loc).await {
+            for key in [MANAGED_BY_KEY, OWNER_KEY, PRESERVE_KEY] {
+                md.remove(key);
+            }
+            if let Err(e) = self.write_metadata(loc, &md).await {
+                tracing::warn!(path = %loc, "could not remove the ownership marker after a lost create race: {e}");
+            }
+        }
     }
 
     /// Reads only the custom_metadata (for the ownership check right before
