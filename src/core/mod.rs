@@ -4,6 +4,8 @@
 
 pub mod annotations;
 pub mod desired;
+#[cfg(test)]
+mod fuzz;
 pub mod index;
 pub mod orphans;
 pub mod ownership;
