@@ -257,6 +257,7 @@ impl Engine {
                     let observed = match self.vault.read(&loc).await {
                         Ok(o) => o,
                         Err(e) => {
+                            let e = self.vault.explain(e).await;
                             self.metrics
                                 .vault_write_errors
                                 .with_label_values(&[e.metric_label()])
@@ -514,7 +515,10 @@ impl Engine {
                 let change = &plan.changes[i];
                 let fut = op(change);
                 async move {
-                    let result = fut.await;
+                    let result = match fut.await {
+                        Err(e) => Err(self.vault.explain(e).await),
+                        ok => ok,
+                    };
                     bar.inc();
                     match &result {
                         Ok(()) => tracing::info!(

@@ -10,13 +10,13 @@ pub enum VaultError {
     Connection { addr: String, message: String },
     #[error("Vault login with the {method} auth method failed: {message}")]
     AuthFailed { method: String, message: String },
-    #[error(
-        "Vault denied {operation} on {path} (403 permission denied); the token's policy needs the {capability:?} capability on {path}, or the token has expired"
-    )]
+    #[error("Vault denied {operation} on {path} (403 permission denied): {}", explain_denial(capability, granted.as_deref()))]
     PermissionDenied {
         operation: &'static str,
         path: String,
         capability: &'static str,
+        /// What `sys/capabilities-self` says the token has there, if asked.
+        granted: Option<String>,
     },
     #[error("{path} is not usable: {message}")]
     InvalidPath { path: String, message: String },
@@ -51,6 +51,17 @@ impl VaultError {
             Self::CasMismatch { .. } => "cas_mismatch",
             Self::Status { .. } | Self::Decode { .. } | Self::Config(_) => "unknown",
         }
+    }
+}
+
+fn explain_denial(capability: &str, granted: Option<&str>) -> String {
+    match granted {
+        Some(g) => format!(
+            "the token's policy grants [{g}] on that path but the operation needs {capability:?}; add it to the policy (see examples/vault-policy.hcl)"
+        ),
+        None => format!(
+            "the token's policy needs the {capability:?} capability on that path, or the token has expired"
+        ),
     }
 }
 

@@ -64,6 +64,7 @@ impl Vault {
                 operation: "read",
                 path: api,
                 capability: "read",
+                granted: None,
             }),
             (KvVersion::V1, s) if s.is_success() => Ok(Observed::Present(ObservedSecret {
                 version: 0,
@@ -160,6 +161,7 @@ impl Vault {
                 operation: "read",
                 path: api,
                 capability: "read",
+                granted: None,
             }),
             status => Err(unexpected(status, "read", &api, &reply.body)),
         }
@@ -180,6 +182,7 @@ impl Vault {
                 operation: "delete",
                 path: api,
                 capability: "delete",
+                granted: None,
             }),
             status => Err(unexpected(status, "delete", &api, &reply.body)),
         }
@@ -207,6 +210,7 @@ impl Vault {
                 operation: "read",
                 path: api,
                 capability: "read",
+                granted: None,
             }),
             status => Err(unexpected(status, "read", &api, &reply.body)),
         }
@@ -231,6 +235,7 @@ impl Vault {
                 operation: "list",
                 path: format!("{mount}metadata/{rel}"),
                 capability: "list",
+                granted: None,
             }),
             status => Err(unexpected(status, "list", &api, &reply.body)),
         }
@@ -328,6 +333,7 @@ fn check_write(reply: &Reply, api: &str, loc: &KvLocation) -> Result<(), VaultEr
             operation: "write",
             path: api.to_owned(),
             capability: "create/update",
+            granted: None,
         }),
         StatusCode::BAD_REQUEST if error_messages(&reply.body).contains("check-and-set") => {
             Err(VaultError::CasMismatch {
@@ -352,6 +358,34 @@ fn unexpected(status: StatusCode, operation: &'static str, path: &str, body: &Va
         operation,
         path: path.to_owned(),
         message: error_messages(body),
+    }
+}
+
+impl Vault {
+    /// Adds to a 403 what the token *does* have on that path, from
+    /// `sys/capabilities-self` (one extra request, only on failure).
+    pub async fn explain(&self, e: VaultError) -> VaultError {
+        match e {
+            VaultError::PermissionDenied {
+                operation,
+                path,
+                capability,
+                granted: None,
+            } => {
+                let api_path = path.split('?').next().unwrap_or(&path).to_owned();
+                let granted = match self.capabilities(std::slice::from_ref(&api_path)).await {
+                    Ok(caps) => caps.get(&api_path).map(|c| c.join(", ")),
+                    Err(_) => None,
+                };
+                VaultError::PermissionDenied {
+                    operation,
+                    path,
+                    capability,
+                    granted,
+                }
+            }
+            other => other,
+        }
     }
 }
 
@@ -434,6 +468,7 @@ impl Vault {
                     operation: "write",
                     path: api.into(),
                     capability: "update",
+                    granted: None,
                 },
                 status => unexpected(status, "write", api, &reply.body),
             });
