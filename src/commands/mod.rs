@@ -279,10 +279,13 @@ async fn rebuild_index(engine: &Engine, args: &PruneArgs) -> Result<(), CommandE
     };
     let found = engine.rebuild_index(scan).await?;
     let mut state = engine.read_index().await?;
-    let mut merged = state.index.clone();
-    let added = found.keys().filter(|k| !merged.contains_key(*k)).count();
-    merged.extend(found);
-    engine.write_index(&mut state, merged).await?;
+    let added = found
+        .keys()
+        .filter(|k| !state.index.contains_key(*k))
+        .count();
+    engine
+        .update_index(&mut state, &found, &Default::default())
+        .await?;
     tracing::info!(added, scan = scan.as_str(), "index rebuilt from metadata");
     Ok(())
 }

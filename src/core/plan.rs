@@ -143,6 +143,8 @@ pub struct Change {
     pub owner: Owner,
     pub action: Action,
     pub write: Option<Write>,
+    /// The Deployment's preserve-on-delete, recorded in the index.
+    pub preserve_on_delete: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -281,6 +283,7 @@ pub fn plan(
                     ),
                 },
                 write: None,
+                preserve_on_delete: l.desired.preserve_on_delete,
             });
             continue;
         }
@@ -291,6 +294,7 @@ pub fn plan(
             owner,
             action,
             write,
+            preserve_on_delete: l.desired.preserve_on_delete,
         });
     }
 
@@ -305,6 +309,7 @@ pub fn plan(
                 secret: p.secret,
             },
             write: None,
+            preserve_on_delete: false,
         });
     }
 
@@ -732,6 +737,7 @@ mod tests {
                 destroy: false,
             },
             write: None,
+            preserve_on_delete: false,
         };
         let mut p = Plan {
             changes: vec![delete("a"), delete("b")],

@@ -11,7 +11,7 @@ use futures::stream::{self, StreamExt};
 
 use crate::core::annotations;
 use crate::core::desired::{self, SecretFetch};
-use crate::core::index::IndexEntry;
+use crate::core::index::{Index, IndexEntry};
 use crate::core::ownership::Owner;
 use crate::core::plan::{
     self, Action, Change, Located, Note, Observed, Plan, PlanOptions, Problem,
@@ -363,33 +363,27 @@ impl Engine {
         };
 
         if writes {
-            let mut grown = index.index.clone();
-            for c in &plan.changes {
-                if let (
-                    Some(loc),
-                    Action::Create { .. } | Action::Update { .. } | Action::Unchanged,
-                ) = (&c.location, &c.action)
-                {
-                    grown.insert(
-                        loc.clone(),
-                        IndexEntry {
-                            owner: c.owner.clone(),
-                            preserve_on_delete: c
-                                .write
-                                .as_ref()
-                                .and_then(|w| w.metadata.as_ref())
-                                .map(|m| {
-                                    m.get(crate::core::ownership::PRESERVE_KEY)
-                                        .is_some_and(|v| v == "true")
-                                })
-                                .unwrap_or_else(|| {
-                                    index.index.get(loc).is_some_and(|e| e.preserve_on_delete)
-                                }),
-                        },
-                    );
-                }
-            }
-            if let Err(e) = self.write_index(&mut index, grown).await {
+            let owned: Index = plan
+                .changes
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        c.action,
+                        Action::Create { .. } | Action::Update { .. } | Action::Unchanged
+                    )
+                })
+                .filter_map(|c| {
+                    let entry = IndexEntry {
+                        owner: c.owner.clone(),
+                        preserve_on_delete: c.preserve_on_delete,
+                    };
+                    c.location.clone().map(|l| (l, entry))
+                })
+                .collect();
+            if let Err(e) = self
+                .update_index(&mut index, &owned, &BTreeSet::new())
+                .await
+            {
                 applied.errors.push((
                     e.metric_label(),
                     format!("cannot record new paths in the vault-sync index, so nothing was written or deleted: {e}"),
@@ -400,19 +394,20 @@ impl Engine {
         }
 
         let deletes = self.delete_all(plan, progress).await;
-        let mut shrunk = index.index.clone();
-        for loc in &prepared.forget {
-            let failed = plan
-                .changes
-                .iter()
-                .enumerate()
-                .any(|(i, c)| c.location.as_ref() == Some(loc) && deletes.contains_key(&i));
-            if !failed {
-                shrunk.remove(loc);
-            }
-        }
+        let gone: BTreeSet<KvLocation> = prepared
+            .forget
+            .iter()
+            .filter(|loc| {
+                !plan
+                    .changes
+                    .iter()
+                    .enumerate()
+                    .any(|(i, c)| c.location.as_ref() == Some(*loc) && deletes.contains_key(&i))
+            })
+            .cloned()
+            .collect();
         applied.failures.extend(deletes);
-        if let Err(e) = self.write_index(&mut index, shrunk).await {
+        if let Err(e) = self.update_index(&mut index, &Index::new(), &gone).await {
             applied.errors.push((
                 e.metric_label(),
                 format!("cannot drop deleted paths from the vault-sync index (the next run retries): {e}"),

@@ -72,21 +72,49 @@ impl Engine {
         })
     }
 
-    /// Stores `new` if it differs, with check-and-set on the version read.
-    pub async fn write_index(&self, state: &mut IndexState, new: Index) -> Result<(), VaultError> {
-        if new == state.index {
-            return Ok(());
+    /// Adds and removes entries with check-and-set. When another run
+    /// changed the index in between (CAS mismatch), the index is read again
+    /// and the same change applied to it: concurrent runs merge, never
+    /// overwrite each other's entries.
+    pub async fn update_index(
+        &self,
+        state: &mut IndexState,
+        add: &Index,
+        remove: &BTreeSet<KvLocation>,
+    ) -> Result<(), VaultError> {
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            let mut new = state.index.clone();
+            new.extend(add.iter().map(|(l, e)| (l.clone(), e.clone())));
+            new.retain(|l, _| !remove.contains(l));
+            if new == state.index {
+                return Ok(());
+            }
+            match self
+                .vault
+                .write_raw(&state.location, &index::encode(&new), state.version)
+                .await
+            {
+                Ok(()) => {
+                    if state.version == 0 {
+                        let marker =
+                            BTreeMap::from([(MANAGED_BY_KEY.to_owned(), INDEX_MANAGER.to_owned())]);
+                        self.vault.write_metadata(&state.location, &marker).await?;
+                    }
+                    state.version += 1;
+                    state.index = new;
+                    return Ok(());
+                }
+                Err(VaultError::CasMismatch { .. }) if attempt < ATTEMPTS => {
+                    tracing::debug!(attempt, "the index changed concurrently; merging");
+                    *state = self.read_index().await?;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        self.vault
-            .write_raw(&state.location, &index::encode(&new), state.version)
-            .await?;
-        if state.version == 0 {
-            let marker = BTreeMap::from([(MANAGED_BY_KEY.to_owned(), INDEX_MANAGER.to_owned())]);
-            self.vault.write_metadata(&state.location, &marker).await?;
-        }
-        state.version += 1;
-        state.index = new;
-        Ok(())
+        Err(VaultError::CasMismatch {
+            path: state.location.to_string(),
+        })
     }
 
     /// Judges every index entry this run may judge.
@@ -170,6 +198,7 @@ impl Engine {
                     owner: entry.owner,
                     action,
                     write: None,
+                    preserve_on_delete: entry.preserve_on_delete,
                 });
             }
         }

@@ -95,11 +95,18 @@ impl Vault {
             self.write_metadata(loc, metadata).await?;
         }
         if let Some(data) = &write.data {
-            let result = self.write_data(loc, data, write.cas).await;
-            if let (Err(VaultError::CasMismatch { .. }), true) = (&result, is_create) {
-                self.take_back_marker(loc).await;
+            match self.write_data(loc, data, write.cas).await {
+                // Lost a race to a twin run that wrote exactly this content:
+                // the desired state is reached, nothing is lost.
+                Err(VaultError::CasMismatch { .. }) if self.holds(loc, data).await => {}
+                Err(e @ VaultError::CasMismatch { .. }) => {
+                    if is_create {
+                        self.take_back_marker(loc).await;
+                    }
+                    return Err(e);
+                }
+                other => other?,
             }
-            result?;
         }
         if let (KvVersion::V2, Some(metadata), false) = (loc.version, &write.metadata, is_create) {
             self.write_metadata(loc, metadata).await?;
@@ -132,8 +139,22 @@ impl Vault {
         check_write(&reply, &api, loc)
     }
 
-    /// Removes vault-sync's keys from a path's metadata (best effort; the
-    /// path belongs to whoever won the create race).
+    /// Whether the path's current content is exactly `wanted`.
+    async fn holds(&self, loc: &KvLocation, wanted: &crate::core::value::SecretMap) -> bool {
+        match self.read(loc).await {
+            Ok(Observed::Present(current)) if !current.deleted => {
+                current.data.len() == wanted.len()
+                    && wanted
+                        .iter()
+                        .all(|(k, v)| current.data.get(k).and_then(Option::as_ref) == Some(v))
+            }
+            _ => false,
+        }
+    }
+
+    /// After a create lost its race to a writer with other content: removes
+    /// vault-sync's keys from the path's metadata (best effort), since the
+    /// path belongs to the winner.
     async fn take_back_marker(&self, loc: &KvLocation) {
         use crate::core::ownership::{MANAGED_BY_KEY, OWNER_KEY, PRESERVE_KEY};
         if let Ok(Some(mut md)) = self.read_metadata(loc).await {
