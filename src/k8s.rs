@@ -22,7 +22,7 @@ pub enum KubeError {
     #[error("Kubernetes configuration: {0}")]
     Config(String),
     #[error(
-        "Kubernetes RBAC forbids {verb} {resource}{scope}: {message}; grant it in the ClusterRole (see cronjob/)"
+        "Kubernetes RBAC forbids {verb} {resource}{scope}: {message}; grant it to the ServiceAccount (ClusterRole, or Role in that namespace: see cronjob/rbac.yaml), or narrow the run with -n"
     )]
     Forbidden {
         verb: &'static str,

@@ -123,6 +123,18 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Known error types start at zero, so a rate() over them works from
+        // the first push and a dashboard shows 0 rather than "no data".
+        for error_type in [
+            "permission_denied",
+            "invalid_path",
+            "connection_failed",
+            "auth_failed",
+            "cas_mismatch",
+            "unknown",
+        ] {
+            m.vault_write_errors.with_label_values(&[error_type]);
+        }
         Ok(m)
     }
 

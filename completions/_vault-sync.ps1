@@ -1,0 +1,270 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'vault-sync'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'vault-sync' {
+            [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--selector', '--selector', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--cluster-name', '--cluster-name', [CompletionResultType]::ParameterName, 'Cluster name: recorded as the owner''s cluster, and paths are written under `<mount>/clusters/<name>/`')
+            [CompletionResult]::new('--index-mount', '--index-mount', [CompletionResultType]::ParameterName, 'KV v2 mount holding vault-sync''s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)')
+            [CompletionResult]::new('--vault-addr', '--vault-addr', [CompletionResultType]::ParameterName, 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)')
+            [CompletionResult]::new('--vault-auth', '--vault-auth', [CompletionResultType]::ParameterName, 'Auth method (default: kubernetes inside a pod, token elsewhere)')
+            [CompletionResult]::new('--vault-role', '--vault-role', [CompletionResultType]::ParameterName, 'Role for the kubernetes or jwt auth method')
+            [CompletionResult]::new('--vault-auth-path', '--vault-auth-path', [CompletionResultType]::ParameterName, 'Mount path of the auth method (default: the method''s name)')
+            [CompletionResult]::new('--vault-jwt-file', '--vault-jwt-file', [CompletionResultType]::ParameterName, 'JWT for kubernetes/jwt auth (default: the pod''s service-account token)')
+            [CompletionResult]::new('--vault-namespace', '--vault-namespace', [CompletionResultType]::ParameterName, 'Vault Enterprise / OpenBao namespace (also VAULT_NAMESPACE, BAO_NAMESPACE)')
+            [CompletionResult]::new('--vault-timeout', '--vault-timeout', [CompletionResultType]::ParameterName, 'Bound on each Vault operation, retries included (e.g. 30s, 2m)')
+            [CompletionResult]::new('--pushgateway-url', '--pushgateway-url', [CompletionResultType]::ParameterName, 'Push metrics to this Prometheus Pushgateway at the end of the run')
+            [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
+            [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
+            [CompletionResult]::new('--require-push', '--require-push', [CompletionResultType]::ParameterName, 'A failed push fails the run (default: a warning)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Show what `run` would change (key names only, never values)')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Apply the plan: write what differs, nothing else')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove Vault paths vault-sync wrote that nothing wants any more')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check Vault and Kubernetes connectivity, auth and permissions')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'vault-sync;plan' {
+            [CompletionResult]::new('--max-deletes', '--max-deletes', [CompletionResultType]::ParameterName, 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)')
+            [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--selector', '--selector', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--cluster-name', '--cluster-name', [CompletionResultType]::ParameterName, 'Cluster name: recorded as the owner''s cluster, and paths are written under `<mount>/clusters/<name>/`')
+            [CompletionResult]::new('--index-mount', '--index-mount', [CompletionResultType]::ParameterName, 'KV v2 mount holding vault-sync''s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)')
+            [CompletionResult]::new('--vault-addr', '--vault-addr', [CompletionResultType]::ParameterName, 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)')
+            [CompletionResult]::new('--vault-auth', '--vault-auth', [CompletionResultType]::ParameterName, 'Auth method (default: kubernetes inside a pod, token elsewhere)')
+            [CompletionResult]::new('--vault-role', '--vault-role', [CompletionResultType]::ParameterName, 'Role for the kubernetes or jwt auth method')
+            [CompletionResult]::new('--vault-auth-path', '--vault-auth-path', [CompletionResultType]::ParameterName, 'Mount path of the auth method (default: the method''s name)')
+            [CompletionResult]::new('--vault-jwt-file', '--vault-jwt-file', [CompletionResultType]::ParameterName, 'JWT for kubernetes/jwt auth (default: the pod''s service-account token)')
+            [CompletionResult]::new('--vault-namespace', '--vault-namespace', [CompletionResultType]::ParameterName, 'Vault Enterprise / OpenBao namespace (also VAULT_NAMESPACE, BAO_NAMESPACE)')
+            [CompletionResult]::new('--vault-timeout', '--vault-timeout', [CompletionResultType]::ParameterName, 'Bound on each Vault operation, retries included (e.g. 30s, 2m)')
+            [CompletionResult]::new('--pushgateway-url', '--pushgateway-url', [CompletionResultType]::ParameterName, 'Push metrics to this Prometheus Pushgateway at the end of the run')
+            [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
+            [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
+            [CompletionResult]::new('--adopt', '--adopt', [CompletionResultType]::ParameterName, 'Take over existing Vault paths that no tool marked as its own')
+            [CompletionResult]::new('--push-metrics', '--push-metrics', [CompletionResultType]::ParameterName, 'Push metrics for `plan` too (by default only `run` pushes)')
+            [CompletionResult]::new('--no-prune', '--no-prune', [CompletionResultType]::ParameterName, 'Do not look for orphans: write only, delete nothing')
+            [CompletionResult]::new('--destroy', '--destroy', [CompletionResultType]::ParameterName, 'Delete orphans with all versions and metadata (default: soft delete of the current version, undoable with `vault kv undelete`)')
+            [CompletionResult]::new('--require-push', '--require-push', [CompletionResultType]::ParameterName, 'A failed push fails the run (default: a warning)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'vault-sync;run' {
+            [CompletionResult]::new('--max-deletes', '--max-deletes', [CompletionResultType]::ParameterName, 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)')
+            [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--selector', '--selector', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--cluster-name', '--cluster-name', [CompletionResultType]::ParameterName, 'Cluster name: recorded as the owner''s cluster, and paths are written under `<mount>/clusters/<name>/`')
+            [CompletionResult]::new('--index-mount', '--index-mount', [CompletionResultType]::ParameterName, 'KV v2 mount holding vault-sync''s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)')
+            [CompletionResult]::new('--vault-addr', '--vault-addr', [CompletionResultType]::ParameterName, 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)')
+            [CompletionResult]::new('--vault-auth', '--vault-auth', [CompletionResultType]::ParameterName, 'Auth method (default: kubernetes inside a pod, token elsewhere)')
+            [CompletionResult]::new('--vault-role', '--vault-role', [CompletionResultType]::ParameterName, 'Role for the kubernetes or jwt auth method')
+            [CompletionResult]::new('--vault-auth-path', '--vault-auth-path', [CompletionResultType]::ParameterName, 'Mount path of the auth method (default: the method''s name)')
+            [CompletionResult]::new('--vault-jwt-file', '--vault-jwt-file', [CompletionResultType]::ParameterName, 'JWT for kubernetes/jwt auth (default: the pod''s service-account token)')
+            [CompletionResult]::new('--vault-namespace', '--vault-namespace', [CompletionResultType]::ParameterName, 'Vault Enterprise / OpenBao namespace (also VAULT_NAMESPACE, BAO_NAMESPACE)')
+            [CompletionResult]::new('--vault-timeout', '--vault-timeout', [CompletionResultType]::ParameterName, 'Bound on each Vault operation, retries included (e.g. 30s, 2m)')
+            [CompletionResult]::new('--pushgateway-url', '--pushgateway-url', [CompletionResultType]::ParameterName, 'Push metrics to this Prometheus Pushgateway at the end of the run')
+            [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
+            [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
+            [CompletionResult]::new('--adopt', '--adopt', [CompletionResultType]::ParameterName, 'Take over existing Vault paths that no tool marked as its own')
+            [CompletionResult]::new('--push-metrics', '--push-metrics', [CompletionResultType]::ParameterName, 'Push metrics for `plan` too (by default only `run` pushes)')
+            [CompletionResult]::new('--no-prune', '--no-prune', [CompletionResultType]::ParameterName, 'Do not look for orphans: write only, delete nothing')
+            [CompletionResult]::new('--destroy', '--destroy', [CompletionResultType]::ParameterName, 'Delete orphans with all versions and metadata (default: soft delete of the current version, undoable with `vault kv undelete`)')
+            [CompletionResult]::new('--require-push', '--require-push', [CompletionResultType]::ParameterName, 'A failed push fails the run (default: a warning)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'vault-sync;prune' {
+            [CompletionResult]::new('--max-deletes', '--max-deletes', [CompletionResultType]::ParameterName, 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)')
+            [CompletionResult]::new('--scan', '--scan', [CompletionResultType]::ParameterName, 'Path prefix to scan with --rebuild-index, e.g. `secret/apps`')
+            [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--selector', '--selector', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--cluster-name', '--cluster-name', [CompletionResultType]::ParameterName, 'Cluster name: recorded as the owner''s cluster, and paths are written under `<mount>/clusters/<name>/`')
+            [CompletionResult]::new('--index-mount', '--index-mount', [CompletionResultType]::ParameterName, 'KV v2 mount holding vault-sync''s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)')
+            [CompletionResult]::new('--vault-addr', '--vault-addr', [CompletionResultType]::ParameterName, 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)')
+            [CompletionResult]::new('--vault-auth', '--vault-auth', [CompletionResultType]::ParameterName, 'Auth method (default: kubernetes inside a pod, token elsewhere)')
+            [CompletionResult]::new('--vault-role', '--vault-role', [CompletionResultType]::ParameterName, 'Role for the kubernetes or jwt auth method')
+            [CompletionResult]::new('--vault-auth-path', '--vault-auth-path', [CompletionResultType]::ParameterName, 'Mount path of the auth method (default: the method''s name)')
+            [CompletionResult]::new('--vault-jwt-file', '--vault-jwt-file', [CompletionResultType]::ParameterName, 'JWT for kubernetes/jwt auth (default: the pod''s service-account token)')
+            [CompletionResult]::new('--vault-namespace', '--vault-namespace', [CompletionResultType]::ParameterName, 'Vault Enterprise / OpenBao namespace (also VAULT_NAMESPACE, BAO_NAMESPACE)')
+            [CompletionResult]::new('--vault-timeout', '--vault-timeout', [CompletionResultType]::ParameterName, 'Bound on each Vault operation, retries included (e.g. 30s, 2m)')
+            [CompletionResult]::new('--pushgateway-url', '--pushgateway-url', [CompletionResultType]::ParameterName, 'Push metrics to this Prometheus Pushgateway at the end of the run')
+            [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
+            [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required when stdin is not a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required when stdin is not a terminal)')
+            [CompletionResult]::new('--destroy', '--destroy', [CompletionResultType]::ParameterName, 'Delete orphans with all versions and metadata (default: soft delete of the current version, undoable with `vault kv undelete`)')
+            [CompletionResult]::new('--rebuild-index', '--rebuild-index', [CompletionResultType]::ParameterName, 'Rebuild the index from the ownership metadata of every path under --scan, then prune as usual')
+            [CompletionResult]::new('--require-push', '--require-push', [CompletionResultType]::ParameterName, 'A failed push fails the run (default: a warning)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'vault-sync;check' {
+            [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--selector', '--selector', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--cluster-name', '--cluster-name', [CompletionResultType]::ParameterName, 'Cluster name: recorded as the owner''s cluster, and paths are written under `<mount>/clusters/<name>/`')
+            [CompletionResult]::new('--index-mount', '--index-mount', [CompletionResultType]::ParameterName, 'KV v2 mount holding vault-sync''s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)')
+            [CompletionResult]::new('--vault-addr', '--vault-addr', [CompletionResultType]::ParameterName, 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)')
+            [CompletionResult]::new('--vault-auth', '--vault-auth', [CompletionResultType]::ParameterName, 'Auth method (default: kubernetes inside a pod, token elsewhere)')
+            [CompletionResult]::new('--vault-role', '--vault-role', [CompletionResultType]::ParameterName, 'Role for the kubernetes or jwt auth method')
+            [CompletionResult]::new('--vault-auth-path', '--vault-auth-path', [CompletionResultType]::ParameterName, 'Mount path of the auth method (default: the method''s name)')
+            [CompletionResult]::new('--vault-jwt-file', '--vault-jwt-file', [CompletionResultType]::ParameterName, 'JWT for kubernetes/jwt auth (default: the pod''s service-account token)')
+            [CompletionResult]::new('--vault-namespace', '--vault-namespace', [CompletionResultType]::ParameterName, 'Vault Enterprise / OpenBao namespace (also VAULT_NAMESPACE, BAO_NAMESPACE)')
+            [CompletionResult]::new('--vault-timeout', '--vault-timeout', [CompletionResultType]::ParameterName, 'Bound on each Vault operation, retries included (e.g. 30s, 2m)')
+            [CompletionResult]::new('--pushgateway-url', '--pushgateway-url', [CompletionResultType]::ParameterName, 'Push metrics to this Prometheus Pushgateway at the end of the run')
+            [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
+            [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
+            [CompletionResult]::new('--require-push', '--require-push', [CompletionResultType]::ParameterName, 'A failed push fails the run (default: a warning)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'vault-sync;completions' {
+            [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--selector', '--selector', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
+            [CompletionResult]::new('--cluster-name', '--cluster-name', [CompletionResultType]::ParameterName, 'Cluster name: recorded as the owner''s cluster, and paths are written under `<mount>/clusters/<name>/`')
+            [CompletionResult]::new('--index-mount', '--index-mount', [CompletionResultType]::ParameterName, 'KV v2 mount holding vault-sync''s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)')
+            [CompletionResult]::new('--vault-addr', '--vault-addr', [CompletionResultType]::ParameterName, 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)')
+            [CompletionResult]::new('--vault-auth', '--vault-auth', [CompletionResultType]::ParameterName, 'Auth method (default: kubernetes inside a pod, token elsewhere)')
+            [CompletionResult]::new('--vault-role', '--vault-role', [CompletionResultType]::ParameterName, 'Role for the kubernetes or jwt auth method')
+            [CompletionResult]::new('--vault-auth-path', '--vault-auth-path', [CompletionResultType]::ParameterName, 'Mount path of the auth method (default: the method''s name)')
+            [CompletionResult]::new('--vault-jwt-file', '--vault-jwt-file', [CompletionResultType]::ParameterName, 'JWT for kubernetes/jwt auth (default: the pod''s service-account token)')
+            [CompletionResult]::new('--vault-namespace', '--vault-namespace', [CompletionResultType]::ParameterName, 'Vault Enterprise / OpenBao namespace (also VAULT_NAMESPACE, BAO_NAMESPACE)')
+            [CompletionResult]::new('--vault-timeout', '--vault-timeout', [CompletionResultType]::ParameterName, 'Bound on each Vault operation, retries included (e.g. 30s, 2m)')
+            [CompletionResult]::new('--pushgateway-url', '--pushgateway-url', [CompletionResultType]::ParameterName, 'Push metrics to this Prometheus Pushgateway at the end of the run')
+            [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
+            [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
+            [CompletionResult]::new('--require-push', '--require-push', [CompletionResultType]::ParameterName, 'A failed push fails the run (default: a warning)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'vault-sync;help' {
+            [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Show what `run` would change (key names only, never values)')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Apply the plan: write what differs, nothing else')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove Vault paths vault-sync wrote that nothing wants any more')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check Vault and Kubernetes connectivity, auth and permissions')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'vault-sync;help;plan' {
+            break
+        }
+        'vault-sync;help;run' {
+            break
+        }
+        'vault-sync;help;prune' {
+            break
+        }
+        'vault-sync;help;check' {
+            break
+        }
+        'vault-sync;help;completions' {
+            break
+        }
+        'vault-sync;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}
