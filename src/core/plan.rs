@@ -202,15 +202,17 @@ impl Plan {
 
     /// The `--max-deletes` guard: when the plan would delete more than
     /// `max` paths, every deletion is refused (none of them happens).
-    pub fn guard_deletes(&mut self, max: usize) {
+    /// Returns the locations it refused.
+    pub fn guard_deletes(&mut self, max: usize) -> Vec<KvLocation> {
         let deletes = self
             .changes
             .iter()
             .filter(|c| matches!(c.action, Action::Delete { .. }))
             .count();
         if deletes <= max {
-            return;
+            return Vec::new();
         }
+        let mut refused = Vec::new();
         for c in &mut self.changes {
             if let Action::Delete { reason, .. } = &c.action {
                 c.action = Action::Refused {
@@ -218,8 +220,10 @@ impl Plan {
                         "{reason}; refused: this run would delete {deletes} paths, more than --max-deletes {max}. Review them with `vault-sync plan`, then rerun with --max-deletes {deletes}"
                     ),
                 };
+                refused.extend(c.location.clone());
             }
         }
+        refused
     }
 
     /// Sorts changes by path, then owner, for stable output.
@@ -743,10 +747,10 @@ mod tests {
             changes: vec![delete("a"), delete("b")],
             notes: vec![],
         };
-        p.guard_deletes(2);
+        assert!(p.guard_deletes(2).is_empty());
         assert_eq!(p.summary().delete, 2);
         assert!(!p.has_failures());
-        p.guard_deletes(1);
+        assert_eq!(p.guard_deletes(1), vec![loc("a"), loc("b")]);
         assert_eq!(p.summary().delete, 0);
         assert_eq!(p.summary().refused, 2);
         assert!(p.has_failures());

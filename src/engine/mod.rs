@@ -327,7 +327,10 @@ impl Engine {
                 .await;
             plan.changes.extend(findings.changes);
             forget = findings.forget;
-            plan.guard_deletes(scope.max_deletes);
+            // Refused by the guard: still ours, still indexed.
+            for loc in plan.guard_deletes(scope.max_deletes) {
+                forget.remove(&loc);
+            }
             plan.sort();
         }
         Prepared {
@@ -358,6 +361,17 @@ impl Engine {
             let only_updates = |c: &Change| matches!(c.action, Action::Update { .. });
             if writes {
                 applied.failures = self.write_all(plan, only_updates, progress).await;
+                for (i, c) in plan.changes.iter().enumerate() {
+                    if c.write.is_some() && !only_updates(c) {
+                        applied.failures.insert(
+                            i,
+                            VaultError::NotAttempted {
+                                path: c.path.clone(),
+                                reason: "the vault-sync index is unreadable, and a path created now would go untracked".into(),
+                            },
+                        );
+                    }
+                }
             }
             return applied;
         };

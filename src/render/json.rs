@@ -60,7 +60,7 @@ pub fn render(report: &Report<'_>) -> Value {
                 }
             }
             if let Some(applied) = report.applied
-                && c.write.is_some()
+                && (c.write.is_some() || matches!(c.action, Action::Delete { .. }))
             {
                 match applied.get(&i) {
                     None => v["result"] = json!("applied"),

@@ -37,6 +37,8 @@ pub enum VaultError {
     Decode { path: String, message: String },
     #[error("Vault configuration: {0}")]
     Config(String),
+    #[error("{path} was not written: {reason}")]
+    NotAttempted { path: String, reason: String },
 }
 
 impl VaultError {
@@ -49,6 +51,7 @@ impl VaultError {
             Self::PermissionDenied { .. } => "permission_denied",
             Self::InvalidPath { .. } => "invalid_path",
             Self::CasMismatch { .. } => "cas_mismatch",
+            Self::NotAttempted { .. } => "not_attempted",
             Self::Status { .. } | Self::Decode { .. } | Self::Config(_) => "unknown",
         }
     }
