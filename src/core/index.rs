@@ -55,7 +55,7 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 pub fn encode(index: &Index) -> BTreeMap<String, String> {
     let mut out = BTreeMap::from([(FORMAT_KEY.to_owned(), FORMAT.to_owned())]);
     let mut chunk = String::new();
-    let mut flush = |chunk: &mut String, out: &mut BTreeMap<String, String>| {
+    let flush = |chunk: &mut String, out: &mut BTreeMap<String, String>| {
         if !chunk.is_empty() {
             let key = format!("entries-{:04}", out.len() - 1);
             out.insert(key, std::mem::take(chunk));
