@@ -59,6 +59,11 @@ pub struct Vault {
     auth: AuthMethod,
     timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Set once Vault proved unreachable (retries exhausted): every later
+    /// request of this run fails at once with the same error, so a run with
+    /// thousands of paths ends within about one `--vault-timeout` instead of
+    /// waiting it out path by path.
+    gave_up: std::sync::OnceLock<VaultError>,
 }
 
 impl Vault {
@@ -124,6 +129,7 @@ impl Vault {
             auth: config.auth,
             timeout: config.timeout,
             metrics,
+            gave_up: std::sync::OnceLock::new(),
         })
     }
 
@@ -160,12 +166,18 @@ impl Vault {
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
+            if let Some(e) = self.gave_up.get() {
+                return Err(e.clone());
+            }
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(Attempt::Final(e)) => return Err(e),
                 Err(Attempt::Retry(e)) => {
                     let jitter = Duration::from_millis(u64::from(rand_jitter_ms()));
                     if started.elapsed() + delay + jitter >= self.timeout {
+                        if matches!(e, VaultError::Connection { .. } | VaultError::Sealed) {
+                            let _ = self.gave_up.set(e.clone());
+                        }
                         return Err(e);
                     }
                     tracing::debug!(error = %e, delay_ms = delay.as_millis() as u64, "retrying Vault request");
@@ -228,7 +240,11 @@ impl Vault {
                 req = req.header("X-Vault-Token", token.as_str());
             }
         }
-        if let Some(ns) = &self.namespace {
+        // sys/health is served by the root namespace only; OpenBao answers
+        // 400 "operation unavailable in namespaces" when one is sent.
+        if let Some(ns) = &self.namespace
+            && !path.starts_with("sys/health")
+        {
             req = req.header("X-Vault-Namespace", ns);
         }
         if let Some(body) = body {
@@ -240,10 +256,17 @@ impl Vault {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.record_vault_request(method.as_str(), None);
-                return Err(Attempt::Retry(VaultError::Connection {
+                let error = VaultError::Connection {
                     addr: self.addr.clone(),
                     message: describe_reqwest_error(&e),
-                }));
+                };
+                // A certificate that does not verify will not verify on the
+                // next attempt either.
+                return Err(if is_tls_failure(&e) {
+                    Attempt::Final(error)
+                } else {
+                    Attempt::Retry(error)
+                });
             }
         };
         let status = response.status();
@@ -313,6 +336,27 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
     }
     // reqwest includes the URL, which is fine (paths are not secret).
     msg
+}
+
+/// Whether a transport error is a TLS failure (bad certificate, unknown
+/// issuer, handshake refused), found by type in the error chain.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // io::Error hides its payload from source(); look inside.
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// 0–99 ms of jitter without a dependency on a random-number crate: the
