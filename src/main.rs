@@ -19,7 +19,19 @@ fn main() -> ExitCode {
 }
 
 fn real_main() -> anyhow::Result<Exit> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap exits 2 on a usage error, which `plan` uses for "changes
+        // pending": a typo in a CI job must not read as drift.
+        Err(e) => {
+            let _ = e.print();
+            return Ok(if e.use_stderr() {
+                Exit::Failure
+            } else {
+                Exit::Success
+            });
+        }
+    };
     // One crypto provider for kube, reqwest and vaultrs alike (see Cargo.toml).
     rustls::crypto::ring::default_provider()
         .install_default()

@@ -235,14 +235,15 @@ impl Plan {
 
 /// Diffs the desired paths against what Vault holds.
 ///
-/// `problems` are carried into the plan as errors. `v1_owners` says which KV
-/// v1 paths vault-sync owns (KV v1 has no metadata; the index knows).
+/// `problems` are carried into the plan as errors. `index_owners` is what
+/// the index records; it decides ownership of KV v1 paths (which have no
+/// metadata), and completes KV v2 creates interrupted before their marker.
 pub fn plan(
     located: Vec<Located>,
     problems: Vec<Problem>,
     notes: Vec<Note>,
     observed: &BTreeMap<KvLocation, Observed>,
-    v1_owners: &BTreeMap<KvLocation, Owner>,
+    index_owners: &BTreeMap<KvLocation, Owner>,
     opts: &PlanOptions,
 ) -> Plan {
     let mut changes = Vec::with_capacity(located.len() + problems.len());
@@ -291,7 +292,7 @@ pub fn plan(
             });
             continue;
         }
-        let (action, write) = diff_one(&l, observed.get(&l.location), v1_owners, opts);
+        let (action, write) = diff_one(&l, observed.get(&l.location), index_owners, opts);
         changes.push(Change {
             path,
             location: Some(l.location),
@@ -325,7 +326,7 @@ pub fn plan(
 fn diff_one(
     l: &Located,
     observed: Option<&Observed>,
-    v1_owners: &BTreeMap<KvLocation, Owner>,
+    index_owners: &BTreeMap<KvLocation, Owner>,
     opts: &PlanOptions,
 ) -> (Action, Option<Write>) {
     let d = &l.desired;
@@ -393,10 +394,19 @@ fn diff_one(
                 );
             }
             Ownership::Malformed => false,
-            Ownership::Unowned => false,
+            // A create interrupted between its content and its marker: the
+            // index recorded the intent before the write, only one version
+            // exists, and it holds exactly what this Deployment wants. Any
+            // other unmarked content stays someone else's.
+            Ownership::Unowned => {
+                index_owners.get(&l.location) == Some(&d.owner)
+                    && secret.version == 1
+                    && !secret.deleted
+                    && same_content(&d.data, &secret.data)
+            }
         }
     } else {
-        match v1_owners.get(&l.location) {
+        match index_owners.get(&l.location) {
             Some(owner) if *owner == d.owner => true,
             Some(owner) => {
                 return conflict(format!(
@@ -452,6 +462,13 @@ fn diff_one(
             metadata,
         }),
     )
+}
+
+fn same_content(desired: &SecretMap, observed: &BTreeMap<String, Option<SecretValue>>) -> bool {
+    desired.len() == observed.len()
+        && desired
+            .iter()
+            .all(|(k, v)| observed.get(k).and_then(Option::as_ref) == Some(v))
 }
 
 fn conflict(reason: String) -> (Action, Option<Write>) {
@@ -758,6 +775,55 @@ mod tests {
         assert!(
             matches!(&p.changes[0].action, Action::Refused { reason } if reason.contains("--max-deletes 2"))
         );
+    }
+
+    #[test]
+    fn interrupted_create_is_completed_only_when_index_version_and_content_agree() {
+        let l = located("app", "api", &[("k", "v")]);
+        let index = BTreeMap::from([(loc("app"), owner("api"))]);
+        let check = |version: u64, value: &str, index: &BTreeMap<KvLocation, Owner>| {
+            let obs = BTreeMap::from([(
+                loc("app"),
+                present(version, &[("k", value)], BTreeMap::new()),
+            )]);
+            plan(
+                vec![l.clone()],
+                vec![],
+                vec![],
+                &obs,
+                index,
+                &PlanOptions::default(),
+            )
+            .changes
+            .remove(0)
+        };
+        let c = check(1, "v", &index);
+        assert!(
+            matches!(
+                c.action,
+                Action::Update {
+                    metadata_only: true,
+                    ..
+                }
+            ),
+            "{:?}",
+            c.action
+        );
+        assert!(c.write.and_then(|w| w.metadata).is_some());
+        let other_index = BTreeMap::from([(loc("app"), owner("web"))]);
+        for (version, value, idx) in [
+            (2, "v", &index),
+            (1, "other", &index),
+            (1, "v", &BTreeMap::new()),
+            (1, "v", &other_index),
+        ] {
+            let c = check(version, value, idx);
+            assert!(
+                matches!(c.action, Action::Conflict { .. }),
+                "{version} {value}: {:?}",
+                c.action
+            );
+        }
     }
 
     #[test]

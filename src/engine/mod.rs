@@ -292,10 +292,9 @@ impl Engine {
                 None
             }
         };
-        let v1_owners: BTreeMap<KvLocation, Owner> = index
+        let index_owners: BTreeMap<KvLocation, Owner> = index
             .iter()
             .flat_map(|s| s.index.iter())
-            .filter(|(l, _)| l.version == vault_path::KvVersion::V1)
             .map(|(l, e)| (l.clone(), e.owner.clone()))
             .collect();
         let desired_locations: BTreeSet<KvLocation> =
@@ -305,7 +304,7 @@ impl Engine {
             problems,
             notes,
             &observed,
-            &v1_owners,
+            &index_owners,
             &PlanOptions { adopt: scope.adopt },
         );
 

@@ -80,35 +80,26 @@ impl Vault {
         }
     }
 
-    /// Applies one planned write.
+    /// Applies one planned write: content first (KV v2 with check-and-set),
+    /// then the ownership metadata.
     ///
-    /// A KV v2 create stamps the ownership metadata *before* the content
-    /// (`cas=0`): if the process or Vault dies in between, the path is left
-    /// marked as ours with no data, and the next run completes it. The other
-    /// order would leave unmarked content that every later run must refuse
-    /// as foreign. If the create loses a race (another writer created the
-    /// path after it was read), the marker just written is taken back.
-    /// Updates write content first: their metadata is already ours.
+    /// This order means only the writer that won the `cas` race ever marks
+    /// a path: metadata writes have no check-and-set, so a marker written
+    /// before the content could be overwritten by, or overwrite, a racing
+    /// writer's. A run that dies between the two leaves unmarked content;
+    /// the next run recognises it as its own interrupted create through the
+    /// index, which recorded the path before the write (see `core::plan`).
     pub async fn write(&self, loc: &KvLocation, write: &Write) -> Result<(), VaultError> {
-        let is_create = loc.version == KvVersion::V2 && write.cas == Some(0);
-        if let (true, Some(metadata)) = (is_create, &write.metadata) {
-            self.write_metadata(loc, metadata).await?;
-        }
         if let Some(data) = &write.data {
             match self.write_data(loc, data, write.cas).await {
-                // Lost a race to a twin run that wrote exactly this content:
-                // the desired state is reached, nothing is lost.
-                Err(VaultError::CasMismatch { .. }) if self.holds(loc, data).await => {}
-                Err(e @ VaultError::CasMismatch { .. }) => {
-                    if is_create {
-                        self.take_back_marker(loc).await;
-                    }
-                    return Err(e);
-                }
+                // Lost the race to a twin run that wrote exactly this
+                // content: the desired state is reached, and the winner
+                // writes the marker.
+                Err(VaultError::CasMismatch { .. }) if self.holds(loc, data).await => return Ok(()),
                 other => other?,
             }
         }
-        if let (KvVersion::V2, Some(metadata), false) = (loc.version, &write.metadata, is_create) {
+        if let (KvVersion::V2, Some(metadata)) = (loc.version, &write.metadata) {
             self.write_metadata(loc, metadata).await?;
         }
         Ok(())
@@ -149,21 +140,6 @@ impl Vault {
                         .all(|(k, v)| current.data.get(k).and_then(Option::as_ref) == Some(v))
             }
             _ => false,
-        }
-    }
-
-    /// After a create lost its race to a writer with other content: removes
-    /// vault-sync's keys from the path's metadata (best effort), since the
-    /// path belongs to the winner.
-    async fn take_back_marker(&self, loc: &KvLocation) {
-        use crate::core::ownership::{MANAGED_BY_KEY, OWNER_KEY, PRESERVE_KEY};
-        if let Ok(Some(mut md)) = self.read_metadata(loc).await {
-            for key in [MANAGED_BY_KEY, OWNER_KEY, PRESERVE_KEY] {
-                md.remove(key);
-            }
-            if let Err(e) = self.write_metadata(loc, &md).await {
-                tracing::warn!(path = %loc, "could not remove the ownership marker after a lost create race: {e}");
-            }
         }
     }
 

@@ -1,1 +1,18 @@
-//! placeholder
+//! End-to-end tests of vault-sync against the real local stack
+//! (kube-apiserver + etcd, OpenBao with a file audit log, Pushgateway).
+//!
+//! The stack must be running (`tests/stack/up.sh`, or `tests/run.sh` which
+//! starts it); its settings come from `tests/stack/.env`. Tests never skip:
+//! without the stack they fail and say how to start it.
+//!
+//! Every test works in its own Kubernetes namespace and Vault prefix, so the
+//! suite runs in parallel. `IT_KEEP=1` keeps each test's namespace and Vault
+//! paths for inspection.
+
+mod completions;
+mod harness;
+mod least_privilege;
+mod orphans;
+mod stack;
+mod sync;
+mod vault_connect;

@@ -1,0 +1,2292 @@
+//! Vault connectivity done right, through the built binary: every auth
+//! method, a token that expires mid-run, TLS, namespaces, a policy that
+//! denies one path, Vault gone before and during a run, and `check`'s report
+//! of each broken setup.
+//!
+//! The shared OpenBao is never stopped or sealed: tests that take Vault away
+//! start a [`PrivateBao`] of their own (the real `bao` binary, dev mode, its
+//! own audit log, killed on drop) and cut it off with a [`FaultProxy`] that
+//! sits between vault-sync and it. Objects a test adds to the shared server
+//! (auth mounts, policies, paths outside the test's prefix) are removed by a
+//! [`SharedCleanup`] guard.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures::StreamExt as _;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{
+    CliOutput, Kv2Secret, PodRefs, STACK, TestNs, VaultHttp, assert_no_leak, audit_mark,
+    init_crypto, random_hex,
+};
+use crate::stack::service_account_token;
+
+const PATH: &str = "vault-sync.io/path";
+
+// ---------------------------------------------------------------------------
+// A private OpenBao dev server
+// ---------------------------------------------------------------------------
+
+/// `bao server -dev` on a free port with its own file audit log, started
+/// from the real binary (`BAO_BIN`) and killed (SIGKILL) on drop.
+struct PrivateBao {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+    addr: String,
+    /// The dev-TLS CA (`-dev-tls` only).
+    ca_file: Option<PathBuf>,
+}
+
+impl PrivateBao {
+    async fn start() -> Self {
+        Self::launch(false).await
+    }
+
+    /// `-dev-tls`: OpenBao generates a CA and a serving certificate for
+    /// 127.0.0.1 into `<dir>/tls/vault-ca.pem` etc.
+    async fn start_tls() -> Self {
+        Self::launch(true).await
+    }
+
+    async fn launch(tls: bool) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir for a private bao");
+        let port = free_port();
+        let audit = dir.path().join("audit.log");
+        let config = dir.path().join("audit.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "audit \"file\" \"to-file\" {{\n  options {{\n    file_path = {:?}\n  }}\n}}\n",
+                audit.display().to_string()
+            ),
+        )
+        .expect("write audit.hcl");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("server.log");
+        let mut cmd = Command::new(STACK.get("BAO_BIN"));
+        // Nothing of the caller's VAULT_*/BAO_* may reach the server, and
+        // its dev-mode ~/.vault-token goes into the temp dir.
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .arg("server")
+            .arg("-dev")
+            .arg("-dev-root-token-id=root")
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .arg(format!("-config={}", config.display()));
+        let tls_dir = dir.path().join("tls");
+        if tls {
+            std::fs::create_dir_all(&tls_dir).expect("tls dir");
+            cmd.arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", tls_dir.display()));
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn bao server -dev");
+        let scheme = if tls { "https" } else { "http" };
+        let mut bao = Self {
+            child: Some(child),
+            addr: format!("{scheme}://127.0.0.1:{port}"),
+            port,
+            ca_file: tls.then(|| tls_dir.join("vault-ca.pem")),
+            dir,
+        };
+        bao.wait_ready().await;
+        bao
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "private bao exited ({status}) before becoming ready:\n{}",
+                    self.server_log()
+                );
+            }
+            let ca_ready = self.ca_file.as_ref().is_none_or(|f| f.is_file());
+            if ca_ready && self.root().request(Method::GET, "sys/health", None).await.0 == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "private bao not ready after 30s:\n{}",
+                self.server_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// A client with the root token (trusting the dev CA under TLS).
+    fn root(&self) -> BaoHttp {
+        BaoHttp::new(&self.addr, "root", self.ca_file.as_deref())
+    }
+
+    fn ca_file(&self) -> String {
+        self.ca_file
+            .as_ref()
+            .expect("started with -dev-tls")
+            .display()
+            .to_string()
+    }
+
+    /// Every complete entry of this server's audit log.
+    fn audit(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
+        let end = text.rfind('\n').map_or(0, |i| i + 1);
+        text[..end]
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Request entries with this operation set on paths containing `needle`.
+    fn audit_requests(&self, ops: &[&str], needle: &str) -> Vec<Value> {
+        self.audit()
+            .into_iter()
+            .filter(|e| {
+                e["type"] == "request"
+                    && ops.contains(&e["request"]["operation"].as_str().unwrap_or_default())
+                    && e["request"]["path"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains(needle)
+            })
+            .collect()
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The `vault-sync` policy of examples/vault-policy.hcl, as on the
+    /// shared server.
+    async fn write_vault_sync_policy(&self) {
+        self.root()
+            .must(
+                Method::PUT,
+                "sys/policies/acl/vault-sync",
+                Some(&json!({ "policy": example_policy() })),
+            )
+            .await;
+    }
+
+    /// Kubernetes auth against the shared API server, configured as
+    /// tests/stack/up.sh configures the shared OpenBao, with role
+    /// `vault-sync-operator` whose tokens live `ttl`.
+    async fn enable_kubernetes_auth(&self, kube: &kube::Client, ttl: &str) {
+        let root = self.root();
+        root.must(
+            Method::POST,
+            "sys/auth/kubernetes",
+            Some(&json!({"type": "kubernetes"})),
+        )
+        .await;
+        let reviewer =
+            service_account_token(kube, STACK.get("VAULT_SYNC_SA_NAMESPACE"), "token-reviewer")
+                .await;
+        let ca = std::fs::read_to_string(STACK.get("KUBE_CA_FILE")).expect("KUBE_CA_FILE");
+        root.must(
+            Method::POST,
+            "auth/kubernetes/config",
+            Some(&json!({
+                "kubernetes_host": STACK.get("KUBE_API_URL"),
+                "kubernetes_ca_cert": ca,
+                "token_reviewer_jwt": reviewer,
+                "disable_local_ca_jwt": true,
+            })),
+        )
+        .await;
+        self.write_vault_sync_policy().await;
+        root.must(
+            Method::POST,
+            &format!("auth/kubernetes/role/{}", STACK.get("VAULT_SYNC_K8S_ROLE")),
+            Some(&json!({
+                "bound_service_account_names": [STACK.get("VAULT_SYNC_SA_NAME")],
+                "bound_service_account_namespaces": [STACK.get("VAULT_SYNC_SA_NAMESPACE")],
+                "token_policies": ["vault-sync"],
+                "token_ttl": ttl,
+                "token_max_ttl": ttl,
+            })),
+        )
+        .await;
+    }
+}
+
+impl Drop for PrivateBao {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn example_policy() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vault-policy.hcl");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Raw HTTP API of any Vault (the harness's `VaultHttp` is bound to the
+/// shared server).
+#[derive(Clone)]
+struct BaoHttp {
+    http: reqwest::Client,
+    addr: String,
+    token: String,
+    namespace: Option<String>,
+}
+
+/// What a KV v2 path holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathState {
+    Absent,
+    /// Metadata (custom_metadata) but no version: a create interrupted
+    /// between the marker and the content.
+    MarkerOnly(BTreeMap<String, String>),
+    Written(Kv2Secret),
+}
+
+impl BaoHttp {
+    fn new(addr: &str, token: &str, ca: Option<&Path>) -> Self {
+        init_crypto();
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
+            let cert = reqwest::Certificate::from_pem(&pem).expect("CA PEM");
+            builder = builder.tls_certs_only([cert]);
+        }
+        Self {
+            http: builder.build().expect("reqwest client"),
+            addr: addr.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            namespace: None,
+        }
+    }
+
+    fn in_namespace(&self, namespace: &str) -> Self {
+        Self {
+            namespace: Some(namespace.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// One request; `(0, error text)` when the server cannot be reached.
+    async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header("X-Vault-Token", &self.token);
+        if let Some(ns) = &self.namespace {
+            req = req.header("X-Vault-Namespace", ns);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        match req.send().await {
+            Err(e) => (0, Value::String(e.to_string())),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default();
+                let value = if text.trim().is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_str(&text).unwrap_or(Value::String(text))
+                };
+                (status, value)
+            }
+        }
+    }
+
+    /// A request that must succeed (2xx); returns the body.
+    async fn must(&self, method: Method, path: &str, body: Option<&Value>) -> Value {
+        let (status, reply) = self.request(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} on {}: {status} {reply}",
+            self.addr
+        );
+        reply
+    }
+
+    async fn state(&self, mount: &str, rel: &str) -> PathState {
+        let (status, body) = self
+            .request(Method::GET, &format!("{mount}/metadata/{rel}"), None)
+            .await;
+        match status {
+            404 => return PathState::Absent,
+            200 => {}
+            s => panic!("metadata {mount}/{rel}: {s} {body}"),
+        }
+        let md = string_map(&body["data"]["custom_metadata"]);
+        if body["data"]["current_version"].as_u64().unwrap_or(0) == 0 {
+            return PathState::MarkerOnly(md);
+        }
+        let (status, body) = self
+            .request(Method::GET, &format!("{mount}/data/{rel}"), None)
+            .await;
+        assert_eq!(status, 200, "data {mount}/{rel}: {body}");
+        PathState::Written(Kv2Secret {
+            data: string_map(&body["data"]["data"]),
+            version: body["data"]["metadata"]["version"].as_u64().unwrap_or(0),
+            custom_metadata: string_map(&body["data"]["metadata"]["custom_metadata"]),
+        })
+    }
+
+    /// Every leaf under `<mount>/metadata/<folder>`.
+    async fn leaves(&self, mount: &str, folder: &str) -> Vec<String> {
+        let list = Method::from_bytes(b"LIST").expect("LIST");
+        let mut out = Vec::new();
+        let mut todo = vec![folder.trim_end_matches('/').to_owned()];
+        while let Some(dir) = todo.pop() {
+            let (status, body) = self
+                .request(list.clone(), &format!("{mount}/metadata/{dir}"), None)
+                .await;
+            if status != 200 {
+                continue;
+            }
+            for key in body["data"]["keys"].as_array().into_iter().flatten() {
+                let key = key.as_str().unwrap_or_default();
+                let child = format!("{dir}/{}", key.trim_end_matches('/'));
+                if key.ends_with('/') {
+                    todo.push(child);
+                } else {
+                    out.push(child);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// A TCP proxy that can cut Vault off
+// ---------------------------------------------------------------------------
+
+/// Forwards 127.0.0.1:<port> to a Vault, optionally slowing every request
+/// down. [`FaultProxy::cut`] drops every open connection and every new one
+/// (Vault "gone"); [`FaultProxy::restore`] lets connections through again;
+/// [`FaultProxy::cut_at`] cuts instead of forwarding a chosen request.
+/// Plain threads, so it keeps working while the test's runtime waits.
+struct FaultProxy {
+    port: u16,
+    state: Arc<ProxyState>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    down: AtomicBool,
+    stop: AtomicBool,
+    conns: Mutex<Vec<TcpStream>>,
+    /// Cut instead of forwarding the n-th request starting with `prefix`.
+    trip: Mutex<Option<(Vec<u8>, usize)>>,
+    /// The request line that tripped the cut.
+    tripped: Mutex<Option<String>>,
+}
+
+impl ProxyState {
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().expect("conns").drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Whether this chunk from vault-sync trips the armed cut.
+    fn trips(&self, chunk: &[u8]) -> bool {
+        let mut trip = self.trip.lock().expect("trip");
+        let Some((prefix, remaining)) = trip.as_mut() else {
+            return false;
+        };
+        if !chunk.starts_with(prefix) {
+            return false;
+        }
+        *remaining -= 1;
+        if *remaining > 0 {
+            return false;
+        }
+        *trip = None;
+        let line = chunk.split(|b| *b == b'\r').next().unwrap_or_default();
+        *self.tripped.lock().expect("tripped") = Some(String::from_utf8_lossy(line).into_owned());
+        true
+    }
+}
+
+impl FaultProxy {
+    /// `delay`: added before each chunk sent from vault-sync to Vault.
+    fn start(upstream_port: u16, delay: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let state = Arc::new(ProxyState::default());
+        let acceptor = {
+            let state = state.clone();
+            std::thread::spawn(move || {
+                for client in listener.incoming() {
+                    if state.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(client) = client else { continue };
+                    if state.down.load(Ordering::SeqCst) {
+                        let _ = client.shutdown(Shutdown::Both);
+                        continue;
+                    }
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                        let _ = client.shutdown(Shutdown::Both);
+                        continue;
+                    };
+                    {
+                        let mut conns = state.conns.lock().expect("conns");
+                        for s in [&client, &server] {
+                            if let Ok(c) = s.try_clone() {
+                                conns.push(c);
+                            }
+                        }
+                    }
+                    // A cut that raced with this accept.
+                    if state.down.load(Ordering::SeqCst) {
+                        let _ = client.shutdown(Shutdown::Both);
+                        let _ = server.shutdown(Shutdown::Both);
+                        continue;
+                    }
+                    let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone())
+                    else {
+                        continue;
+                    };
+                    let upstream_state = state.clone();
+                    std::thread::spawn(move || pump(client, server, delay, Some(&upstream_state)));
+                    std::thread::spawn(move || pump(server2, client2, Duration::ZERO, None));
+                }
+            })
+        };
+        Self {
+            port,
+            state,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.state.cut();
+    }
+
+    /// Arms a cut: the `n`-th request whose first bytes are `prefix` (e.g.
+    /// `POST /v1/secret/data/...`) is not forwarded; Vault goes away instead.
+    fn cut_at(&self, prefix: &str, n: usize) {
+        *self.state.trip.lock().expect("trip") = Some((prefix.as_bytes().to_vec(), n));
+    }
+
+    /// The request line the armed cut stopped, once it has.
+    fn tripped(&self) -> Option<String> {
+        self.state.tripped.lock().expect("tripped").clone()
+    }
+
+    fn restore(&self) {
+        self.state.down.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        self.state.cut();
+        // Wake the acceptor so it sees `stop`.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+/// Copies `from` to `to`; `state` is given for the vault-sync → Vault
+/// direction, where an armed cut may trip.
+fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration, state: Option<&ProxyState>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if state.is_some_and(|s| s.trips(&buf[..n])) {
+                    if let Some(s) = state {
+                        s.cut();
+                    }
+                    break;
+                }
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+// ---------------------------------------------------------------------------
+// Objects on the shared server
+// ---------------------------------------------------------------------------
+
+/// Removes, on drop, what a test added to the shared OpenBao outside its
+/// own prefix: API paths to DELETE and KV v2 folders to empty.
+#[derive(Default)]
+struct SharedCleanup {
+    deletes: Vec<String>,
+    /// (mount, folder): every leaf's metadata is deleted.
+    trees: Vec<(String, String)>,
+}
+
+impl SharedCleanup {
+    fn delete(&mut self, api_path: impl Into<String>) {
+        self.deletes.push(api_path.into());
+    }
+
+    /// What a run with `--cluster-name <cluster>` writes: its paths under
+    /// `secret/clusters/<cluster>/` and its index.
+    fn cluster(&mut self, cluster: &str) {
+        self.trees
+            .push(("secret".into(), format!("clusters/{cluster}")));
+        self.deletes
+            .push(format!("secret/metadata/vault-sync/index/{cluster}"));
+    }
+}
+
+impl Drop for SharedCleanup {
+    fn drop(&mut self) {
+        if std::env::var_os("IT_KEEP").is_some_and(|v| v == "1") {
+            return;
+        }
+        let deletes = std::mem::take(&mut self.deletes);
+        let trees = std::mem::take(&mut self.trees);
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let vault = VaultHttp::root();
+                for (mount, folder) in &trees {
+                    for leaf in vault
+                        .list_recursive(&format!("{mount}/metadata"), folder)
+                        .await
+                    {
+                        vault.delete(&format!("{mount}/metadata/{leaf}")).await;
+                    }
+                }
+                for path in deletes.iter().rev() {
+                    vault.delete(path).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Creates a policy on the shared server (removed by `cleanup`).
+async fn shared_policy(ns: &TestNs, cleanup: &mut SharedCleanup, name: &str, text: &str) {
+    let (status, body) = ns
+        .vault
+        .post(
+            &format!("sys/policies/acl/{name}"),
+            &json!({ "policy": text }),
+        )
+        .await;
+    assert!(
+        (200..300).contains(&status),
+        "policy {name}: {status} {body}"
+    );
+    cleanup.delete(format!("sys/policies/acl/{name}"));
+}
+
+/// Full access to the test's own index mount (the `vault-sync` policy
+/// covers `secret/` only).
+fn index_stanza(ns: &TestNs) -> String {
+    format!(
+        "path \"{}/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"patch\", \"delete\", \"list\"] }}\n",
+        ns.index_mount
+    )
+}
+
+/// A child token of root with these policies; returns the token.
+async fn shared_token(ns: &TestNs, policies: &[&str]) -> String {
+    let (status, body) = ns
+        .vault
+        .post(
+            "auth/token/create",
+            &json!({"policies": policies, "ttl": "15m", "display_name": ns.name}),
+        )
+        .await;
+    assert_eq!(status, 200, "token create: {body}");
+    body["auth"]["client_token"]
+        .as_str()
+        .expect("client_token")
+        .to_owned()
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures and output helpers
+// ---------------------------------------------------------------------------
+
+/// A ServiceAccount token of vault-sync/vault-sync in a temp file.
+struct JwtFile {
+    _dir: tempfile::TempDir,
+    path: String,
+    jwt: String,
+}
+
+async fn tool_jwt_file(ns: &TestNs) -> JwtFile {
+    let jwt = service_account_token(
+        &ns.kube,
+        STACK.get("VAULT_SYNC_SA_NAMESPACE"),
+        STACK.get("VAULT_SYNC_SA_NAME"),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("token");
+    std::fs::write(&path, &jwt).expect("write jwt");
+    JwtFile {
+        path: path.display().to_string(),
+        _dir: dir,
+        jwt,
+    }
+}
+
+/// One Deployment `app` auto-discovering Secret `db` (two keys) at
+/// `secret/it/<ns>/app/db`; returns the expected content.
+async fn one_path(ns: &TestNs) -> BTreeMap<String, String> {
+    let data = BTreeMap::from([
+        ("password".to_owned(), ns.value("password")),
+        ("user".to_owned(), ns.value("user")),
+    ]);
+    let pairs: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    ns.secret("db", &pairs).await;
+    ns.deployment(
+        "app",
+        &[(PATH, &ns.path("secret", "app"))],
+        &PodRefs::new().env_from("db"),
+    )
+    .await;
+    data
+}
+
+/// `deployments` Deployments `d<i>`, each auto-discovering `per` Secrets
+/// of two keys: `deployments * per` paths under `secret/it/<ns>/`.
+/// Returns rel path (inside `secret/`) → expected content.
+async fn many_paths(
+    ns: &TestNs,
+    deployments: usize,
+    per: usize,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut expected = BTreeMap::new();
+    let mut secrets = Vec::new();
+    for d in 0..deployments {
+        let mut refs = PodRefs::new();
+        for i in 0..per {
+            let name = format!("s{d}-{i:03}");
+            let data = BTreeMap::from([
+                ("a".to_owned(), ns.value(&format!("{name}-a"))),
+                ("b".to_owned(), ns.value(&format!("{name}-b"))),
+            ]);
+            refs = refs.env_from(&name);
+            expected.insert(ns.rel(&format!("d{d}/{name}")), data.clone());
+            secrets.push((name, data));
+        }
+        ns.deployment(
+            &format!("d{d}"),
+            &[(PATH, &ns.path("secret", &format!("d{d}")))],
+            &refs,
+        )
+        .await;
+    }
+    futures::stream::iter(secrets)
+        .map(|(name, data)| async move {
+            let pairs: Vec<(&str, &str)> =
+                data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            ns.secret(&name, &pairs).await;
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    expected
+}
+
+/// The rel path's Deployment (`.../d<i>/<secret>` → `d<i>`).
+fn deployment_of(rel: &str) -> &str {
+    rel.rsplit('/').nth(1).unwrap_or_default()
+}
+
+/// vault-sync's ownership marker for this Deployment.
+fn assert_marker(md: &BTreeMap<String, String>, owner: &str) {
+    assert_eq!(
+        md.get("managed-by").map(String::as_str),
+        Some("vault-sync"),
+        "{md:?}"
+    );
+    assert_eq!(
+        md.get("vault-sync.io/owner").map(String::as_str),
+        Some(owner),
+        "{md:?}"
+    );
+}
+
+/// Every path is whole or not there: full desired content with the
+/// marker, or absent, or full content at version 1 without the marker (a
+/// create interrupted between its content and its marker: vault-sync writes
+/// content first and completes the marker on the next run, through its
+/// index). Never partial keys, never a marker without content. Returns the
+/// whole paths and the content-only ones.
+async fn assert_whole_or_absent(
+    bao: &BaoHttp,
+    ns: &TestNs,
+    expected: &BTreeMap<String, BTreeMap<String, String>>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut whole, mut marker_only) = (BTreeSet::new(), BTreeSet::new());
+    for (rel, data) in expected {
+        let owner = format!("default/{}/{}", ns.name, deployment_of(rel));
+        match bao.state("secret", rel).await {
+            PathState::Absent => {}
+            PathState::MarkerOnly(md) => {
+                panic!("{rel}: a marker without content: {md:?}");
+            }
+            PathState::Written(s) => {
+                assert_eq!(&s.data, data, "{rel}: half-written content");
+                assert_eq!(s.version, 1, "{rel}");
+                if s.custom_metadata.is_empty() {
+                    marker_only.insert(rel.clone());
+                } else {
+                    assert_marker(&s.custom_metadata, &owner);
+                    whole.insert(rel.clone());
+                }
+            }
+        }
+    }
+    (whole, marker_only)
+}
+
+/// Every path holds exactly its desired content, once, with the marker.
+async fn assert_all_written(
+    bao: &BaoHttp,
+    ns: &TestNs,
+    expected: &BTreeMap<String, BTreeMap<String, String>>,
+) {
+    for (rel, data) in expected {
+        let owner = format!("default/{}/{}", ns.name, deployment_of(rel));
+        match bao.state("secret", rel).await {
+            PathState::Written(s) => {
+                assert_eq!(&s.data, data, "{rel}");
+                assert_marker(&s.custom_metadata, &owner);
+            }
+            other => panic!("{rel} not written: {other:?}"),
+        }
+    }
+}
+
+/// Each failure a `run -o json` reports: (path, error_type, message) of
+/// failed writes and error actions, and ("", type, message) of run-wide errors.
+fn failures(out: &CliOutput) -> Vec<(String, String, String)> {
+    let json = out.json();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let mut found: Vec<(String, String, String)> = json["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["result"] == "failed" || c["action"] == "error")
+        .map(|c| {
+            (
+                text(&c["path"]),
+                text(&c["error_type"]),
+                text(&c["message"]),
+            )
+        })
+        .collect();
+    found.extend(
+        json["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| (String::new(), text(&e["error_type"]), text(&e["message"]))),
+    );
+    found
+}
+
+/// The `result` of the change for `path` (display spelling).
+fn result_of(out: &CliOutput, path: &str) -> Value {
+    out.json()["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["path"] == path)
+        .cloned()
+        .unwrap_or_else(|| panic!("no change for {path}:\n{out}"))
+}
+
+fn assert_no_panic(out: &CliOutput) {
+    assert!(
+        !out.stderr.contains("panicked"),
+        "vault-sync panicked:\n{out}"
+    );
+}
+
+/// One `check` result: (ok, detail, fix), by check name.
+type Checks = BTreeMap<String, (bool, String, Option<String>)>;
+
+/// `check -o json`: the top-level `ok` and each check.
+fn check_results(out: &CliOutput) -> (bool, Checks) {
+    let json = out.json();
+    assert_eq!(json["format_version"], 1, "{out}");
+    let checks = json["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no checks:\n{out}"))
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_owned(),
+                (
+                    c["ok"].as_bool().expect("ok is a bool"),
+                    c["detail"].as_str().unwrap_or_default().to_owned(),
+                    c["fix"].as_str().map(str::to_owned),
+                ),
+            )
+        })
+        .collect();
+    (json["ok"].as_bool().expect("top-level ok"), checks)
+}
+
+/// Asserts exactly `failed` checks failed (each with a fix, the others
+/// without), `ok` is false and the exit code 1; returns the results.
+fn assert_check_fails(out: &CliOutput, failed: &[&str]) -> Checks {
+    out.assert_code(1);
+    let (ok, checks) = check_results(out);
+    assert!(!ok, "top-level ok must be false:\n{out}");
+    let got: BTreeSet<&str> = checks
+        .iter()
+        .filter(|(_, (ok, _, _))| !ok)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(got, failed.iter().copied().collect(), "{out}");
+    for (name, (ok, _, fix)) in &checks {
+        if *ok {
+            assert!(fix.is_none(), "{name} passed but has a fix:\n{out}");
+        } else {
+            assert!(
+                fix.as_deref().is_some_and(|f| !f.is_empty()),
+                "{name} failed without a fix:\n{out}"
+            );
+        }
+    }
+    checks
+}
+
+/// Metrics file lines of a run (`--metrics-file`).
+fn metrics_file(dir: &Path) -> (String, String) {
+    let path = dir.join("metrics.prom");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    (path.display().to_string(), text)
+}
+
+// ---------------------------------------------------------------------------
+// 1. Kubernetes auth
+// ---------------------------------------------------------------------------
+
+/// A real TokenRequest token of vault-sync/vault-sync logs in with role
+/// vault-sync-operator (policy `vault-sync`, least privilege) and the run
+/// writes; a role that does not exist fails the login as auth_failed and
+/// writes nothing.
+///
+/// The `vault-sync` policy covers `secret/` only, so the index must live
+/// there too; a cluster name of its own keeps this test's index (one
+/// CAS-written secret per cluster) away from other tests'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_auth_with_token_request_and_wrong_role() {
+    let ns = TestNs::new("vc-k8s").await;
+    let data = one_path(&ns).await;
+    let jwt = tool_jwt_file(&ns).await;
+    let mut cleanup = SharedCleanup::default();
+    let cluster = format!("it-{}", random_hex(10));
+    cleanup.cluster(&cluster);
+    let env = [("VAULT_TOKEN", ""), ("VAULT_SYNC_INDEX_MOUNT", "secret")];
+
+    let mark = audit_mark();
+    let run = ns
+        .cli_env(
+            &[
+                "run",
+                "-o",
+                "json",
+                "--vault-auth",
+                "kubernetes",
+                "--vault-role",
+                STACK.get("VAULT_SYNC_K8S_ROLE"),
+                "--vault-jwt-file",
+                &jwt.path,
+                "--cluster-name",
+                &cluster,
+            ],
+            &env,
+        )
+        .await;
+    assert_no_leak(&[&run.stdout, &run.stderr], &[&jwt.jwt]);
+    run.assert_code(0);
+    let rel = format!("clusters/{cluster}/{}", ns.rel("app/db"));
+    assert_eq!(
+        result_of(&run, &format!("secret/{rel}"))["result"],
+        "applied",
+        "{run}"
+    );
+    let got = ns
+        .vault
+        .kv2_read("secret", &rel)
+        .await
+        .unwrap_or_else(|| panic!("secret/{rel} not written:\n{run}"));
+    assert_eq!(got.data, data);
+    assert_eq!(got.version, 1);
+    assert_marker(&got.custom_metadata, &format!("{cluster}/{}/app", ns.name));
+    // Written with the Kubernetes-auth token, not a token from elsewhere.
+    let entries = mark.entries();
+    let writers: BTreeSet<&str> = entries
+        .requests(&rel)
+        .filter(|e| ["create", "update"].contains(&e.operation.as_str()))
+        .map(|e| e.client.as_str())
+        .collect();
+    assert!(
+        !writers.is_empty() && writers.iter().all(|c| c.starts_with("kubernetes-")),
+        "writers of {rel}: {writers:?}"
+    );
+
+    // Wrong role: the login fails, classified auth_failed, nothing written.
+    let cluster2 = format!("it-{}", random_hex(10));
+    cleanup.cluster(&cluster2);
+    let wrong = format!("nope-{}", random_hex(6));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (metrics_path, _) = metrics_file(dir.path());
+    let mark = audit_mark();
+    let started = Instant::now();
+    let run = ns
+        .cli_env(
+            &[
+                "run",
+                "-o",
+                "json",
+                "--vault-auth",
+                "kubernetes",
+                "--vault-role",
+                &wrong,
+                "--vault-jwt-file",
+                &jwt.path,
+                "--cluster-name",
+                &cluster2,
+                "--metrics-file",
+                &metrics_path,
+            ],
+            &env,
+        )
+        .await;
+    let took = started.elapsed();
+    assert_no_leak(&[&run.stdout, &run.stderr], &[&jwt.jwt]);
+    assert_no_panic(&run);
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("Vault login with the kubernetes (auth/kubernetes, role")
+            && run.stderr.contains(&wrong)
+            && run.stderr.contains("failed"),
+        "{run}"
+    );
+    assert!(
+        run.stderr.contains("check the role name"),
+        "the message says what to check:\n{run}"
+    );
+    // A 4xx login answer is final: no retries up to --vault-timeout (30 s).
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    eprintln!("kubernetes auth, wrong role: failed in {took:?}");
+    let (_, metrics) = metrics_file(dir.path());
+    assert!(
+        metrics.contains("vault_sync_vault_write_errors_total{error_type=\"auth_failed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("vault_sync_auth_attempts_total{method=\"kubernetes\",result=\"failure\"} 1"),
+        "{metrics}"
+    );
+    let entries = mark.entries();
+    assert!(
+        entries.writes(&format!("clusters/{cluster2}/")).is_empty()
+            && entries
+                .writes(&format!("vault-sync/index/{cluster2}"))
+                .is_empty(),
+        "nothing may be written after a failed login"
+    );
+    assert!(
+        ns.vault
+            .list_recursive("secret/metadata", &format!("clusters/{cluster2}"))
+            .await
+            .is_empty()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. Token expiry mid-run
+// ---------------------------------------------------------------------------
+
+/// Kubernetes auth whose tokens live 2 s, and a run slowed down (60 paths,
+/// --concurrency 1, 20 ms added per request) so the token expires several
+/// times: vault-sync logs in again transparently, the run succeeds and
+/// every path is written; the private server's audit log shows the logins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_kubernetes_token_is_renewed_by_logging_in_again() {
+    let ns = TestNs::new("vc-relogin").await;
+    let bao = PrivateBao::start().await;
+    bao.enable_kubernetes_auth(&ns.kube, "2s").await;
+    let proxy = FaultProxy::start(bao.port, Duration::from_millis(20));
+    let expected = many_paths(&ns, 3, 20).await;
+    let jwt = tool_jwt_file(&ns).await;
+
+    let started = Instant::now();
+    let run = ns
+        .cli_env(
+            &[
+                "run",
+                "-o",
+                "json",
+                "--concurrency",
+                "1",
+                "--vault-auth",
+                "kubernetes",
+                "--vault-jwt-file",
+                &jwt.path,
+            ],
+            &[
+                ("VAULT_ADDR", &proxy.addr()),
+                ("VAULT_TOKEN", ""),
+                ("VAULT_SYNC_INDEX_MOUNT", "secret"),
+            ],
+        )
+        .await;
+    let took = started.elapsed();
+    assert_no_leak(&[&run.stdout, &run.stderr], &[&jwt.jwt]);
+    assert_no_panic(&run);
+    run.assert_code(0);
+    assert_eq!(run.json()["summary"]["create"], 60, "{run}");
+    assert!(failures(&run).is_empty(), "{run}");
+    assert_all_written(&bao.root(), &ns, &expected).await;
+
+    let logins = bao
+        .audit_requests(&["update", "create"], "auth/kubernetes/login")
+        .len();
+    assert!(
+        took > Duration::from_secs(3) && logins >= 2,
+        "the run took {took:?} with {logins} logins: the token never expired mid-run"
+    );
+    assert!(
+        run.stderr.contains("logging in again"),
+        "the re-login is logged:\n{run}"
+    );
+    eprintln!("relogin: run took {took:?}, {logins} logins");
+}
+
+/// A static token that expires after 3 s cannot be renewed: the slowed-down
+/// run fails (exit 1) with errors naming paths and saying the token may
+/// have expired, does not panic, and leaves no path half-written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_static_token_fails_cleanly_naming_paths() {
+    let ns = TestNs::new("vc-expire").await;
+    let bao = PrivateBao::start().await;
+    bao.write_vault_sync_policy().await;
+    let proxy = FaultProxy::start(bao.port, Duration::from_millis(20));
+    let expected = many_paths(&ns, 3, 20).await;
+    let reply = bao
+        .root()
+        .must(
+            Method::POST,
+            "auth/token/create",
+            Some(&json!({
+                "policies": ["vault-sync"],
+                "ttl": "3s",
+                "explicit_max_ttl": "3s",
+                "display_name": "short-lived",
+            })),
+        )
+        .await;
+    let token = reply["auth"]["client_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    let started = Instant::now();
+    let run = ns
+        .cli_env(
+            &["run", "-o", "json", "--concurrency", "1"],
+            &[
+                ("VAULT_ADDR", &proxy.addr()),
+                ("VAULT_TOKEN", &token),
+                ("VAULT_SYNC_INDEX_MOUNT", "secret"),
+            ],
+        )
+        .await;
+    let took = started.elapsed();
+    assert_no_leak(&[&run.stdout, &run.stderr], &[&token]);
+    assert_no_panic(&run);
+    run.assert_code(1);
+    let failed = failures(&run);
+    let prefix = ns.rel("");
+    let named: Vec<&(String, String, String)> = failed
+        .iter()
+        .filter(|(_, kind, message)| {
+            kind == "permission_denied"
+                && message.contains("or the token has expired")
+                && message.contains(&prefix)
+        })
+        .collect();
+    assert!(
+        !named.is_empty(),
+        "expected permission_denied errors naming paths and token expiry:\n{run}"
+    );
+    // Every failure is about the expired token, nothing else.
+    for (path, kind, message) in &failed {
+        assert_eq!(kind, "permission_denied", "{path}: {message}");
+    }
+    let (whole, _) = assert_whole_or_absent(&bao.root(), &ns, &expected).await;
+    let whole = whole.len();
+    assert!(whole < expected.len(), "the token expired mid-run");
+    // Nothing was retried with the dead token until the 30 s default bound.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    eprintln!(
+        "static token expiry: run took {took:?}, {whole}/{} paths written, {} failures; first: {:?}",
+        expected.len(),
+        failed.len(),
+        named[0]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. AppRole
+// ---------------------------------------------------------------------------
+
+/// AppRole at a mount path of its own (`--vault-auth-path`) with the
+/// role's IDs in VAULT_ROLE_ID/VAULT_SECRET_ID; a wrong secret ID fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approle_login_at_a_custom_mount() {
+    let ns = TestNs::new("vc-approle").await;
+    let data = one_path(&ns).await;
+    let mut cleanup = SharedCleanup::default();
+    let mount = format!("approle-{}", random_hex(8));
+    let policy = format!("{}-index", ns.name);
+    shared_policy(&ns, &mut cleanup, &policy, &index_stanza(&ns)).await;
+    let (status, body) = ns
+        .vault
+        .post(&format!("sys/auth/{mount}"), &json!({"type": "approle"}))
+        .await;
+    assert!((200..300).contains(&status), "enable approle: {body}");
+    cleanup.delete(format!("sys/auth/{mount}"));
+    let (status, body) = ns
+        .vault
+        .post(
+            &format!("auth/{mount}/role/vault-sync"),
+            &json!({"token_policies": ["vault-sync", policy], "token_ttl": "10m"}),
+        )
+        .await;
+    assert!((200..300).contains(&status), "approle role: {body}");
+    let (_, body) = ns
+        .vault
+        .get(&format!("auth/{mount}/role/vault-sync/role-id"))
+        .await;
+    let role_id = body["data"]["role_id"]
+        .as_str()
+        .expect("role_id")
+        .to_owned();
+    let (_, body) = ns
+        .vault
+        .post(
+            &format!("auth/{mount}/role/vault-sync/secret-id"),
+            &json!({}),
+        )
+        .await;
+    let secret_id = body["data"]["secret_id"]
+        .as_str()
+        .expect("secret_id")
+        .to_owned();
+
+    let run = ns
+        .cli_env(
+            &[
+                "run",
+                "-o",
+                "json",
+                "--vault-auth",
+                "approle",
+                "--vault-auth-path",
+                &mount,
+            ],
+            &[
+                ("VAULT_TOKEN", ""),
+                ("VAULT_ROLE_ID", &role_id),
+                ("VAULT_SECRET_ID", &secret_id),
+            ],
+        )
+        .await;
+    assert_no_leak(&[&run.stdout, &run.stderr], &[&role_id, &secret_id]);
+    run.assert_code(0);
+    let got = ns
+        .vault
+        .kv2_read("secret", &ns.rel("app/db"))
+        .await
+        .unwrap_or_else(|| panic!("not written:\n{run}"));
+    assert_eq!(got.data, data);
+    assert_marker(&got.custom_metadata, &format!("default/{}/app", ns.name));
+    let (_, lookup) = ns
+        .vault
+        .post(
+            &format!("auth/{mount}/role/vault-sync/secret-id/lookup"),
+            &json!({ "secret_id": secret_id }),
+        )
+        .await;
+    assert_eq!(
+        lookup["data"]["secret_id_num_uses"], 0,
+        "a secret ID without use limit: {lookup}"
+    );
+
+    // A wrong secret ID: auth failure, nothing more written.
+    let bad_secret = format!("00000000-0000-4000-8000-{}", random_hex(12));
+    let mark = audit_mark();
+    let run = ns
+        .cli_env(
+            &[
+                "run",
+                "-o",
+                "json",
+                "--vault-auth",
+                "approle",
+                "--vault-auth-path",
+                &mount,
+            ],
+            &[
+                ("VAULT_TOKEN", ""),
+                ("VAULT_ROLE_ID", &role_id),
+                ("VAULT_SECRET_ID", &bad_secret),
+            ],
+        )
+        .await;
+    assert_no_leak(&[&run.stdout, &run.stderr], &[&role_id, &bad_secret]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "Vault login with the approle (auth/{mount}) auth method failed"
+        )),
+        "{run}"
+    );
+    assert!(mark.entries().writes(&ns.audit_needle()).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// 4. JWT
+// ---------------------------------------------------------------------------
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An RSA key pair in `dir`: (private key file name, public key PEM).
+fn rsa_key_pair(dir: &Path, name: &str) -> (String, String) {
+    let key = format!("{name}.key");
+    let public = format!("{name}.pub");
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            &key,
+        ],
+    );
+    openssl(dir, &["pkey", "-in", &key, "-pubout", "-out", &public]);
+    let pem = std::fs::read_to_string(dir.join(&public)).expect("public key");
+    (key, pem)
+}
+
+/// An RS256 JWT over `claims`, signed with `key` by `openssl dgst`.
+fn sign_jwt(dir: &Path, key: &str, claims: &Value) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(json!({"alg": "RS256", "typ": "JWT"}).to_string());
+    let payload = b64.encode(claims.to_string());
+    let input = format!("{header}.{payload}");
+    let name = format!("jwt-{}", random_hex(6));
+    std::fs::write(dir.join(format!("{name}.in")), &input).expect("signing input");
+    openssl(
+        dir,
+        &[
+            "dgst",
+            "-sha256",
+            "-sign",
+            key,
+            "-out",
+            &format!("{name}.sig"),
+            &format!("{name}.in"),
+        ],
+    );
+    let sig = std::fs::read(dir.join(format!("{name}.sig"))).expect("signature");
+    format!("{input}.{}", b64.encode(sig))
+}
+
+/// JWT auth at a mount of its own trusting one public key: a JWT signed
+/// with its private key logs in (VAULT_SYNC_JWT, and --vault-jwt-file);
+/// one signed by another key is refused as an auth failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_login_with_a_key_the_test_controls() {
+    let ns = TestNs::new("vc-jwt").await;
+    let data = one_path(&ns).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, public) = rsa_key_pair(dir.path(), "trusted");
+    let (other_key, _) = rsa_key_pair(dir.path(), "other");
+
+    let mut cleanup = SharedCleanup::default();
+    let mount = format!("jwt-{}", random_hex(8));
+    let policy = format!("{}-index", ns.name);
+    shared_policy(&ns, &mut cleanup, &policy, &index_stanza(&ns)).await;
+    let (status, body) = ns
+        .vault
+        .post(&format!("sys/auth/{mount}"), &json!({"type": "jwt"}))
+        .await;
+    assert!((200..300).contains(&status), "enable jwt: {body}");
+    cleanup.delete(format!("sys/auth/{mount}"));
+    let (status, body) = ns
+        .vault
+        .post(
+            &format!("auth/{mount}/config"),
+            &json!({ "jwt_validation_pubkeys": [public] }),
+        )
+        .await;
+    assert!((200..300).contains(&status), "jwt config: {body}");
+    let audience = format!("vault-sync-it-{}", random_hex(6));
+    let (status, body) = ns
+        .vault
+        .post(
+            &format!("auth/{mount}/role/ci"),
+            &json!({
+                "role_type": "jwt",
+                "bound_audiences": [audience],
+                "user_claim": "sub",
+                "token_policies": ["vault-sync", policy],
+                "token_ttl": "10m",
+            }),
+        )
+        .await;
+    assert!((200..300).contains(&status), "jwt role: {body}");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = json!({
+        "sub": "ci-job-42",
+        "aud": audience,
+        "iss": "https://ci.example.test",
+        "iat": now,
+        "nbf": now - 5,
+        "exp": now + 600,
+    });
+    let good = sign_jwt(dir.path(), &key, &claims);
+    let forged = sign_jwt(dir.path(), &other_key, &claims);
+    let args = [
+        "run",
+        "-o",
+        "json",
+        "--vault-auth",
+        "jwt",
+        "--vault-role",
+        "ci",
+        "--vault-auth-path",
+        &mount,
+    ];
+
+    let run = ns
+        .cli_env(&args, &[("VAULT_TOKEN", ""), ("VAULT_SYNC_JWT", &good)])
+        .await;
+    assert_no_leak(&[&run.stdout, &run.stderr], &[&good]);
+    run.assert_code(0);
+    let got = ns
+        .vault
+        .kv2_read("secret", &ns.rel("app/db"))
+        .await
+        .unwrap_or_else(|| panic!("not written:\n{run}"));
+    assert_eq!(got.data, data);
+    assert_marker(&got.custom_metadata, &format!("default/{}/app", ns.name));
+
+    // The same JWT from a file; the path is already in sync.
+    let jwt_file = dir.path().join("ci.jwt");
+    std::fs::write(&jwt_file, &good).expect("jwt file");
+    let jwt_file = jwt_file.display().to_string();
+    let mut file_args = args.to_vec();
+    file_args.extend(["--vault-jwt-file", &jwt_file]);
+    let run = ns.cli_env(&file_args, &[("VAULT_TOKEN", "")]).await;
+    assert_no_leak(&[&run.stdout, &run.stderr], &[&good]);
+    run.assert_code(0);
+    assert_eq!(run.json()["summary"]["unchanged"], 1, "{run}");
+
+    // Signed by a key OpenBao does not trust.
+    let mark = audit_mark();
+    let run = ns
+        .cli_env(&args, &[("VAULT_TOKEN", ""), ("VAULT_SYNC_JWT", &forged)])
+        .await;
+    assert_no_leak(&[&run.stdout, &run.stderr], &[&forged]);
+    assert_no_panic(&run);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "Vault login with the jwt (auth/{mount}, role ci) auth method failed"
+        )),
+        "{run}"
+    );
+    assert!(mark.entries().writes(&ns.audit_needle()).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// 5. TLS
+// ---------------------------------------------------------------------------
+
+/// A private OpenBao with a generated CA (`-dev-tls`): trusted through
+/// VAULT_CACERT, `check` passes and `run` writes; without it the TLS
+/// failure is a bounded "cannot reach Vault"; with VAULT_SKIP_VERIFY it
+/// works and warns loudly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_cacert_without_it_and_skip_verify() {
+    let ns = TestNs::new("vc-tls").await;
+    let data = one_path(&ns).await;
+    let bao = PrivateBao::start_tls().await;
+    let ca = bao.ca_file();
+    let base = [
+        ("VAULT_ADDR", bao.addr.as_str()),
+        ("VAULT_TOKEN", "root"),
+        ("VAULT_SYNC_INDEX_MOUNT", "secret"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut env: Vec<(&str, &str)> = base.to_vec();
+        env.extend_from_slice(extra);
+        env
+    };
+
+    let mut env = with(&[]);
+    env.push(("VAULT_CACERT", &ca));
+    let check = ns.cli_env(&["check", "-o", "json"], &env).await;
+    check.assert_code(0);
+    let (ok, checks) = check_results(&check);
+    assert!(ok && checks.values().all(|c| c.0), "{check}");
+    assert!(
+        checks.contains_key("vault: reachable and unsealed"),
+        "{check}"
+    );
+    assert!(!check.stderr.contains("DISABLED"), "{check}");
+    let run = ns.cli_env(&["run", "-o", "json"], &env).await;
+    run.assert_code(0);
+    match bao.root().state("secret", &ns.rel("app/db")).await {
+        PathState::Written(s) => assert_eq!(s.data, data),
+        other => panic!("not written over TLS: {other:?}\n{run}"),
+    }
+
+    // No CA: the certificate is not trusted; bounded by --vault-timeout.
+    let started = Instant::now();
+    let check = ns
+        .cli_env(
+            &["check", "-o", "json", "--vault-timeout", "2s"],
+            &with(&[]),
+        )
+        .await;
+    let took = started.elapsed();
+    let checks = assert_check_fails(&check, &["vault: reachable"]);
+    let detail = &checks["vault: reachable"].1;
+    assert!(
+        detail.contains(&format!("cannot reach Vault at {}", bao.addr))
+            && detail.to_lowercase().contains("certificate"),
+        "{check}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+
+    // Verification off: works, and says so on stderr.
+    let check = ns
+        .cli_env(
+            &["check", "-o", "json"],
+            &with(&[("VAULT_SKIP_VERIFY", "true")]),
+        )
+        .await;
+    check.assert_code(0);
+    assert!(
+        check
+            .stderr
+            .contains("TLS certificate verification for Vault is DISABLED"),
+        "{check}"
+    );
+    eprintln!("tls: failing check took {took:?}");
+}
+
+// ---------------------------------------------------------------------------
+// 6. A policy that denies one path
+// ---------------------------------------------------------------------------
+
+/// The policy grants secret/ (examples/vault-policy.hcl) but only `read`
+/// under `secret/{data,metadata}/it/<ns>/locked/`: that path fails naming
+/// what the token has and what it needs; the others are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_denying_one_path_fails_only_that_path() {
+    let ns = TestNs::new("vc-policy").await;
+    let open_a = BTreeMap::from([("k".to_owned(), ns.value("open-a"))]);
+    let open_b = BTreeMap::from([("k".to_owned(), ns.value("open-b"))]);
+    let locked = BTreeMap::from([("k".to_owned(), ns.value("locked"))]);
+    for (name, data) in [("a", &open_a), ("b", &open_b), ("c", &locked)] {
+        let pairs: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ns.secret(name, &pairs).await;
+    }
+    ns.deployment(
+        "open",
+        &[(PATH, &ns.path("secret", "open"))],
+        &PodRefs::new().env_from("a").volume("b"),
+    )
+    .await;
+    ns.deployment(
+        "locked",
+        &[(PATH, &ns.path("secret", "locked"))],
+        &PodRefs::new().env_from("c"),
+    )
+    .await;
+
+    let mut cleanup = SharedCleanup::default();
+    let policy = format!("{}-ro", ns.name);
+    let text = format!(
+        "{}\n{}\npath \"secret/data/{locked}/*\" {{ capabilities = [\"read\"] }}\npath \"secret/metadata/{locked}/*\" {{ capabilities = [\"read\"] }}\n",
+        example_policy(),
+        index_stanza(&ns),
+        locked = ns.rel("locked"),
+    );
+    shared_policy(&ns, &mut cleanup, &policy, &text).await;
+    let token = shared_token(&ns, &[&policy]).await;
+
+    let run = ns
+        .cli_env(&["run", "-o", "json"], &[("VAULT_TOKEN", &token)])
+        .await;
+    assert_no_leak(&[&run.stdout, &run.stderr], &[&token]);
+    run.assert_code(1);
+    let failed = failures(&run);
+    let locked_path = ns.path("secret", "locked/c");
+    assert_eq!(failed.len(), 1, "only the locked path fails:\n{run}");
+    let (path, kind, message) = &failed[0];
+    assert_eq!(path, &locked_path);
+    assert_eq!(kind, "permission_denied");
+    let api = format!("secret/metadata/{}", ns.rel("locked/c"));
+    assert!(
+        message.contains(&api)
+            && message.contains("grants [read]")
+            && message.contains("create/update"),
+        "the error names the path, what the token has and what it needs: {message}"
+    );
+    for (rest, data, owner) in [("open/a", &open_a, "open"), ("open/b", &open_b, "open")] {
+        assert_eq!(
+            result_of(&run, &ns.path("secret", rest))["result"],
+            "applied"
+        );
+        let got = ns
+            .vault
+            .kv2_read("secret", &ns.rel(rest))
+            .await
+            .unwrap_or_else(|| panic!("{rest} not written:\n{run}"));
+        assert_eq!(&got.data, data);
+        assert_marker(
+            &got.custom_metadata,
+            &format!("default/{}/{owner}", ns.name),
+        );
+    }
+    assert!(
+        ns.vault
+            .kv2_metadata("secret", &ns.rel("locked/c"))
+            .await
+            .is_none(),
+        "nothing at the denied path"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 7. Vault gone before and during a run
+// ---------------------------------------------------------------------------
+
+/// OpenBao stopped before the run (killed: its port refuses), and OpenBao
+/// unreachable behind a cut proxy: exit 1 within the bound, "cannot reach
+/// Vault", and nothing written (checked on the server behind the proxy once
+/// it is restored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_down_before_the_run_fails_fast_and_writes_nothing() {
+    let ns = TestNs::new("vc-down").await;
+    one_path(&ns).await;
+    let mut dead = PrivateBao::start().await;
+    dead.kill();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (metrics_path, _) = metrics_file(dir.path());
+
+    let mark = audit_mark();
+    let started = Instant::now();
+    let run = ns
+        .cli_env(
+            &[
+                "run",
+                "-o",
+                "json",
+                "--vault-timeout",
+                "3s",
+                "--metrics-file",
+                &metrics_path,
+            ],
+            &[("VAULT_ADDR", &dead.addr)],
+        )
+        .await;
+    let took = started.elapsed();
+    assert_no_panic(&run);
+    run.assert_code(1);
+    // The Deployment's path (its mount lookup) and the index read, nothing else.
+    let failed = failures(&run);
+    assert_eq!(failed.len(), 2, "{run}");
+    assert_eq!(failed[0].0, ns.path("secret", "app/db"), "{run}");
+    assert!(
+        failed[1].0.is_empty() && failed[1].2.starts_with("cannot read the vault-sync index"),
+        "{run}"
+    );
+    for (path, kind, message) in &failed {
+        assert_eq!(kind, "connection_failed", "{path}: {message}");
+        assert!(
+            message.contains(&format!("cannot reach Vault at {}", dead.addr)),
+            "{message}"
+        );
+    }
+    assert_eq!(run.json()["summary"]["error"], 1, "{run}");
+    assert!(took < Duration::from_secs(15), "took {took:?}:\n{run}");
+    assert!(mark.entries().writes(&ns.audit_needle()).is_empty());
+    let (_, metrics) = metrics_file(dir.path());
+    assert!(
+        metrics.contains("vault_sync_vault_requests_total{method=\"GET\",status_class=\"error\"}"),
+        "{metrics}"
+    );
+    eprintln!("vault down before the run: {took:?}");
+
+    // Behind a proxy that drops every connection: same outcome, and the
+    // server behind it has received nothing.
+    let bao = PrivateBao::start().await;
+    let proxy = FaultProxy::start(bao.port, Duration::ZERO);
+    proxy.cut();
+    let started = Instant::now();
+    let run = ns
+        .cli_env(
+            &["run", "-o", "json", "--vault-timeout", "3s"],
+            &[
+                ("VAULT_ADDR", &proxy.addr()),
+                ("VAULT_TOKEN", "root"),
+                ("VAULT_SYNC_INDEX_MOUNT", "secret"),
+            ],
+        )
+        .await;
+    let took = started.elapsed();
+    assert_no_panic(&run);
+    run.assert_code(1);
+    let failed = failures(&run);
+    assert_eq!(failed.len(), 2, "{run}");
+    assert!(
+        failed
+            .iter()
+            .all(|(_, kind, m)| kind == "connection_failed" && m.contains("cannot reach Vault")),
+        "{run}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}:\n{run}");
+    proxy.restore();
+    assert!(bao.root().leaves("secret", "it").await.is_empty());
+    assert!(
+        bao.audit_requests(&["create", "update", "patch", "delete"], "secret/")
+            .is_empty(),
+        "nothing written"
+    );
+}
+
+/// Vault cut off in the middle of a run (a proxy drops every connection
+/// once some writes went through): exit 1 with connection errors, no path
+/// half-written (each is whole, absent, or marker-only), and once Vault is
+/// back a second run converges to exactly the desired content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_cut_mid_run_leaves_nothing_half_written_and_next_run_converges() {
+    let ns = TestNs::new("vc-cut").await;
+    let bao = PrivateBao::start().await;
+    let proxy = FaultProxy::start(bao.port, Duration::from_millis(10));
+    let expected = many_paths(&ns, 3, 20).await;
+    let env = [
+        ("VAULT_ADDR", proxy.addr()),
+        ("VAULT_TOKEN", "root".to_owned()),
+        ("VAULT_SYNC_INDEX_MOUNT", "secret".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let needle = format!("secret/data/{}", ns.rel(""));
+
+    let done = AtomicBool::new(false);
+    let run = async {
+        let out = ns
+            .cli_env(
+                &[
+                    "run",
+                    "-o",
+                    "json",
+                    "--concurrency",
+                    "4",
+                    "--vault-timeout",
+                    "1s",
+                ],
+                &env,
+            )
+            .await;
+        done.store(true, Ordering::SeqCst);
+        out
+    };
+    let cutter = async {
+        // Cut once ten contents are written: mid-way through 60 paths.
+        while !done.load(Ordering::SeqCst) {
+            if bao.audit_requests(&["create", "update"], &needle).len() >= 10 {
+                proxy.cut();
+                return Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
+    };
+    let (run, cut_at) = tokio::join!(run, cutter);
+    let cut_at = cut_at.unwrap_or_else(|| panic!("the run ended before the cut:\n{run}"));
+    let after_cut = cut_at.elapsed();
+    assert_no_panic(&run);
+    run.assert_code(1);
+    let failed = failures(&run);
+    assert!(!failed.is_empty(), "{run}");
+    for (path, kind, message) in &failed {
+        assert_eq!(kind, "connection_failed", "{path}: {message}");
+        assert!(message.contains("cannot reach Vault"), "{message}");
+    }
+
+    proxy.restore();
+    let root = bao.root();
+    let (whole, marker_only) = assert_whole_or_absent(&root, &ns, &expected).await;
+    let (whole, marker_only) = (whole.len(), marker_only.len());
+    // Ten contents had reached Vault's audit log when the cut came; at most
+    // four writes were in flight, so at least six completed.
+    assert!(
+        whole >= 6 && whole < expected.len(),
+        "{whole} of {} whole: the cut was not mid-run",
+        expected.len()
+    );
+    let stray: Vec<String> = root
+        .leaves("secret", &ns.rel(""))
+        .await
+        .into_iter()
+        .filter(|p| !expected.contains_key(p))
+        .collect();
+    assert!(stray.is_empty(), "unexpected paths: {stray:?}");
+
+    let again = ns.cli_env(&["run", "-o", "json"], &env).await;
+    again.assert_code(0);
+    assert_all_written(&root, &ns, &expected).await;
+    // Exactly one content version each: nothing was written twice.
+    let (converged, _) = assert_whole_or_absent(&root, &ns, &expected).await;
+    assert_eq!(converged.len(), expected.len());
+    eprintln!(
+        "cut mid-run: {whole}/{} whole and {marker_only} marker-only after the cut, the run ended {after_cut:?} after it, {} failures",
+        expected.len(),
+        failed.len()
+    );
+}
+
+/// Vault gone exactly between a create's two writes (the proxy cuts instead
+/// of forwarding the 8th marker write): that path holds its whole content
+/// without the marker, the 7 paths before it are whole, the 10 after it
+/// untouched; the next run recognises the unmarked path as its own
+/// interrupted create (the index recorded it first) and only adds the
+/// marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_cut_between_content_and_marker_is_completed_by_the_next_run() {
+    let ns = TestNs::new("vc-marker").await;
+    let bao = PrivateBao::start().await;
+    let proxy = FaultProxy::start(bao.port, Duration::ZERO);
+    let expected = many_paths(&ns, 3, 6).await;
+    let env = [
+        ("VAULT_ADDR", proxy.addr()),
+        ("VAULT_TOKEN", "root".to_owned()),
+        ("VAULT_SYNC_INDEX_MOUNT", "secret".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let metadata_prefix = format!("POST /v1/secret/metadata/{}", ns.rel(""));
+    proxy.cut_at(&metadata_prefix, 8);
+
+    let started = Instant::now();
+    let run = ns
+        .cli_env(
+            &[
+                "run",
+                "-o",
+                "json",
+                "--concurrency",
+                "1",
+                "--vault-timeout",
+                "1s",
+            ],
+            &env,
+        )
+        .await;
+    let took = started.elapsed();
+    assert_no_panic(&run);
+    run.assert_code(1);
+    let tripped = proxy
+        .tripped()
+        .unwrap_or_else(|| panic!("the 8th marker write never came:\n{run}"));
+    let cut_rel = tripped
+        .strip_prefix("POST /v1/secret/metadata/")
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("request line {tripped:?}"))
+        .to_owned();
+    assert!(expected.contains_key(&cut_rel), "{cut_rel}");
+
+    let failed = failures(&run);
+    assert_eq!(failed.len(), 11, "the cut path and the 10 after it:\n{run}");
+    for (path, kind, message) in &failed {
+        assert_eq!(kind, "connection_failed", "{path}: {message}");
+        assert!(message.contains("cannot reach Vault"), "{message}");
+    }
+    assert!(
+        failed
+            .iter()
+            .any(|(p, _, _)| p == &format!("secret/{cut_rel}")),
+        "{run}"
+    );
+
+    proxy.restore();
+    let root = bao.root();
+    let (whole, marker_only) = assert_whole_or_absent(&root, &ns, &expected).await;
+    assert_eq!(whole.len(), 7, "{whole:?}");
+    assert_eq!(marker_only, BTreeSet::from([cut_rel.clone()]));
+
+    let again = ns.cli_env(&["run", "-o", "json"], &env).await;
+    again.assert_code(0);
+    let summary = &again.json()["summary"];
+    assert_eq!(summary["create"], 10, "{again}");
+    assert_eq!(
+        summary["update"], 1,
+        "the interrupted create: marker only\n{again}"
+    );
+    assert_eq!(summary["unchanged"], 7, "{again}");
+    assert_all_written(&root, &ns, &expected).await;
+    let (whole, _) = assert_whole_or_absent(&root, &ns, &expected).await;
+    assert_eq!(whole.len(), expected.len());
+    eprintln!("cut between content and marker at {cut_rel}: run took {took:?}");
+}
+
+/// Vault gone mid-run should end the run within a bound close to
+/// --vault-timeout, not one --vault-timeout per remaining path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_cut_mid_run_ends_the_run_within_a_bound() {
+    let ns = TestNs::new("vc-bound").await;
+    let bao = PrivateBao::start().await;
+    let proxy = FaultProxy::start(bao.port, Duration::ZERO);
+    let expected = many_paths(&ns, 4, 50).await;
+    let env = [
+        ("VAULT_ADDR", proxy.addr()),
+        ("VAULT_TOKEN", "root".to_owned()),
+        ("VAULT_SYNC_INDEX_MOUNT", "secret".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let needle = format!("secret/data/{}", ns.rel(""));
+    let done = AtomicBool::new(false);
+    let run = async {
+        let out = ns
+            .cli_env(
+                &[
+                    "run",
+                    "-o",
+                    "json",
+                    "--concurrency",
+                    "1",
+                    "--vault-timeout",
+                    "3s",
+                ],
+                &env,
+            )
+            .await;
+        done.store(true, Ordering::SeqCst);
+        out
+    };
+    let cutter = async {
+        while !done.load(Ordering::SeqCst) {
+            if !bao
+                .audit_requests(&["create", "update"], &needle)
+                .is_empty()
+            {
+                proxy.cut();
+                return Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        None
+    };
+    let (run, cut_at) = tokio::join!(run, cutter);
+    let cut_at = cut_at.unwrap_or_else(|| panic!("the run ended before the cut:\n{run}"));
+    let after_cut = cut_at.elapsed();
+    assert_no_panic(&run);
+    run.assert_code(1);
+    assert!(
+        after_cut < Duration::from_secs(30),
+        "the run went on for {after_cut:?} after Vault went away"
+    );
+    proxy.restore();
+    assert_whole_or_absent(&bao.root(), &ns, &expected).await;
+}
+
+// ---------------------------------------------------------------------------
+// 8. Namespaces
+// ---------------------------------------------------------------------------
+
+/// OpenBao 2.x namespaces: `--vault-namespace team-a`, then VAULT_NAMESPACE
+/// and BAO_NAMESPACE, write and read inside the namespace's own `secret/`
+/// mount; the root namespace's `secret/` stays empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_flag_and_env_write_into_the_namespace() {
+    let ns = TestNs::new("vc-ns").await;
+    let bao = PrivateBao::start().await;
+    let root = bao.root();
+    root.must(Method::POST, "sys/namespaces/team-a", None).await;
+    let team_a = root.in_namespace("team-a");
+    team_a
+        .must(
+            Method::POST,
+            "sys/mounts/secret",
+            Some(&json!({"type": "kv", "options": {"version": "2"}})),
+        )
+        .await;
+    let a = one_path(&ns).await;
+    let env = [
+        ("VAULT_ADDR", bao.addr.as_str()),
+        ("VAULT_TOKEN", "root"),
+        ("VAULT_SYNC_INDEX_MOUNT", "secret"),
+    ];
+
+    // Audit entries of vault-sync's own requests (not the test's checks).
+    let mut sent = Vec::new();
+    let from = bao.audit().len();
+    let run = ns
+        .cli_env(&["run", "-o", "json", "--vault-namespace", "team-a"], &env)
+        .await;
+    sent.extend(bao.audit().split_off(from));
+    run.assert_code(0);
+    let rel_a = ns.rel("app/db");
+    match team_a.state("secret", &rel_a).await {
+        PathState::Written(s) => {
+            assert_eq!(s.data, a);
+            assert_marker(&s.custom_metadata, &format!("default/{}/app", ns.name));
+        }
+        other => panic!("not in team-a: {other:?}\n{run}"),
+    }
+    assert_eq!(root.state("secret", &rel_a).await, PathState::Absent);
+    assert_ne!(
+        team_a.state("secret", "vault-sync/index/default").await,
+        PathState::Absent,
+        "the index lives in the namespace too"
+    );
+
+    // VAULT_NAMESPACE: a second Deployment lands in team-a; the first is
+    // seen there as unchanged.
+    let b = BTreeMap::from([("token".to_owned(), ns.value("b"))]);
+    ns.secret("db2", &[("token", &b["token"])]).await;
+    ns.deployment(
+        "app2",
+        &[(PATH, &ns.path("secret", "app2"))],
+        &PodRefs::new().env_from("db2"),
+    )
+    .await;
+    let mut with_env = env.to_vec();
+    with_env.push(("VAULT_NAMESPACE", "team-a"));
+    let from = bao.audit().len();
+    let run = ns.cli_env(&["run", "-o", "json"], &with_env).await;
+    sent.extend(bao.audit().split_off(from));
+    run.assert_code(0);
+    let summary = &run.json()["summary"];
+    assert_eq!(summary["create"], 1, "{run}");
+    assert_eq!(summary["unchanged"], 1, "{run}");
+    let rel_b = ns.rel("app2/db2");
+    match team_a.state("secret", &rel_b).await {
+        PathState::Written(s) => assert_eq!(s.data, b),
+        other => panic!("not in team-a: {other:?}\n{run}"),
+    }
+    assert_eq!(root.state("secret", &rel_b).await, PathState::Absent);
+    assert!(root.leaves("secret", "it").await.is_empty());
+
+    // BAO_NAMESPACE: plan sees both paths in sync (exit 0, not 2).
+    let mut with_bao = env.to_vec();
+    with_bao.push(("BAO_NAMESPACE", "team-a"));
+    let from = bao.audit().len();
+    let plan = ns.cli_env(&["plan", "-o", "json"], &with_bao).await;
+    sent.extend(bao.audit().split_off(from));
+    plan.assert_code(0);
+
+    // Every request the three invocations made carried the namespace.
+    let requests: Vec<&Value> = sent.iter().filter(|e| e["type"] == "request").collect();
+    assert!(requests.len() > 10, "{} requests audited", requests.len());
+    for e in &requests {
+        assert_eq!(e["request"]["namespace"]["path"], "team-a/", "{e}");
+    }
+}
+
+/// `check` against a namespace: sys/health exists only in the root
+/// namespace, so `check` must not send X-Vault-Namespace with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_in_a_namespace_passes() {
+    let ns = TestNs::new("vc-nscheck").await;
+    let bao = PrivateBao::start().await;
+    let root = bao.root();
+    root.must(Method::POST, "sys/namespaces/team-a", None).await;
+    root.in_namespace("team-a")
+        .must(
+            Method::POST,
+            "sys/mounts/secret",
+            Some(&json!({"type": "kv", "options": {"version": "2"}})),
+        )
+        .await;
+    one_path(&ns).await;
+    let check = ns
+        .cli_env(
+            &["check", "-o", "json", "--vault-namespace", "team-a"],
+            &[
+                ("VAULT_ADDR", bao.addr.as_str()),
+                ("VAULT_TOKEN", "root"),
+                ("VAULT_SYNC_INDEX_MOUNT", "secret"),
+            ],
+        )
+        .await;
+    check.assert_code(0);
+    let (ok, _) = check_results(&check);
+    assert!(ok, "{check}");
+}
+
+// ---------------------------------------------------------------------------
+// 9. check
+// ---------------------------------------------------------------------------
+
+/// A good setup (Kubernetes auth, the right role, policy `vault-sync`):
+/// every check passes, in JSON and in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_all_green_with_kubernetes_auth() {
+    let ns = TestNs::new("vc-green").await;
+    one_path(&ns).await;
+    let jwt = tool_jwt_file(&ns).await;
+    let args = [
+        "check",
+        "--vault-auth",
+        "kubernetes",
+        "--vault-role",
+        STACK.get("VAULT_SYNC_K8S_ROLE"),
+        "--vault-jwt-file",
+        &jwt.path,
+    ];
+    let env = [("VAULT_TOKEN", ""), ("VAULT_SYNC_INDEX_MOUNT", "secret")];
+    let mut json_args = args.to_vec();
+    json_args.extend(["-o", "json"]);
+    let check = ns.cli_env(&json_args, &env).await;
+    assert_no_leak(&[&check.stdout, &check.stderr], &[&jwt.jwt]);
+    check.assert_code(0);
+    let (ok, checks) = check_results(&check);
+    assert!(ok, "{check}");
+    for name in [
+        "vault: reachable and unsealed",
+        "vault: login (kubernetes)",
+        "vault: mount secret/",
+        "vault: policy capabilities",
+        "kubernetes: list deployments",
+    ] {
+        let (ok, _, fix) = checks
+            .get(name)
+            .unwrap_or_else(|| panic!("no check {name:?}:\n{check}"));
+        assert!(*ok && fix.is_none(), "{name}:\n{check}");
+    }
+    assert!(checks.values().all(|c| c.0 && c.2.is_none()), "{check}");
+    assert!(
+        checks["vault: login (kubernetes)"].1.contains("vault-sync"),
+        "the login detail lists the policies:\n{check}"
+    );
+
+    let table = ns.cli_env(&args, &env).await;
+    table.assert_code(0);
+    assert!(table.stdout.contains("All checks passed."), "{table}");
+    assert!(!table.stdout.contains('✗'), "{table}");
+}
+
+/// Each broken setup is one ✗ with a fix, the rest as before: wrong role
+/// (login), a policy without metadata capabilities (capabilities, naming
+/// the path), Vault unreachable (reachable), a nonexistent mount in an
+/// annotation (mount).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_each_broken_setup() {
+    let ns = TestNs::new("vc-broken").await;
+    one_path(&ns).await;
+    let jwt = tool_jwt_file(&ns).await;
+
+    // Wrong role.
+    let wrong = format!("nope-{}", random_hex(6));
+    let check = ns
+        .cli_env(
+            &[
+                "check",
+                "-o",
+                "json",
+                "--vault-auth",
+                "kubernetes",
+                "--vault-role",
+                &wrong,
+                "--vault-jwt-file",
+                &jwt.path,
+            ],
+            &[("VAULT_TOKEN", ""), ("VAULT_SYNC_INDEX_MOUNT", "secret")],
+        )
+        .await;
+    assert_no_leak(&[&check.stdout, &check.stderr], &[&jwt.jwt]);
+    let checks = assert_check_fails(&check, &["vault: login (kubernetes)"]);
+    let (_, detail, fix) = &checks["vault: login (kubernetes)"];
+    assert!(
+        detail.contains("Vault login with the kubernetes") && detail.contains(&wrong),
+        "{check}"
+    );
+    assert!(
+        fix.as_deref().is_some_and(|f| f.contains("--vault-role")),
+        "{check}"
+    );
+
+    // A policy with content but no metadata capabilities.
+    let mut cleanup = SharedCleanup::default();
+    let policy = format!("{}-nometa", ns.name);
+    let text = format!(
+        "path \"secret/data/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"patch\", \"delete\"] }}\n\
+         path \"sys/internal/ui/mounts/*\" {{ capabilities = [\"read\"] }}\n\
+         path \"sys/capabilities-self\" {{ capabilities = [\"update\"] }}\n\
+         path \"auth/token/lookup-self\" {{ capabilities = [\"read\"] }}\n{}",
+        index_stanza(&ns)
+    );
+    shared_policy(&ns, &mut cleanup, &policy, &text).await;
+    let token = shared_token(&ns, &[&policy]).await;
+    let check = ns
+        .cli_env(&["check", "-o", "json"], &[("VAULT_TOKEN", &token)])
+        .await;
+    assert_no_leak(&[&check.stdout, &check.stderr], &[&token]);
+    let checks = assert_check_fails(&check, &["vault: policy capabilities"]);
+    let detail = &checks["vault: policy capabilities"].1;
+    assert!(
+        detail.contains(&format!(
+            "secret/metadata/{}: read, update, delete",
+            ns.rel("app/db")
+        )),
+        "{check}"
+    );
+    assert!(
+        !detail.contains(&format!("secret/data/{}", ns.rel("app/db"))),
+        "the content path is fine:\n{check}"
+    );
+
+    // Vault unreachable.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let check = ns
+        .cli_env(
+            &["check", "-o", "json", "--vault-timeout", "2s"],
+            &[("VAULT_ADDR", &dead)],
+        )
+        .await;
+    let took = started.elapsed();
+    let checks = assert_check_fails(&check, &["vault: reachable"]);
+    assert!(
+        checks["vault: reachable"]
+            .1
+            .contains(&format!("cannot reach Vault at {dead}")),
+        "{check}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    eprintln!("check, Vault unreachable: {took:?}");
+
+    // A Deployment naming a mount that does not exist.
+    let mount = format!("nomount-{}", random_hex(6));
+    ns.deployment(
+        "lost",
+        &[(PATH, &format!("{mount}/app"))],
+        &PodRefs::new().env_from("db"),
+    )
+    .await;
+    let check = ns.cli_env(&["check", "-o", "json"], &[]).await;
+    let name = format!("vault: mount {mount}");
+    let checks = assert_check_fails(&check, &[&name]);
+    assert!(
+        checks[&name]
+            .1
+            .contains("no secrets engine is mounted there"),
+        "{check}"
+    );
+    // The table says the same with ✗.
+    let table = ns.cli_env(&["check"], &[]).await;
+    table.assert_code(1);
+    assert!(
+        table.stdout.contains('✗') && table.stdout.contains("1 of "),
+        "{table}"
+    );
+}
