@@ -15,7 +15,7 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| crate::render::progress::LogWriter);
     match format {
         LogFormat::Json => builder
             .json()

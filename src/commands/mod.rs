@@ -157,8 +157,8 @@ async fn sync(global: &GlobalArgs, mode: &Mode) -> Result<Exit, CommandError> {
     };
     if push {
         let pushed = publish_metrics(global, &metrics, started, succeeded).await;
-        if let (Err(e), Ok(_)) = (&pushed, &outcome) {
-            if global.require_push {
+        if let Err(e) = &pushed {
+            if global.require_push && outcome.is_ok() {
                 tracing::error!("{e}");
                 return Ok(Exit::Failure);
             }
@@ -388,14 +388,17 @@ async fn publish_metrics(
             });
         }
     };
-    if let Some(path) = &global.metrics_file {
-        write_metrics_file(path, &text).map_err(|e| pushgateway::PushError {
+    // The file and the push are independent outputs: one failing must not
+    // cost the other.
+    let file_result = match &global.metrics_file {
+        Some(path) => write_metrics_file(path, &text).map_err(|e| pushgateway::PushError {
             url: path.display().to_string(),
             message: e.to_string(),
-        })?;
-    }
+        }),
+        None => Ok(()),
+    };
     let Some(url) = &global.pushgateway_url else {
-        return Ok(());
+        return file_result;
     };
     let mut labels = vec![(
         "cluster".to_owned(),
@@ -417,7 +420,8 @@ async fn publish_metrics(
             pushgateway::Mode::Merge
         },
     )
-    .await
+    .await?;
+    file_result
 }
 
 /// Atomic write (temp file + rename), as the textfile collector requires.

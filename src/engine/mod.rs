@@ -227,6 +227,10 @@ impl Engine {
                         m
                     }
                     Err(e) => {
+                        self.metrics
+                            .vault_write_errors
+                            .with_label_values(&[e.metric_label()])
+                            .inc();
                         problems.push(vault_problem(&d.owner, &d.raw_path, &e));
                         continue;
                     }
@@ -281,6 +285,10 @@ impl Engine {
         let index = match self.read_index().await {
             Ok(state) => Some(state),
             Err(e) => {
+                self.metrics
+                    .vault_write_errors
+                    .with_label_values(&[e.metric_label()])
+                    .inc();
                 tracing::error!(
                     error_type = e.metric_label(),
                     "cannot read the vault-sync index: {e}"

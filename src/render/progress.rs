@@ -1,10 +1,35 @@
 //! Progress bars on stderr, only where a person watches: a TTY, not `-q`.
 //! CronJob and CI logs get none (and no escape codes).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Every bar is drawn through this one, so that log lines can hide the bars
+/// while they are written ([`LogWriter`]) instead of tearing through them.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
+/// stderr for log lines: clears the progress bars, writes, redraws them.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        bars().suspend(|| std::io::stderr().lock().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        bars().suspend(|| std::io::stderr().lock().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// Below this many items a stage is too quick for a bar to help.
 const MIN_ITEMS_FOR_BAR: u64 = 20;
@@ -30,7 +55,7 @@ impl Progress {
         if !self.enabled || len < MIN_ITEMS_FOR_BAR {
             return Stage(None);
         }
-        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        let bar = bars().add(ProgressBar::new(len));
         bar.set_style(
             ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -44,7 +69,7 @@ impl Progress {
         if !self.enabled {
             return Stage(None);
         }
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        let bar = bars().add(ProgressBar::new_spinner());
         bar.set_style(
             ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
