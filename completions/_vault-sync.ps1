@@ -53,7 +53,7 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Show what `run` would change (key names only, never values)')
-            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Apply the plan: write what differs, nothing else')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Apply the plan: write what differs and delete orphans (paths vault-sync wrote that nothing wants any more; see --no-prune)')
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove Vault paths vault-sync wrote that nothing wants any more')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check Vault and Kubernetes connectivity, auth and permissions')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -238,7 +238,7 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
         }
         'vault-sync;help' {
             [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Show what `run` would change (key names only, never values)')
-            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Apply the plan: write what differs, nothing else')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Apply the plan: write what differs and delete orphans (paths vault-sync wrote that nothing wants any more; see --no-prune)')
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove Vault paths vault-sync wrote that nothing wants any more')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check Vault and Kubernetes connectivity, auth and permissions')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')

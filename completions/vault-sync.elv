@@ -50,7 +50,7 @@ set edit:completion:arg-completer[vault-sync] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand plan 'Show what `run` would change (key names only, never values)'
-            cand run 'Apply the plan: write what differs, nothing else'
+            cand run 'Apply the plan: write what differs and delete orphans (paths vault-sync wrote that nothing wants any more; see --no-prune)'
             cand prune 'Remove Vault paths vault-sync wrote that nothing wants any more'
             cand check 'Check Vault and Kubernetes connectivity, auth and permissions'
             cand completions 'Print a shell completion script'
@@ -229,7 +229,7 @@ set edit:completion:arg-completer[vault-sync] = {|@words|
         }
         &'vault-sync;help'= {
             cand plan 'Show what `run` would change (key names only, never values)'
-            cand run 'Apply the plan: write what differs, nothing else'
+            cand run 'Apply the plan: write what differs and delete orphans (paths vault-sync wrote that nothing wants any more; see --no-prune)'
             cand prune 'Remove Vault paths vault-sync wrote that nothing wants any more'
             cand check 'Check Vault and Kubernetes connectivity, auth and permissions'
             cand completions 'Print a shell completion script'

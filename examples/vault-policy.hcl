@@ -52,7 +52,5 @@ path "auth/token/lookup-self" {
   capabilities = ["read"]
 }
 
-# Long runs renew their own token instead of failing with 403 at expiry.
-path "auth/token/renew-self" {
-  capabilities = ["update"]
-}
+# (No auth/token/renew-self: when a login-based token expires mid-run,
+# vault-sync logs in again rather than renewing it.)

@@ -29,7 +29,8 @@ pub enum Command {
     /// Exit code: 0 no changes, 2 changes pending, 1 errors or conflicts
     /// (like `terraform plan -detailed-exitcode`).
     Plan(SyncArgs),
-    /// Apply the plan: write what differs, nothing else.
+    /// Apply the plan: write what differs and delete orphans (paths
+    /// vault-sync wrote that nothing wants any more; see --no-prune).
     ///
     /// Exit code: 0 everything applied, 1 anything failed.
     Run(SyncArgs),

@@ -60,7 +60,7 @@ impl Metrics {
         let m = Self {
             sync_attempts: counter(
                 "sync_attempts_total",
-                "Deployments synced, by result (success, error, conflict, skipped).",
+                "Deployments synced, by result (success, error, conflict).",
                 &["namespace", "deployment", "result"],
             )?,
             sync_duration,

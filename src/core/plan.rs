@@ -183,11 +183,12 @@ impl Plan {
         s
     }
 
-    /// Anything `run` would write or delete.
+    /// Anything `run` would write or delete (a kept orphan is dropped from
+    /// the index, which is a write too).
     pub fn has_changes(&self) -> bool {
-        self.changes
-            .iter()
-            .any(|c| c.write.is_some() || matches!(c.action, Action::Delete { .. }))
+        self.changes.iter().any(|c| {
+            c.write.is_some() || matches!(c.action, Action::Delete { .. } | Action::Keep { .. })
+        })
     }
 
     /// Anything that makes the command exit non-zero.

@@ -80,6 +80,16 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
     } else {
         table.enforce_styling();
     }
+    if !std::io::stdout().is_terminal() {
+        // No terminal to measure (CI, CronJob logs, pipes): wrap long
+        // details at a readable width instead of printing 300-column rows.
+        table.set_width(
+            std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(160),
+        );
+    }
     let mut rows = 0;
     for (i, change) in plan.changes.iter().enumerate() {
         if change.action == Action::Unchanged && !report.show_unchanged {
@@ -131,7 +141,12 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
         Some(failed) => {
             let _ = writeln!(
                 out,
-                "Apply: {} created, {} updated, {} deleted, {} unchanged, {} kept, {} conflicts, {} refused, {} errors, {} failed.",
+                "{}: {} created, {} updated, {} deleted, {} unchanged, {} kept, {} conflicts, {} refused, {} errors, {} failed.",
+                if report.command == "prune" {
+                    "Prune"
+                } else {
+                    "Apply"
+                },
                 s.create - count_failed(report, |a| matches!(a, Action::Create { .. })),
                 s.update - count_failed(report, |a| matches!(a, Action::Update { .. })),
                 s.delete - count_failed(report, |a| matches!(a, Action::Delete { .. })),

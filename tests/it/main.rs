@@ -12,6 +12,7 @@
 mod completions;
 mod harness;
 mod least_privilege;
+mod observability;
 mod orphans;
 mod stack;
 mod sync;

@@ -1,0 +1,1710 @@
+//! Observability end to end: the metrics a run pushes to the real
+//! Pushgateway, the `--metrics-file`, failed pushes, JSON logs and progress
+//! bars (in a real pseudo-terminal, through tmux).
+//!
+//! Every test pushes to a Pushgateway group of its own
+//! (`--push-label test=<unique>`, i.e. the group
+//! `/metrics/job/vault-sync/cluster/default/test/<unique>`), reads it back
+//! through `GET /api/v1/metrics`, and deletes it at the end. Every output
+//! (stdout, stderr, metrics file, Pushgateway API, terminal capture) goes
+//! through the leak guard.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::harness::{CliOutput, PodRefs, STACK, TestNs, init_crypto, random_hex};
+
+const PATH: &str = "vault-sync.io/path";
+const SECRETS: &str = "vault-sync.io/secrets";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Every family a successful `run` pushes.
+const RUN_FAMILIES: &[&str] = &[
+    "vault_sync_sync_attempts_total",
+    "vault_sync_sync_duration_seconds",
+    "vault_sync_secrets_discovered",
+    "vault_sync_vault_write_errors_total",
+    "vault_sync_auth_attempts_total",
+    "vault_sync_last_success_timestamp_seconds",
+    "vault_sync_last_run_timestamp_seconds",
+    "vault_sync_run_duration_seconds",
+    "vault_sync_paths",
+    "vault_sync_vault_requests_total",
+    "vault_sync_build_info",
+];
+
+/// The error types `vault_write_errors_total` starts at zero.
+const WRITE_ERROR_TYPES: &[&str] = &[
+    "permission_denied",
+    "invalid_path",
+    "connection_failed",
+    "auth_failed",
+    "cas_mismatch",
+    "unknown",
+];
+
+/// The actions `paths` always reports.
+const PATH_ACTIONS: &[&str] = &[
+    "create",
+    "update",
+    "delete",
+    "unchanged",
+    "kept",
+    "conflict",
+    "refused",
+    "error",
+];
+
+/// The progress bars' and spinner's labels.
+const PROGRESS_LABELS: &[&str] = &[
+    "listing Deployments",
+    "reading Secrets",
+    "reading Vault",
+    "writing Vault",
+    "deleting orphans",
+];
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+// --- Pushgateway ----------------------------------------------------------------
+
+/// One test's own Pushgateway group; deleted on drop.
+struct PushGroup {
+    test: String,
+    http: reqwest::Client,
+}
+
+impl PushGroup {
+    fn new(label: &str) -> Self {
+        init_crypto();
+        Self {
+            test: format!("obs-{label}-{}", random_hex(8)),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("reqwest client"),
+        }
+    }
+
+    /// The `--push-label` argument.
+    fn push_label(&self) -> String {
+        format!("test={}", self.test)
+    }
+
+    /// The group's URL (cluster `default`, as no `--cluster-name` is given).
+    fn url(&self) -> String {
+        group_url(&self.test)
+    }
+
+    /// The raw `GET /api/v1/metrics` body.
+    async fn api_text(&self) -> String {
+        let url = format!("{}/api/v1/metrics", STACK.pushgateway_url());
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        resp.text().await.expect("Pushgateway API body")
+    }
+
+    /// This test's group (the one whose `test` label is ours), and the raw
+    /// API text it came from.
+    async fn fetch(&self) -> (Option<Value>, String) {
+        let text = self.api_text().await;
+        let api: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("Pushgateway API is not JSON ({e}): {text}"));
+        assert_eq!(api["status"], "success", "{text}");
+        let groups: Vec<Value> = api["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("Pushgateway API has no data array: {text}"))
+            .iter()
+            .filter(|g| g["labels"]["test"] == self.test.as_str())
+            .cloned()
+            .collect();
+        assert!(
+            groups.len() <= 1,
+            "more than one group with test={}: {groups:?}",
+            self.test
+        );
+        (groups.into_iter().next(), text)
+    }
+
+    /// The group, which must exist.
+    async fn group(&self) -> (Value, String) {
+        let (group, text) = self.fetch().await;
+        let group =
+            group.unwrap_or_else(|| panic!("no Pushgateway group test={}:\n{text}", self.test));
+        assert_eq!(group["labels"]["job"], "vault-sync", "{group}");
+        assert_eq!(group["labels"]["cluster"], "default", "{group}");
+        assert_eq!(group["labels"]["test"], self.test.as_str(), "{group}");
+        assert_eq!(group["last_push_successful"], true, "{group}");
+        (group, text)
+    }
+
+    async fn delete(&self) {
+        let url = self.url();
+        let resp = self
+            .http
+            .delete(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DELETE {url}: {e}"));
+        assert!(
+            resp.status().is_success(),
+            "DELETE {url}: {}",
+            resp.status()
+        );
+    }
+}
+
+fn group_url(test: &str) -> String {
+    format!(
+        "{}/metrics/job/vault-sync/cluster/default/test/{test}",
+        STACK.pushgateway_url()
+    )
+}
+
+impl Drop for PushGroup {
+    fn drop(&mut self) {
+        // Best effort, also when the test panicked; the runtime is going away.
+        let url = self.url();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(client) = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                {
+                    let _ = client.delete(&url).send().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The samples of `family` in a group: (labels, sample object).
+fn samples(group: &Value, family: &str) -> Vec<(BTreeMap<String, String>, Value)> {
+    group[family]["metrics"]
+        .as_array()
+        .unwrap_or_else(|| panic!("family {family} missing from the group:\n{group:#}"))
+        .iter()
+        .map(|m| {
+            let labels = m["labels"]
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (labels, m.clone())
+        })
+        .collect()
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_str()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// The one sample of `family` whose labels include `want`, as a float.
+fn sample_value(group: &Value, family: &str, want: &[(&str, &str)]) -> Option<f64> {
+    let found: Vec<Value> = samples(group, family)
+        .into_iter()
+        .filter(|(labels, _)| {
+            want.iter()
+                .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, m)| m)
+        .collect();
+    assert!(
+        found.len() <= 1,
+        "several samples of {family} match {want:?}: {found:?}"
+    );
+    found.first().map(|m| num(&m["value"]))
+}
+
+/// Like [`sample_value`], but the sample must exist.
+fn value(group: &Value, family: &str, want: &[(&str, &str)]) -> f64 {
+    sample_value(group, family, want)
+        .unwrap_or_else(|| panic!("no sample {family}{want:?} in the group:\n{group:#}"))
+}
+
+/// The group's label values: none carries a Vault path (or anything with '/').
+fn assert_no_path_labels(group: &Value) {
+    let Some(obj) = group.as_object() else {
+        panic!("group is not an object: {group}");
+    };
+    for (family, f) in obj {
+        let Some(metrics) = f["metrics"].as_array() else {
+            continue;
+        };
+        for m in metrics {
+            for (k, v) in m["labels"].as_object().into_iter().flatten() {
+                let v = v.as_str().unwrap_or_default();
+                assert!(
+                    !v.contains('/'),
+                    "label {k}={v:?} of {family} looks like a path"
+                );
+            }
+        }
+    }
+}
+
+// --- fixtures ---------------------------------------------------------------------
+
+/// `PUSHGATEWAY_URL` of the stack.
+fn pushgateway_env() -> [(&'static str, &'static str); 1] {
+    [("PUSHGATEWAY_URL", STACK.pushgateway_url())]
+}
+
+/// Runs `args` with `PUSHGATEWAY_URL` set and `--push-label test=<unique>`.
+async fn cli_push(ns: &TestNs, group: &PushGroup, args: &[&str]) -> CliOutput {
+    let label = group.push_label();
+    let mut full: Vec<&str> = args.to_vec();
+    full.extend(["--push-label", label.as_str()]);
+    ns.cli_env(&full, &pushgateway_env()).await
+}
+
+/// Replaces the pod template's containers with one whose `envFrom` lists
+/// `secrets`.
+async fn set_env_from(ns: &TestNs, deployment: &str, secrets: &[&str]) {
+    let env_from: Vec<Value> = secrets
+        .iter()
+        .map(|s| json!({"secretRef": {"name": s}}))
+        .collect();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{
+        "name": "app",
+        "image": "busybox",
+        "command": ["sleep", "3600"],
+        "envFrom": env_from,
+    }]}}}});
+    ns.deployments_api()
+        .patch(deployment, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap_or_else(|e| panic!("patch {}/{deployment}: {e}", ns.name));
+}
+
+/// Three broken Deployments: a missing Secret (`nosecret` → Secret
+/// `missing`), a missing key (`nokey` → Secret `present` lacks `absent`), and
+/// an annotation that is not JSON (`badjson`).
+async fn broken_deployments(ns: &TestNs) {
+    ns.deployment(
+        "nosecret",
+        &[(PATH, &ns.path("secret", "nosecret"))],
+        &PodRefs::new().env_from("missing"),
+    )
+    .await;
+    ns.secret("present", &[("here", &ns.value("present-here"))])
+        .await;
+    ns.deployment(
+        "nokey",
+        &[
+            (PATH, &ns.path("secret", "nokey")),
+            (SECRETS, r#"[{"name": "present", "keys": ["absent"]}]"#),
+        ],
+        &PodRefs::new(),
+    )
+    .await;
+    ns.deployment(
+        "badjson",
+        &[
+            (PATH, &ns.path("secret", "badjson")),
+            (SECRETS, "this is {not json"),
+        ],
+        &PodRefs::new(),
+    )
+    .await;
+}
+
+// --- Prometheus text format ---------------------------------------------------------
+
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+fn is_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `{a="x",b="y"}` (the braces included) → labels and the rest of the line.
+fn parse_labels(s: &str) -> Result<(BTreeMap<String, String>, &str), String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = s.strip_prefix('{').ok_or("expected '{'")?;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix('}') {
+            return Ok((labels, r));
+        }
+        let eq = rest.find('=').ok_or("label without '='")?;
+        let name = rest[..eq].trim();
+        if !is_label_name(name) {
+            return Err(format!("bad label name {name:?}"));
+        }
+        let mut chars = rest[eq + 1..]
+            .strip_prefix('"')
+            .ok_or("label value not quoted")?
+            .char_indices();
+        let mut value = String::new();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c @ ('\\' | '"'))) => value.push(c),
+                    other => return Err(format!("bad escape {other:?}")),
+                },
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => return Err("unterminated label value".into()),
+            }
+        };
+        if labels.insert(name.to_owned(), value).is_some() {
+            return Err(format!("label {name} repeated"));
+        }
+        rest = &rest[eq + 1 + 1 + end + 1..];
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r;
+        } else if !rest.starts_with('}') {
+            return Err("expected ',' or '}' after a label".into());
+        }
+    }
+}
+
+/// Checks `text` is Prometheus text exposition format: every line a comment
+/// or `name{labels} value [timestamp]` / `name value [timestamp]` with a
+/// float value, and every sample's family declared with `# HELP` and
+/// `# TYPE` before it. Returns the samples by family.
+fn parse_exposition(text: &str) -> BTreeMap<String, Vec<Sample>> {
+    assert!(
+        text.ends_with('\n'),
+        "exposition text must end with a newline:\n{text}"
+    );
+    let mut help: BTreeMap<String, String> = BTreeMap::new();
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut out: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let at = || format!("line {}: {line:?}", n + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            let mut parts = comment.trim_start().splitn(3, ' ');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("HELP"), Some(name), doc) => {
+                    assert!(is_metric_name(name), "bad name in HELP, {}", at());
+                    assert!(
+                        help.insert(name.to_owned(), doc.unwrap_or("").to_owned())
+                            .is_none(),
+                        "second HELP, {}",
+                        at()
+                    );
+                }
+                (Some("TYPE"), Some(name), Some(kind)) => {
+                    assert!(is_metric_name(name), "bad name in TYPE, {}", at());
+                    assert!(
+                        ["counter", "gauge", "histogram", "summary", "untyped"]
+                            .contains(&kind.trim()),
+                        "bad type, {}",
+                        at()
+                    );
+                    assert!(
+                        types
+                            .insert(name.to_owned(), kind.trim().to_owned())
+                            .is_none(),
+                        "second TYPE, {}",
+                        at()
+                    );
+                }
+                (Some("TYPE"), _, None) => panic!("TYPE without a type, {}", at()),
+                _ => {} // any other comment
+            }
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("{}", at()));
+        let name = &line[..name_end];
+        assert!(is_metric_name(name), "bad metric name, {}", at());
+        let (labels, rest) = if line[name_end..].starts_with('{') {
+            parse_labels(&line[name_end..]).unwrap_or_else(|e| panic!("{e}, {}", at()))
+        } else {
+            (BTreeMap::new(), &line[name_end..])
+        };
+        assert!(rest.starts_with(' '), "no space before the value, {}", at());
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        assert!(
+            (1..=2).contains(&fields.len()),
+            "expected `value [timestamp]`, {}",
+            at()
+        );
+        let value: f64 = fields[0]
+            .parse()
+            .unwrap_or_else(|_| panic!("value is not a float, {}", at()));
+        if let Some(ts) = fields.get(1) {
+            ts.parse::<i64>()
+                .unwrap_or_else(|_| panic!("timestamp is not an integer, {}", at()));
+        }
+        let family = [
+            name,
+            name.strip_suffix("_bucket").unwrap_or(""),
+            name.strip_suffix("_sum").unwrap_or(""),
+            name.strip_suffix("_count").unwrap_or(""),
+        ]
+        .into_iter()
+        .find(|f| {
+            !f.is_empty()
+                && types
+                    .get(*f)
+                    .is_some_and(|t| *f == name || t == "histogram" || t == "summary")
+        })
+        .unwrap_or_else(|| panic!("sample before its family's # TYPE, {}", at()));
+        assert!(
+            help.contains_key(family),
+            "family {family} has no # HELP before its sample, {}",
+            at()
+        );
+        out.entry(family.to_owned()).or_default().push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    for family in types.keys().chain(help.keys()) {
+        assert!(
+            types.contains_key(family) && help.contains_key(family),
+            "family {family} lacks # HELP or # TYPE"
+        );
+    }
+    out
+}
+
+fn file_value(families: &BTreeMap<String, Vec<Sample>>, name: &str, want: &[(&str, &str)]) -> f64 {
+    let family = families
+        .iter()
+        .find(|(_, samples)| samples.iter().any(|s| s.name == name))
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("no sample {name} in the metrics file"));
+    let found: Vec<&Sample> = family
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "samples {name}{want:?}: {found:?}");
+    found[0].value
+}
+
+#[test]
+fn exposition_parser_accepts_and_rejects() {
+    let good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\",y=\"a\\\"b\"} 3\n\
+                # HELP h H.\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 0.5\nh_count 1\n\
+                # HELP g G.\n# TYPE g gauge\ng 1.7e9\n";
+    let parsed = parse_exposition(good);
+    assert_eq!(parsed["a_total"][0].labels["y"], "a\"b");
+    assert_eq!(parsed["h"].len(), 3);
+    assert!((file_value(&parsed, "g", &[]) - 1.7e9).abs() < 1.0);
+    for bad in [
+        "a 1\n",                                   // no HELP/TYPE
+        "# HELP a A.\n# TYPE a gauge\na one\n",    // not a float
+        "# HELP a A.\n# TYPE a gauge\na{x=1} 1\n", // unquoted label
+        "# TYPE a gauge\na 1\n",                   // no HELP
+        "# HELP a A.\n# TYPE a gauge\na_sum 1\n",  // suffix of a gauge
+        "# HELP a A.\n# TYPE a gauge\na 1",        // no final newline
+    ] {
+        assert!(
+            std::panic::catch_unwind(|| parse_exposition(bad)).is_err(),
+            "accepted {bad:?}"
+        );
+    }
+}
+
+// --- 1. a successful run pushes every family --------------------------------------
+
+/// A Deployment with two Secrets, one of whose paths already exists
+/// unchanged: the group holds every family with the expected labels and
+/// values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successful_run_pushes_every_family() {
+    let ns = TestNs::new("obs-push").await;
+    let group = PushGroup::new("push");
+    let base = ns.path("secret", "web");
+    ns.secret("db", &[("DB_PASSWORD", &ns.value("db-pass"))])
+        .await;
+    ns.secret(
+        "api",
+        &[
+            ("API_TOKEN", &ns.value("api-token")),
+            ("API_USER", &ns.value("api-user")),
+        ],
+    )
+    .await;
+    ns.deployment("web", &[(PATH, &base)], &PodRefs::new().env_from("db"))
+        .await;
+    // First run, without a Pushgateway: creates <base>/db.
+    ns.cli(&["run"]).await.assert_code(0);
+    assert!(
+        group.fetch().await.0.is_none(),
+        "a run without PUSHGATEWAY_URL pushed to the group"
+    );
+
+    // Now the Deployment references both: db is unchanged, api is created.
+    set_env_from(&ns, "web", &["db", "api"]).await;
+    let before = now_secs();
+    let started = Instant::now();
+    let out = cli_push(&ns, &group, &["run", "-o", "json"]).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = now_secs();
+    out.assert_code(0);
+    let summary = &out.json()["summary"];
+    assert_eq!(summary["create"], 1, "{out}");
+    assert_eq!(summary["unchanged"], 1, "{out}");
+
+    let (g, api_text) = group.group().await;
+    for family in RUN_FAMILIES {
+        assert!(g.get(*family).is_some(), "family {family} missing:\n{g:#}");
+    }
+    let nsn = ns.name.as_str();
+
+    // Per Deployment.
+    assert_eq!(
+        value(
+            &g,
+            "vault_sync_sync_attempts_total",
+            &[
+                ("namespace", nsn),
+                ("deployment", "web"),
+                ("result", "success")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        samples(&g, "vault_sync_sync_attempts_total").len(),
+        1,
+        "{g:#}"
+    );
+    assert_eq!(
+        value(
+            &g,
+            "vault_sync_secrets_discovered",
+            &[("namespace", nsn), ("deployment", "web")]
+        ),
+        2.0
+    );
+    assert_eq!(g["vault_sync_sync_attempts_total"]["type"], "COUNTER");
+    assert_eq!(g["vault_sync_secrets_discovered"]["type"], "GAUGE");
+
+    // One write (the create), timed.
+    let hist = &g["vault_sync_sync_duration_seconds"];
+    assert_eq!(hist["type"], "HISTOGRAM", "{hist:#}");
+    let h = &hist["metrics"][0];
+    assert_eq!(num(&h["count"]), 1.0, "{hist:#}");
+    assert!(num(&h["sum"]) > 0.0, "{hist:#}");
+    assert_eq!(num(&h["buckets"]["+Inf"]), 1.0, "{hist:#}");
+
+    // No errors, every known error type at zero.
+    for error_type in WRITE_ERROR_TYPES {
+        assert_eq!(
+            value(
+                &g,
+                "vault_sync_vault_write_errors_total",
+                &[("error_type", error_type)]
+            ),
+            0.0,
+            "error_type {error_type}"
+        );
+    }
+    for (labels, m) in samples(&g, "vault_sync_vault_write_errors_total") {
+        assert_eq!(num(&m["value"]), 0.0, "{labels:?}");
+    }
+    for family in [
+        "vault_sync_secret_not_found_errors_total",
+        "vault_sync_secret_key_missing_errors_total",
+        "vault_sync_config_parse_errors_total",
+    ] {
+        assert!(
+            g.get(family).is_none(),
+            "{family} present after a clean run:\n{g:#}"
+        );
+    }
+
+    // Token auth, one login.
+    assert_eq!(
+        value(
+            &g,
+            "vault_sync_auth_attempts_total",
+            &[("method", "token"), ("result", "success")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        samples(&g, "vault_sync_auth_attempts_total").len(),
+        1,
+        "{g:#}"
+    );
+
+    // Batch-job gauges.
+    let last_run = value(&g, "vault_sync_last_run_timestamp_seconds", &[]);
+    let last_success = value(&g, "vault_sync_last_success_timestamp_seconds", &[]);
+    assert!(
+        (before - 1.0..=after + 1.0).contains(&last_run),
+        "last_run {last_run} not within [{before}, {after}]"
+    );
+    assert_eq!(
+        last_success, last_run,
+        "a successful run is the last success"
+    );
+    let run_duration = value(&g, "vault_sync_run_duration_seconds", &[]);
+    assert!(
+        run_duration > 0.0 && run_duration <= elapsed,
+        "run_duration {run_duration} vs elapsed {elapsed}"
+    );
+
+    // Plan counts by action, every action present.
+    for action in PATH_ACTIONS {
+        let expected = match *action {
+            "create" | "unchanged" => 1.0,
+            _ => 0.0,
+        };
+        assert_eq!(
+            value(&g, "vault_sync_paths", &[("action", action)]),
+            expected,
+            "paths{{action={action}}}"
+        );
+    }
+
+    // Vault requests: reads, the 404 of the new path, writes; known labels only.
+    let mut by_class: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for (labels, m) in samples(&g, "vault_sync_vault_requests_total") {
+        let method = labels.get("method").cloned().unwrap_or_default();
+        let class = labels.get("status_class").cloned().unwrap_or_default();
+        assert!(
+            ["GET", "POST", "PUT", "PATCH", "DELETE", "LIST"].contains(&method.as_str()),
+            "unexpected method {method}"
+        );
+        assert!(
+            ["2xx", "3xx", "4xx", "5xx", "other", "error"].contains(&class.as_str()),
+            "unexpected status_class {class}"
+        );
+        by_class.insert((method, class), num(&m["value"]));
+    }
+    let get = |m: &str, c: &str| by_class.get(&(m.into(), c.into())).copied().unwrap_or(0.0);
+    assert!(get("GET", "2xx") >= 2.0, "{by_class:?}");
+    assert!(
+        get("GET", "4xx") >= 1.0,
+        "the new path reads 404: {by_class:?}"
+    );
+    assert!(
+        get("POST", "2xx") + get("PUT", "2xx") >= 1.0,
+        "{by_class:?}"
+    );
+    for class in ["5xx", "error"] {
+        for method in ["GET", "POST", "PUT"] {
+            assert_eq!(get(method, class), 0.0, "{method} {class}: {by_class:?}");
+        }
+    }
+
+    assert_eq!(
+        value(&g, "vault_sync_build_info", &[("version", VERSION)]),
+        1.0
+    );
+    assert_no_path_labels(&g);
+
+    ns.assert_no_leak(&[&out.stdout, &out.stderr, &api_text]);
+    group.delete().await;
+    assert!(
+        group.fetch().await.0.is_none(),
+        "group still there after DELETE"
+    );
+}
+
+// --- 2. a failed run merges, keeping the last success ------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_run_pushes_errors_and_keeps_last_success() {
+    let ns = TestNs::new("obs-fail").await;
+    let group = PushGroup::new("fail");
+    ns.secret("good", &[("TOKEN", &ns.value("good-token"))])
+        .await;
+    ns.deployment(
+        "good",
+        &[(PATH, &ns.path("secret", "good"))],
+        &PodRefs::new().env_from("good"),
+    )
+    .await;
+    let ok = cli_push(&ns, &group, &["run"]).await;
+    ok.assert_code(0);
+    let (g, _) = group.group().await;
+    let success_1 = value(&g, "vault_sync_last_success_timestamp_seconds", &[]);
+    let run_1 = value(&g, "vault_sync_last_run_timestamp_seconds", &[]);
+    assert_eq!(success_1, run_1);
+
+    // Make the second run's timestamp visibly later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    broken_deployments(&ns).await;
+    let failed = cli_push(&ns, &group, &["run"]).await;
+    failed.assert_code(1);
+
+    let (g, api_text) = group.group().await;
+    let nsn = ns.name.as_str();
+    assert_eq!(
+        value(
+            &g,
+            "vault_sync_secret_not_found_errors_total",
+            &[("namespace", nsn), ("secret", "missing")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        samples(&g, "vault_sync_secret_not_found_errors_total").len(),
+        1,
+        "{g:#}"
+    );
+    assert_eq!(
+        value(
+            &g,
+            "vault_sync_secret_key_missing_errors_total",
+            &[("namespace", nsn), ("secret", "present")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        samples(&g, "vault_sync_secret_key_missing_errors_total").len(),
+        1,
+        "{g:#}"
+    );
+    assert_eq!(
+        value(
+            &g,
+            "vault_sync_config_parse_errors_total",
+            &[
+                ("namespace", nsn),
+                ("deployment", "badjson"),
+                ("error_type", "invalid_secrets_json")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        samples(&g, "vault_sync_config_parse_errors_total").len(),
+        1,
+        "{g:#}"
+    );
+
+    for (deployment, result) in [
+        ("good", "success"),
+        ("nosecret", "error"),
+        ("nokey", "error"),
+        ("badjson", "error"),
+    ] {
+        assert_eq!(
+            value(
+                &g,
+                "vault_sync_sync_attempts_total",
+                &[
+                    ("namespace", nsn),
+                    ("deployment", deployment),
+                    ("result", result)
+                ]
+            ),
+            1.0,
+            "{deployment} {result}"
+        );
+    }
+    assert_eq!(
+        samples(&g, "vault_sync_sync_attempts_total").len(),
+        4,
+        "{g:#}"
+    );
+    assert_eq!(value(&g, "vault_sync_paths", &[("action", "error")]), 3.0);
+    assert_eq!(
+        value(&g, "vault_sync_paths", &[("action", "unchanged")]),
+        1.0
+    );
+    assert_eq!(value(&g, "vault_sync_paths", &[("action", "create")]), 0.0);
+
+    let run_2 = value(&g, "vault_sync_last_run_timestamp_seconds", &[]);
+    assert!(
+        run_2 > run_1 + 1.0,
+        "last_run {run_2} not newer than {run_1}"
+    );
+    let success_2 = value(&g, "vault_sync_last_success_timestamp_seconds", &[]);
+    assert_eq!(
+        success_2, success_1,
+        "a failed run changed last_success_timestamp"
+    );
+    for family in RUN_FAMILIES {
+        assert!(g.get(*family).is_some(), "family {family} missing:\n{g:#}");
+    }
+    assert_no_path_labels(&g);
+
+    ns.assert_no_leak(&[
+        &ok.stdout,
+        &ok.stderr,
+        &failed.stdout,
+        &failed.stderr,
+        &api_text,
+    ]);
+    group.delete().await;
+}
+
+// --- 3. the metrics file; plan pushes only with --push-metrics -----------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_file_is_exposition_format() {
+    let ns = TestNs::new("obs-file").await;
+    let group = PushGroup::new("file");
+    ns.secret("one", &[("K1", &ns.value("one-k1"))]).await;
+    ns.secret("two", &[("K2", &ns.value("two-k2"))]).await;
+    ns.deployment(
+        "app",
+        &[(PATH, &ns.path("secret", "app"))],
+        &PodRefs::new().env_from("one").volume("two"),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("vault-sync.prom");
+    let file_arg = file.display().to_string();
+
+    let out = cli_push(&ns, &group, &["run", "--metrics-file", &file_arg]).await;
+    out.assert_code(0);
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("metrics file {file_arg}: {e}\n{out}"));
+    let families = parse_exposition(&text);
+    for family in RUN_FAMILIES {
+        assert!(families.contains_key(*family), "{family} missing:\n{text}");
+    }
+    let nsn = ns.name.as_str();
+    assert_eq!(
+        file_value(&families, "vault_sync_paths", &[("action", "create")]),
+        2.0
+    );
+    assert_eq!(
+        file_value(
+            &families,
+            "vault_sync_secrets_discovered",
+            &[("namespace", nsn), ("deployment", "app")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        file_value(
+            &families,
+            "vault_sync_sync_attempts_total",
+            &[
+                ("namespace", nsn),
+                ("deployment", "app"),
+                ("result", "success")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        file_value(&families, "vault_sync_sync_duration_seconds_count", &[]),
+        2.0
+    );
+    assert_eq!(
+        file_value(&families, "vault_sync_build_info", &[("version", VERSION)]),
+        1.0
+    );
+    // The file and the push are the same numbers.
+    let (g, api_text) = group.group().await;
+    assert_eq!(
+        value(&g, "vault_sync_last_run_timestamp_seconds", &[]),
+        file_value(&families, "vault_sync_last_run_timestamp_seconds", &[])
+    );
+    // Written atomically: no temporary file left behind.
+    let left: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .expect("read tempdir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert_eq!(left, vec![file.clone()], "files in the metrics dir");
+    ns.assert_no_leak(&[&text, &api_text]);
+    group.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_pushes_only_with_push_metrics() {
+    let ns = TestNs::new("obs-plan").await;
+    let group = PushGroup::new("plan");
+    ns.secret("cfg", &[("C", &ns.value("cfg-c"))]).await;
+    ns.deployment(
+        "app",
+        &[(PATH, &ns.path("secret", "app"))],
+        &PodRefs::new().env_from("cfg"),
+    )
+    .await;
+
+    let plain = cli_push(&ns, &group, &["plan"]).await;
+    plain.assert_code(2);
+    let (found, text) = group.fetch().await;
+    assert!(
+        found.is_none(),
+        "plain plan pushed metrics:\n{text}\n{plain}"
+    );
+
+    let pushed = cli_push(&ns, &group, &["plan", "--push-metrics"]).await;
+    pushed.assert_code(2);
+    let (g, api_text) = group.group().await;
+    for family in RUN_FAMILIES {
+        if *family == "vault_sync_sync_duration_seconds" {
+            // plan writes nothing; the histogram is still there, empty.
+            assert_eq!(num(&g[family]["metrics"][0]["count"]), 0.0, "{g:#}");
+            continue;
+        }
+        assert!(g.get(*family).is_some(), "family {family} missing:\n{g:#}");
+    }
+    assert_eq!(value(&g, "vault_sync_paths", &[("action", "create")]), 1.0);
+    // Changes pending are not a failure.
+    assert_eq!(
+        value(&g, "vault_sync_last_success_timestamp_seconds", &[]),
+        value(&g, "vault_sync_last_run_timestamp_seconds", &[])
+    );
+    // A plan writes nothing.
+    assert!(
+        ns.vault
+            .kv2_read("secret", &ns.rel("app/cfg"))
+            .await
+            .is_none(),
+        "plan wrote to Vault"
+    );
+    ns.assert_no_leak(&[&api_text]);
+    group.delete().await;
+}
+
+// --- 4. a failed push ------------------------------------------------------------------
+
+/// A local port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    drop(listener);
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_push_is_a_warning_unless_required() {
+    let ns = TestNs::new("obs-nopush").await;
+    ns.secret("s", &[("K", &ns.value("k"))]).await;
+    ns.deployment(
+        "app",
+        &[(PATH, &ns.path("secret", "app"))],
+        &PodRefs::new().env_from("s"),
+    )
+    .await;
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let env = [("PUSHGATEWAY_URL", dead.as_str())];
+
+    let warned = ns.cli_env(&["run"], &env).await;
+    warned.assert_code(0);
+    assert!(
+        warned.stderr.contains("WARN") && warned.stderr.contains("pushing metrics to"),
+        "no warning about the failed push:\n{warned}"
+    );
+    assert!(
+        warned.stderr.contains(&dead),
+        "the warning names the URL:\n{warned}"
+    );
+    // The run itself was applied.
+    assert!(
+        ns.vault
+            .kv2_read("secret", &ns.rel("app/s"))
+            .await
+            .is_some(),
+        "the run did not write:\n{warned}"
+    );
+
+    let required = ns.cli_env(&["run", "--require-push"], &env).await;
+    required.assert_code(1);
+    assert!(
+        required.stderr.contains("ERROR") && required.stderr.contains("pushing metrics to"),
+        "no error about the failed push:\n{required}"
+    );
+
+    // --require-push with a working Pushgateway is fine.
+    let group = PushGroup::new("nopush");
+    let fine = cli_push(&ns, &group, &["run", "--require-push"]).await;
+    fine.assert_code(0);
+    assert!(!fine.stderr.contains("pushing metrics to"), "{fine}");
+    group.group().await;
+    group.delete().await;
+}
+
+/// A `--metrics-file` that cannot be written is a warning, and must not
+/// keep the metrics from the Pushgateway (two independent sinks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_metrics_file_does_not_stop_the_push() {
+    let ns = TestNs::new("obs-badfile").await;
+    let group = PushGroup::new("badfile");
+    ns.secret("s", &[("K", &ns.value("k"))]).await;
+    ns.deployment(
+        "app",
+        &[(PATH, &ns.path("secret", "app"))],
+        &PodRefs::new().env_from("s"),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("no-such-dir").join("vault-sync.prom");
+    let file_arg = file.display().to_string();
+    let out = cli_push(&ns, &group, &["run", "--metrics-file", &file_arg]).await;
+    out.assert_code(0);
+    assert!(
+        out.stderr.contains("WARN") && out.stderr.contains(&file_arg),
+        "no warning about the metrics file:\n{out}"
+    );
+    let (found, text) = group.fetch().await;
+    assert!(
+        found.is_some(),
+        "an unwritable --metrics-file kept the metrics from the Pushgateway:\n{out}\n{text}"
+    );
+    group.delete().await;
+}
+
+/// Both outputs failing: each failure is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "BUG: src/commands/mod.rs publish_metrics returns the push error (`.await?`) and drops file_result, so when both fail the --metrics-file failure is never reported"]
+async fn both_metric_outputs_failing_are_both_reported() {
+    let ns = TestNs::new("obs-bothout").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("no-such-dir").join("vault-sync.prom");
+    let file_arg = file.display().to_string();
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let out = ns
+        .cli_env(
+            &["run", "--metrics-file", &file_arg],
+            &[("PUSHGATEWAY_URL", dead.as_str())],
+        )
+        .await;
+    out.assert_code(0);
+    assert!(
+        out.stderr.contains(&dead),
+        "push failure not reported:\n{out}"
+    );
+    assert!(
+        out.stderr.contains(&file_arg),
+        "metrics-file failure not reported:\n{out}"
+    );
+    let required = ns
+        .cli_env(
+            &["run", "--metrics-file", &file_arg, "--require-push"],
+            &[("PUSHGATEWAY_URL", dead.as_str())],
+        )
+        .await;
+    required.assert_code(1);
+}
+
+/// Grouping-label values with '/' (base64 in the URL) and other characters
+/// (percent-encoded) arrive unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_label_values_are_encoded() {
+    let ns = TestNs::new("obs-labels").await;
+    let group = PushGroup::new("labels");
+    let odd = format!("{} a/b c%d", group.test);
+    let odd_label = format!("odd={odd}");
+    let out = cli_push(&ns, &group, &["run", "--push-label", &odd_label]).await;
+    out.assert_code(0);
+    let (g, _) = group.group().await;
+    assert_eq!(g["labels"]["odd"], odd.as_str(), "{:#}", g["labels"]);
+    // The group's URL carries both labels (odd one base64-encoded).
+    let url = format!(
+        "{}/odd@base64/{}",
+        group.url(),
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &odd)
+    );
+    let status = group
+        .http
+        .delete(&url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or_default();
+    assert_eq!(status, 202, "DELETE {url}");
+    assert!(
+        group.fetch().await.0.is_none(),
+        "group still there after DELETE"
+    );
+}
+
+/// Vault unreachable: the run fails per path, and the pushed metrics say
+/// why (`vault_write_errors_total{error_type="connection_failed"}`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_vault_is_counted() {
+    let ns = TestNs::new("obs-novault").await;
+    let group = PushGroup::new("novault");
+    ns.secret("s", &[("K", &ns.value("k"))]).await;
+    ns.deployment(
+        "app",
+        &[(PATH, &ns.path("secret", "app"))],
+        &PodRefs::new().env_from("s"),
+    )
+    .await;
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let label = group.push_label();
+    let out = ns
+        .cli_env(
+            &["run", "--vault-timeout", "2s", "--push-label", &label],
+            &[
+                ("PUSHGATEWAY_URL", STACK.pushgateway_url()),
+                ("VAULT_ADDR", &dead),
+            ],
+        )
+        .await;
+    out.assert_code(1);
+    let (g, _) = group.group().await;
+    assert!(
+        g.get("vault_sync_last_success_timestamp_seconds").is_none(),
+        "a failed first run pushed a last success:\n{g:#}"
+    );
+    assert!(
+        g.get("vault_sync_last_run_timestamp_seconds").is_some(),
+        "{g:#}"
+    );
+    let errors: f64 = samples(&g, "vault_sync_vault_requests_total")
+        .iter()
+        .filter(|(l, _)| l.get("status_class").map(String::as_str) == Some("error"))
+        .map(|(_, m)| num(&m["value"]))
+        .sum();
+    assert!(errors >= 1.0, "no failed request counted:\n{g:#}");
+    assert_eq!(
+        value(
+            &g,
+            "vault_sync_sync_attempts_total",
+            &[
+                ("namespace", ns.name.as_str()),
+                ("deployment", "app"),
+                ("result", "error")
+            ]
+        ),
+        1.0
+    );
+    assert!(
+        value(
+            &g,
+            "vault_sync_vault_write_errors_total",
+            &[("error_type", "connection_failed")]
+        ) >= 1.0,
+        "Vault unreachable, yet vault_write_errors_total{{error_type=\"connection_failed\"}} is 0:\n{out}\n{:#}",
+        g["vault_sync_vault_write_errors_total"]
+    );
+    group.delete().await;
+}
+
+/// A failed run whose push fails too still reports the failed push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_push_of_a_failed_run_is_reported() {
+    let ns = TestNs::new("obs-bothfail").await;
+    ns.deployment(
+        "app",
+        &[(PATH, &ns.path("secret", "app"))],
+        &PodRefs::new().env_from("missing"),
+    )
+    .await;
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let out = ns
+        .cli_env(&["run"], &[("PUSHGATEWAY_URL", dead.as_str())])
+        .await;
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("pushing metrics to"),
+        "the failed push went unreported:\n{out}"
+    );
+}
+
+/// A run that fails before any per-Deployment work (here: an unreadable
+/// kubeconfig) still pushes its failure, and a failed push is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_failure_is_pushed() {
+    let ns = TestNs::new("obs-early").await;
+    let group = PushGroup::new("early");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("no-such-kubeconfig");
+    let kubeconfig = kubeconfig.display().to_string();
+    let out = ns
+        .cli_env(
+            &["run", "--push-label", &group.push_label()],
+            &[
+                ("PUSHGATEWAY_URL", STACK.pushgateway_url()),
+                ("KUBECONFIG", kubeconfig.as_str()),
+            ],
+        )
+        .await;
+    out.assert_code(1);
+    assert!(out.stderr.contains("error"), "{out}");
+    let (g, _) = group.group().await;
+    assert!(
+        g.get("vault_sync_last_success_timestamp_seconds").is_none(),
+        "{g:#}"
+    );
+    assert!(
+        g.get("vault_sync_last_run_timestamp_seconds").is_some(),
+        "{g:#}"
+    );
+    let errors: f64 = samples(&g, "vault_sync_vault_write_errors_total")
+        .iter()
+        .map(|(_, m)| num(&m["value"]))
+        .sum();
+    assert_eq!(errors, 1.0, "the early failure is counted once:\n{g:#}");
+    group.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_push_of_an_early_failure_is_reported() {
+    let ns = TestNs::new("obs-early2").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("no-such-kubeconfig");
+    let kubeconfig = kubeconfig.display().to_string();
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let out = ns
+        .cli_env(
+            &["run"],
+            &[
+                ("PUSHGATEWAY_URL", dead.as_str()),
+                ("KUBECONFIG", kubeconfig.as_str()),
+            ],
+        )
+        .await;
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("pushing metrics to"),
+        "the failed push went unreported:\n{out}"
+    );
+}
+
+// --- 5. JSON logs -------------------------------------------------------------------------
+
+fn json_lines(out: &CliOutput) -> Vec<Value> {
+    assert!(
+        !out.stderr.contains('\x1b'),
+        "escape codes on stderr:\n{out}"
+    );
+    out.stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {l:?}\n{out}"))
+        })
+        .inspect(|v| assert!(v.is_object(), "log line is not an object: {v}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_structured() {
+    let ns = TestNs::new("obs-json").await;
+    let group = PushGroup::new("json");
+    ns.secret("s", &[("K", &ns.value("k"))]).await;
+    let web_path = ns.path("secret", "web");
+    ns.deployment("web", &[(PATH, &web_path)], &PodRefs::new().env_from("s"))
+        .await;
+    broken_deployments(&ns).await;
+
+    let out = cli_push(&ns, &group, &["run", "--log-format", "json"]).await;
+    out.assert_code(1);
+    let lines = json_lines(&out);
+    for l in &lines {
+        for field in ["timestamp", "level", "message"] {
+            assert!(l.get(field).is_some(), "log line without {field}: {l}");
+        }
+    }
+
+    let starting: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "starting")
+        .collect();
+    assert_eq!(starting.len(), 1, "{out}");
+    let s = starting[0];
+    assert_eq!(s["level"], "INFO", "{s}");
+    assert!(
+        s["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with(VERSION)),
+        "{s}"
+    );
+    assert!(s["workers"].as_u64().is_some_and(|w| w >= 1), "{s}");
+    assert_eq!(s["vault_addr"], STACK.vault_addr(), "{s}");
+    assert_eq!(s["auth"], "token", "{s}");
+    assert_eq!(s["cluster"], "default", "{s}");
+
+    // One line per problem, with every field.
+    let problem = |deployment: &str| -> Value {
+        let found: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["deployment"] == deployment && l.get("error_type").is_some())
+            .collect();
+        assert_eq!(found.len(), 1, "problem lines of {deployment}:\n{out}");
+        let l = found[0].clone();
+        for field in [
+            "namespace",
+            "deployment",
+            "secret",
+            "path",
+            "action",
+            "error_type",
+        ] {
+            assert!(l.get(field).is_some(), "problem line without {field}: {l}");
+        }
+        assert!(
+            ["WARN", "ERROR"].contains(&l["level"].as_str().unwrap_or_default()),
+            "{l}"
+        );
+        assert_eq!(l["namespace"], ns.name.as_str(), "{l}");
+        assert_eq!(l["action"], "error", "{l}");
+        l
+    };
+    let l = problem("nosecret");
+    assert_eq!(l["secret"], "missing", "{l}");
+    assert_eq!(l["error_type"], "secret_not_found", "{l}");
+    assert_eq!(
+        l["path"],
+        format!("{}/missing", ns.path("secret", "nosecret")),
+        "{l}"
+    );
+    let l = problem("nokey");
+    assert_eq!(l["secret"], "present", "{l}");
+    assert_eq!(l["error_type"], "secret_key_missing", "{l}");
+    assert_eq!(l["path"], ns.path("secret", "nokey"), "{l}");
+    let l = problem("badjson");
+    assert_eq!(l["error_type"], "invalid_secrets_json", "{l}");
+    assert_eq!(l["path"], ns.path("secret", "badjson"), "{l}");
+
+    // The applied write, at info.
+    let applied: Vec<&Value> = lines.iter().filter(|l| l["message"] == "applied").collect();
+    assert_eq!(applied.len(), 1, "{out}");
+    let a = applied[0];
+    assert_eq!(a["level"], "INFO", "{a}");
+    assert_eq!(a["namespace"], ns.name.as_str(), "{a}");
+    assert_eq!(a["deployment"], "web", "{a}");
+    assert_eq!(a["path"], format!("{web_path}/s"), "{a}");
+    assert_eq!(a["action"], "create", "{a}");
+
+    // -v: more lines (dependencies' too), still all JSON.
+    let verbose = cli_push(&ns, &group, &["run", "--log-format", "json", "-v"]).await;
+    verbose.assert_code(1);
+    let vlines = json_lines(&verbose);
+    assert!(
+        vlines.iter().any(|l| l["level"] == "DEBUG"),
+        "-v shows debug lines:\n{verbose}"
+    );
+
+    // A failed push's warning is JSON too.
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let nopush = ns
+        .cli_env(
+            &["run", "--log-format", "json"],
+            &[("PUSHGATEWAY_URL", dead.as_str())],
+        )
+        .await;
+    nopush.assert_code(1);
+    let nlines = json_lines(&nopush);
+    assert!(
+        nlines.iter().any(|l| l["level"] == "WARN"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("pushing metrics to"))),
+        "{nopush}"
+    );
+
+    let (_, api_text) = group.group().await;
+    ns.assert_no_leak(&[&api_text]);
+    group.delete().await;
+}
+
+// --- 6. progress bars on a terminal only ----------------------------------------------------
+
+/// A private tmux server (its own socket), killed on drop.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// What a run in a terminal showed.
+struct Terminal {
+    /// Every byte written to the pane (`pipe-pane`), escape codes included.
+    drawn: String,
+    /// The pane's text once the run has finished, scrollback included.
+    screen: String,
+    code: i32,
+}
+
+/// Runs vault-sync in a tmux pane (a real pseudo-terminal): what it drew,
+/// the final screen and the exit code.
+fn run_in_terminal(ns: &TestNs, dir: &Path, name: &str, args: &[&str]) -> Terminal {
+    let go = dir.join(format!("{name}.go"));
+    let rc = dir.join(format!("{name}.rc"));
+    let log = dir.join(format!("{name}.log"));
+    let script = dir.join(format!("{name}.sh"));
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+        ("HOME".into(), std::env::var("HOME").unwrap_or_default()),
+        ("TERM".into(), "xterm-256color".into()),
+        ("VAULT_ADDR".into(), STACK.vault_addr().into()),
+        ("VAULT_TOKEN".into(), ns.cli_token.clone()),
+        ("VAULT_SYNC_INDEX_MOUNT".into(), ns.index_mount.clone()),
+        ("KUBECONFIG".into(), STACK.kubeconfig().into()),
+    ];
+    env.retain(|(_, v)| !v.is_empty());
+    let env_args: Vec<String> = env
+        .iter()
+        .map(|(k, v)| sh_quote(&format!("{k}={v}")))
+        .collect();
+    let mut cli: Vec<String> = vec![sh_quote(env!("CARGO_BIN_EXE_vault-sync"))];
+    cli.extend(args.iter().map(|a| sh_quote(a)));
+    cli.extend(["-n".to_owned(), sh_quote(&ns.name)]);
+    let text = format!(
+        "#!/bin/sh\nwhile [ ! -e {go} ]; do sleep 0.05; done\nenv -i {env} {cli}\necho $? > {rc}.tmp && mv {rc}.tmp {rc}\nsleep 5\n",
+        go = sh_quote(&go.display().to_string()),
+        rc = sh_quote(&rc.display().to_string()),
+        env = env_args.join(" "),
+        cli = cli.join(" "),
+    );
+    std::fs::write(&script, text).expect("write script");
+
+    let tmux = Tmux {
+        socket: dir.join(format!("{name}.sock")),
+    };
+    let session = format!("vs-{name}");
+    let command = format!("sh {}", sh_quote(&script.display().to_string()));
+    tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "200",
+        "-y",
+        "50",
+        &command,
+    ]);
+    tmux.cmd(&[
+        "pipe-pane",
+        "-o",
+        "-t",
+        &session,
+        &format!("cat >> {}", sh_quote(&log.display().to_string())),
+    ]);
+    std::fs::write(&go, "").expect("write go file");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let code = loop {
+        if let Ok(s) = std::fs::read_to_string(&rc) {
+            break s.trim().parse::<i32>().expect("exit code");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vault-sync in tmux did not finish; pane:\n{}",
+            String::from_utf8_lossy(&tmux.cmd(&["capture-pane", "-p", "-t", &session]).stdout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Let the pane and pipe-pane catch up with what was drawn last.
+    std::thread::sleep(Duration::from_millis(500));
+    let screen = String::from_utf8_lossy(
+        &tmux
+            .cmd(&["capture-pane", "-p", "-S", "-", "-E", "-", "-t", &session])
+            .stdout,
+    )
+    .into_owned();
+    drop(tmux);
+    let bytes = std::fs::read(&log).unwrap_or_default();
+    Terminal {
+        drawn: String::from_utf8_lossy(&bytes).into_owned(),
+        screen,
+        code,
+    }
+}
+
+/// How many frames of the `label` bar (`<label> [=> ] n/<len> (`) were drawn.
+fn bar_frames(drawn: &str, label: &str, len: usize) -> usize {
+    let counter = format!("/{len} (");
+    drawn
+        .split(['\r', '\n'])
+        .filter(|frame| {
+            frame
+                .find(&format!("{label} ["))
+                .is_some_and(|at| frame[at..].contains(']') && frame[at..].contains(&counter))
+        })
+        .count()
+}
+
+/// A namespace with one Deployment referencing `n` Secrets (auto-discovery).
+async fn many_secrets(ns: &TestNs, n: usize) {
+    let mut refs = PodRefs::new();
+    for i in 0..n {
+        let name = format!("s{i:02}");
+        ns.secret(&name, &[("K", &ns.value(&name))]).await;
+        refs = refs.env_from(&name);
+    }
+    ns.deployment("many", &[(PATH, &ns.path("secret", "many"))], &refs)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_bars_only_on_a_terminal() {
+    const N: usize = 30;
+    let ns = TestNs::new("obs-tty").await;
+    many_secrets(&ns, N).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // On a terminal: bars for the 30-item stages.
+    let tty = tokio::task::block_in_place(|| {
+        run_in_terminal(&ns, dir.path(), "tty", &["run", "--concurrency", "1"])
+    });
+    let drawn = &tty.drawn;
+    assert_eq!(tty.code, 0, "run in tmux failed:\n{drawn}");
+    // indicatif rate-limits drawing, so a quick stage may show no frame;
+    // at least one of the three 30-item stages must.
+    let frames: Vec<(&str, usize)> = ["reading Secrets", "reading Vault", "writing Vault"]
+        .into_iter()
+        .map(|label| (label, bar_frames(drawn, label, N)))
+        .collect();
+    assert!(
+        frames.iter().any(|(_, n)| *n > 0),
+        "no progress bar on the terminal ({frames:?}):\n{drawn}"
+    );
+    ns.assert_no_leak(&[drawn, &tty.screen]);
+    assert_eq!(
+        ns.vault
+            .list_recursive("secret/metadata", &ns.rel("many"))
+            .await
+            .len(),
+        N
+    );
+
+    // -q on a terminal: no bars.
+    let quiet = tokio::task::block_in_place(|| {
+        run_in_terminal(
+            &ns,
+            dir.path(),
+            "quiet",
+            &["run", "--concurrency", "1", "-q"],
+        )
+    });
+    assert_eq!(quiet.code, 0, "quiet run in tmux failed:\n{}", quiet.drawn);
+    for label in PROGRESS_LABELS {
+        assert!(
+            !quiet.drawn.contains(label),
+            "{label:?} drawn with -q:\n{}",
+            quiet.drawn
+        );
+    }
+    ns.assert_no_leak(&[&quiet.drawn, &quiet.screen]);
+
+    // Not a terminal: no bars, no escape codes (30 items read again).
+    let out = ns.cli(&["run", "--concurrency", "1"]).await;
+    out.assert_code(0);
+    for label in PROGRESS_LABELS {
+        assert!(
+            !out.stderr.contains(label),
+            "{label:?} off a terminal:\n{out}"
+        );
+    }
+    assert!(
+        !out.stderr.contains('\x1b'),
+        "escape codes off a terminal:\n{out}"
+    );
+}
+
+/// Once a run is over, no bar is left on the terminal: log lines printed
+/// while a bar is shown must not leave stale frames behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_bars_leave_no_frames_behind() {
+    let ns = TestNs::new("obs-frames").await;
+    many_secrets(&ns, 30).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tty = tokio::task::block_in_place(|| {
+        run_in_terminal(&ns, dir.path(), "frames", &["run", "--concurrency", "1"])
+    });
+    assert_eq!(tty.code, 0, "run in tmux failed:\n{}", tty.drawn);
+    let stale: Vec<&str> = tty
+        .screen
+        .lines()
+        .filter(|l| PROGRESS_LABELS.iter().any(|label| l.contains(label)))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "{} progress-bar frames left on the terminal, e.g. {:?}; screen:\n{}",
+        stale.len(),
+        stale.first(),
+        tty.screen
+    );
+    // Every "applied" log line starts on a line of its own.
+    let applied = tty
+        .screen
+        .lines()
+        .filter(|l| l.contains(" applied "))
+        .count();
+    assert_eq!(applied, 30, "screen:\n{}", tty.screen);
+    for line in tty.screen.lines().filter(|l| l.contains(" applied ")) {
+        assert!(
+            line.starts_with(|c: char| c.is_ascii_digit()),
+            "log line does not start with its timestamp: {line:?}"
+        );
+    }
+    ns.assert_no_leak(&[&tty.drawn, &tty.screen]);
+}
