@@ -9,11 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 #[derive(Debug, thiserror::Error)]
-#[error("pushing metrics to {url} failed: {message}")]
-pub struct PushError {
-    pub url: String,
-    pub message: String,
-}
+#[error("{0}")]
+pub struct PushError(pub String);
 
 /// `/metrics/job/<job>/<name>/<value>...`, each value base64url-encoded
 /// (`<name>@base64`) when it contains `/` or is empty, as the Pushgateway
@@ -69,10 +66,7 @@ pub async fn push(
         base_url.trim_end_matches('/'),
         group_path(job, labels)
     );
-    let err = |message: String| PushError {
-        url: url.clone(),
-        message,
-    };
+    let err = |message: String| PushError(format!("pushing metrics to {url} failed: {message}"));
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .build()

@@ -304,7 +304,7 @@ fn log_problems(plan: &Plan) {
             Action::Refused { reason } => ("refused", reason.as_str(), None),
             _ => continue,
         };
-        tracing::warn!(
+        tracing::error!(
             namespace = c.owner.namespace.as_str(),
             deployment = c.owner.deployment.as_str(),
             secret = secret.unwrap_or(""),
@@ -382,18 +382,19 @@ async fn publish_metrics(
     }) {
         Ok(t) => t,
         Err(e) => {
-            return Err(pushgateway::PushError {
-                url: String::new(),
-                message: e.to_string(),
-            });
+            return Err(pushgateway::PushError(format!(
+                "encoding metrics failed: {e}"
+            )));
         }
     };
     // The file and the push are independent outputs: one failing must not
-    // cost the other.
+    // cost the other, and each failure is reported.
     let file_result = match &global.metrics_file {
-        Some(path) => write_metrics_file(path, &text).map_err(|e| pushgateway::PushError {
-            url: path.display().to_string(),
-            message: e.to_string(),
+        Some(path) => write_metrics_file(path, &text).map_err(|e| {
+            pushgateway::PushError(format!(
+                "writing the metrics file {} failed: {e}",
+                path.display()
+            ))
         }),
         None => Ok(()),
     };
@@ -408,7 +409,7 @@ async fn publish_metrics(
             .unwrap_or_else(|| "default".to_owned()),
     )];
     labels.extend(global.push_labels.iter().cloned());
-    pushgateway::push(
+    let pushed = pushgateway::push(
         url,
         "vault-sync",
         &labels,
@@ -420,8 +421,16 @@ async fn publish_metrics(
             pushgateway::Mode::Merge
         },
     )
-    .await?;
-    file_result
+    .await;
+    match (pushed, file_result) {
+        (Err(push), Err(file)) => {
+            // Only one error is returned; report the other here.
+            tracing::warn!("{file}");
+            Err(push)
+        }
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(())) => Ok(()),
+    }
 }
 
 /// Atomic write (temp file + rename), as the textfile collector requires.

@@ -1098,7 +1098,6 @@ async fn unwritable_metrics_file_does_not_stop_the_push() {
 
 /// Both outputs failing: each failure is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: src/commands/mod.rs publish_metrics returns the push error (`.await?`) and drops file_result, so when both fail the --metrics-file failure is never reported"]
 async fn both_metric_outputs_failing_are_both_reported() {
     let ns = TestNs::new("obs-bothout").await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1633,7 +1633,9 @@ async fn policy_denying_one_path_fails_only_that_path() {
     let (path, kind, message) = &failed[0];
     assert_eq!(path, &locked_path);
     assert_eq!(kind, "permission_denied");
-    let api = format!("secret/metadata/{}", ns.rel("locked/c"));
+    // Content is written before the marker, so the denied request is the
+    // data write.
+    let api = format!("secret/data/{}", ns.rel("locked/c"));
     assert!(
         message.contains(&api)
             && message.contains("grants [read]")
