@@ -175,8 +175,18 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<Option<SyncSpec>,
 }
 
 fn parse_selections(json: &str) -> Result<Vec<SecretSelection>, AnnotationError> {
-    let selections: Vec<SecretSelection> =
-        serde_json::from_str(json).map_err(|e| AnnotationError::SecretsJson(e.to_string()))?;
+    let bad = |e: serde_json::Error| AnnotationError::SecretsJson(e.to_string());
+    let items: Vec<serde_json::Value> = serde_json::from_str(json).map_err(bad)?;
+    // serde's derive would also accept `["db", ["k"], "P_"]` for a struct;
+    // the contract is a list of objects.
+    if let Some(index) = items.iter().position(|v| !v.is_object()) {
+        return Err(AnnotationError::SecretsJson(format!(
+            "entry {index} is not an object with \"name\" and \"keys\""
+        )));
+    }
+    // Parsed again from the text, not from `items`: a JSON object value
+    // silently keeps the last of duplicate fields, the derive refuses them.
+    let selections: Vec<SecretSelection> = serde_json::from_str(json).map_err(bad)?;
     if selections.is_empty() {
         return Err(AnnotationError::SecretsEmpty);
     }
@@ -369,6 +379,14 @@ mod tests {
                 matches!(e, AnnotationError::SecretsJson(_))
             }),
             ("null", |e| matches!(e, AnnotationError::SecretsJson(_))),
+            (
+                r#"[{"name":"a","name":"b","keys":["k"]}]"#,
+                |e| matches!(e, AnnotationError::SecretsJson(m) if m.contains("duplicate field")),
+            ),
+            (
+                r#"[["db",["password"],"P_"]]"#,
+                |e| matches!(e, AnnotationError::SecretsJson(m) if m.contains("not an object")),
+            ),
             ("[]", |e| matches!(e, AnnotationError::SecretsEmpty)),
             (r#"[{"name":"a","keys":[1]}]"#, |e| {
                 matches!(e, AnnotationError::SecretsJson(_))

@@ -12,6 +12,11 @@ use std::fmt;
 /// errors and URLs readable.
 pub const MAX_PATH_LEN: usize = 512;
 
+/// Characters refused in paths: URL syntax (`?`, `#`, `%` would make the
+/// request address something other than the path shown in the plan), Vault
+/// policy globs (`*`, `+`), and quoting characters.
+pub const RESERVED_CHARS: &str = "?#%*+\\\"'<>[]{}|^`";
+
 /// Top-level Vault paths that are never secrets engines.
 const RESERVED_PREFIXES: &[&str] = &["sys", "auth", "identity", "cubbyhole"];
 
@@ -29,7 +34,9 @@ pub enum PathError {
     EmptySegment(String),
     #[error("the Vault path {0:?} has a \".\" or \"..\" segment; Vault paths are not relative")]
     DotSegment(String),
-    #[error("the Vault path {0:?} contains whitespace or a control character")]
+    #[error(
+        "the Vault path {0:?} contains whitespace, a control character, or one of {RESERVED_CHARS}; use letters, digits, '-', '_', '.' and '/'"
+    )]
     BadCharacter(String),
     #[error(
         "the Vault path {path:?} is under {prefix}/, which is Vault's own API, not a KV secrets engine"
@@ -60,7 +67,10 @@ pub fn validate(raw: &str) -> Result<String, PathError> {
     if path.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong(path.chars().take(64).collect()));
     }
-    if path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if path
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || RESERVED_CHARS.contains(c))
+    {
         return Err(PathError::BadCharacter(owned()));
     }
     if path.starts_with('/') || path.ends_with('/') {
@@ -247,6 +257,13 @@ mod tests {
             ("secret/../sys", |e| matches!(e, PathError::DotSegment(_))),
             ("secret/./app", |e| matches!(e, PathError::DotSegment(_))),
             ("secret/a b", |e| matches!(e, PathError::BadCharacter(_))),
+            ("secret/x?y=1", |e| matches!(e, PathError::BadCharacter(_))),
+            ("secret/x#f", |e| matches!(e, PathError::BadCharacter(_))),
+            ("secret/a/%2e%2e/b", |e| {
+                matches!(e, PathError::BadCharacter(_))
+            }),
+            ("secret/a%2Fb", |e| matches!(e, PathError::BadCharacter(_))),
+            ("secret/app/*", |e| matches!(e, PathError::BadCharacter(_))),
             ("secret/a\u{0}b", |e| {
                 matches!(e, PathError::BadCharacter(_))
             }),

@@ -55,8 +55,8 @@ pub fn check_table(results: &[crate::commands::CheckResult]) -> String {
     for r in results {
         table.add_row(vec![
             if r.ok { "✓" } else { "✗" }.to_owned(),
-            r.name.clone(),
-            r.detail.clone(),
+            table::printable(&r.name),
+            table::printable(&r.detail),
             r.fix.clone().unwrap_or_default(),
         ]);
     }

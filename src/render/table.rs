@@ -60,6 +60,24 @@ fn detail(action: &Action) -> String {
     }
 }
 
+/// Escapes control characters: paths and messages can quote annotation
+/// text, which anyone who can edit a Deployment controls, and must not
+/// reach an operator's terminal as escape sequences.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn list(keys: &[String]) -> String {
     if keys.is_empty() {
         "(none)".into()
@@ -108,10 +126,10 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
         };
         table.add_row(vec![
             sym_cell,
-            Cell::new(&change.path),
-            Cell::new(change.owner.short()),
+            Cell::new(printable(&change.path)),
+            Cell::new(printable(&change.owner.short())),
             Cell::new(action),
-            Cell::new(detail),
+            Cell::new(printable(&detail)),
         ]);
         rows += 1;
     }
@@ -121,10 +139,15 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
         let _ = writeln!(out, "{table}");
     }
     for (_, message) in report.errors {
-        let _ = writeln!(out, "! {message}");
+        let _ = writeln!(out, "! {}", printable(message));
     }
     for note in &plan.notes {
-        let _ = writeln!(out, "note: {}: {}", note.owner.short(), note.message);
+        let _ = writeln!(
+            out,
+            "note: {}: {}",
+            note.owner.short(),
+            printable(&note.message)
+        );
     }
     let s = plan.summary();
     match report.applied {
@@ -171,4 +194,15 @@ fn count_failed(report: &Report<'_>, pred: impl Fn(&Action) -> bool) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("secret/app"), "secret/app");
+        assert_eq!(printable("a\u{1b}[31mb\0"), "a\\u{1b}[31mb\\u{0}");
+    }
 }

@@ -228,7 +228,7 @@ impl Vault {
         body: Option<&Zeroizing<Vec<u8>>>,
         content_type: &str,
     ) -> Result<Reply, Attempt> {
-        let url = format!("{}/v1/{}", self.addr, path);
+        let url = format!("{}/v1/{}", self.addr, encode_api_path(path));
         let mut req = self
             .http
             .request(method.clone(), &url)
@@ -338,6 +338,29 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
     msg
 }
 
+/// Percent-encodes an API path (the part before vault-sync's own `?query`),
+/// so that a secret's path reaches Vault as exactly the path shown in the
+/// plan, whatever characters it holds.
+fn encode_api_path(path: &str) -> String {
+    let (p, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let mut out = String::with_capacity(p.len());
+    for b in p.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 /// Whether a transport error is a TLS failure (bad certificate, unknown
 /// issuer, handshake refused), found by type in the error chain.
 fn is_tls_failure(e: &reqwest::Error) -> bool {
@@ -366,4 +389,20 @@ fn rand_jitter_ms() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() % 100)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_api_path;
+
+    #[test]
+    fn api_paths_are_percent_encoded_but_queries_kept() {
+        assert_eq!(encode_api_path("secret/data/app"), "secret/data/app");
+        assert_eq!(encode_api_path("secret/data/café"), "secret/data/caf%C3%A9");
+        assert_eq!(encode_api_path("secret/data/a%2Fb"), "secret/data/a%252Fb");
+        assert_eq!(
+            encode_api_path("secret/metadata/x?list=true"),
+            "secret/metadata/x?list=true"
+        );
+    }
 }

@@ -44,13 +44,32 @@ impl Vault {
                 })
             }
             // Vault answers 403 both when no mount exists at the path and
-            // when the token may not read the mount table entry; say both.
-            StatusCode::FORBIDDEN => Err(VaultError::InvalidPath {
-                path: path.to_owned(),
-                message: format!(
-                    "no secrets engine is mounted there, or the token lacks \"read\" on sys/internal/ui/mounts/{path}; check `vault secrets list` and the policy"
-                ),
-            }),
+            // when the token has no capability under it. Ask the server
+            // which it is: no capability at all on the path (in either KV
+            // spelling) means the policy does not cover it.
+            StatusCode::FORBIDDEN => {
+                let mut spellings = vec![path.to_owned()];
+                if let Some((first, rest)) = path.split_once('/') {
+                    spellings.push(format!("{first}/data/{rest}"));
+                }
+                let covered = match self.capabilities(&spellings).await {
+                    Ok(caps) => caps.values().flatten().any(|c| c != "deny"),
+                    Err(_) => true,
+                };
+                if covered {
+                    Err(VaultError::InvalidPath {
+                        path: path.to_owned(),
+                        message: "no secrets engine is mounted there; check `vault secrets list`, or fix vault-sync.io/path".into(),
+                    })
+                } else {
+                    Err(VaultError::PermissionDenied {
+                        operation: "read",
+                        path: spellings.join(" (or ") + if spellings.len() > 1 { ")" } else { "" },
+                        capability: "read/create/update",
+                        granted: Some("deny".into()),
+                    })
+                }
+            }
             status => Err(unexpected(status, "read", &api, &reply.body)),
         }
     }

@@ -11,6 +11,7 @@
 
 mod completions;
 mod harness;
+mod hostile;
 mod least_privilege;
 mod observability;
 mod orphans;
