@@ -30,7 +30,7 @@ complete -c vault-sync -n "__fish_vault_sync_needs_command" -s n -l namespace -d
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
-complete -c vault-sync -n "__fish_vault_sync_needs_command" -l vault-addr -d 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)' -r
+complete -c vault-sync -n "__fish_vault_sync_needs_command" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l vault-auth -d 'Auth method (default: kubernetes inside a pod, token elsewhere)' -r -f -a "kubernetes\t''
 token\t''
 approle\t''
@@ -66,7 +66,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s n -l name
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l vault-addr -d 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l vault-auth -d 'Auth method (default: kubernetes inside a pod, token elsewhere)' -r -f -a "kubernetes\t''
 token\t''
 approle\t''
@@ -99,7 +99,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s n -l names
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l vault-addr -d 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l vault-auth -d 'Auth method (default: kubernetes inside a pod, token elsewhere)' -r -f -a "kubernetes\t''
 token\t''
 approle\t''
@@ -133,7 +133,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s n -l nam
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l vault-addr -d 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l vault-auth -d 'Auth method (default: kubernetes inside a pod, token elsewhere)' -r -f -a "kubernetes\t''
 token\t''
 approle\t''
@@ -164,7 +164,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s n -l nam
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l vault-addr -d 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l vault-auth -d 'Auth method (default: kubernetes inside a pod, token elsewhere)' -r -f -a "kubernetes\t''
 token\t''
 approle\t''
@@ -192,7 +192,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s n 
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l vault-addr -d 'Vault address (also BAO_ADDR; default https://127.0.0.1:8200)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l vault-auth -d 'Auth method (default: kubernetes inside a pod, token elsewhere)' -r -f -a "kubernetes\t''
 token\t''
 approle\t''

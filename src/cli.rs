@@ -152,8 +152,11 @@ pub struct GlobalArgs {
     pub index_mount: String,
 
     // --- Vault ---
-    /// Vault address (also BAO_ADDR; default https://127.0.0.1:8200).
-    #[arg(long, global = true, env = "VAULT_ADDR", help_heading = "Vault")]
+    /// Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else
+    /// https://127.0.0.1:8200].
+    // Not clap's `env`: the VAULT_/BAO_ fallback is resolved in `config`,
+    // from an injected environment that tests control.
+    #[arg(long, global = true, help_heading = "Vault")]
     pub vault_addr: Option<String>,
 
     /// Auth method (default: kubernetes inside a pod, token elsewhere).
