@@ -23,6 +23,7 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
         'vault-sync' {
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('--kube-timeout', '--kube-timeout', [CompletionResultType]::ParameterName, 'Bound on each Kubernetes API request (e.g. 30s, 2m)')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
@@ -64,6 +65,7 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--max-deletes', '--max-deletes', [CompletionResultType]::ParameterName, 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('--kube-timeout', '--kube-timeout', [CompletionResultType]::ParameterName, 'Bound on each Kubernetes API request (e.g. 30s, 2m)')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
@@ -101,6 +103,7 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--max-deletes', '--max-deletes', [CompletionResultType]::ParameterName, 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('--kube-timeout', '--kube-timeout', [CompletionResultType]::ParameterName, 'Bound on each Kubernetes API request (e.g. 30s, 2m)')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
@@ -139,6 +142,7 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--scan', '--scan', [CompletionResultType]::ParameterName, 'Path prefix to scan with --rebuild-index, e.g. `secret/apps`')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('--kube-timeout', '--kube-timeout', [CompletionResultType]::ParameterName, 'Bound on each Kubernetes API request (e.g. 30s, 2m)')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
@@ -175,6 +179,7 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
         'vault-sync;check' {
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('--kube-timeout', '--kube-timeout', [CompletionResultType]::ParameterName, 'Bound on each Kubernetes API request (e.g. 30s, 2m)')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')
@@ -207,6 +212,7 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
         'vault-sync;completions' {
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
+            [CompletionResult]::new('--kube-timeout', '--kube-timeout', [CompletionResultType]::ParameterName, 'Bound on each Kubernetes API request (e.g. 30s, 2m)')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Only Deployments in this namespace (repeatable; default: all namespaces)')
             [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only Deployments matching this label selector (e.g. `team=payments`)')

@@ -59,7 +59,7 @@ _vault__sync() {
 
     case "${cmd}" in
         vault__sync)
-            opts="-n -l -o -v -q -h -V --kubeconfig --context --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help --version plan run prune check completions help"
+            opts="-n -l -o -v -q -h -V --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help --version plan run prune check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -70,6 +70,10 @@ _vault__sync() {
                     return 0
                     ;;
                 --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kube-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -161,7 +165,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__check)
-            opts="-n -l -o -v -q -h --kubeconfig --context --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
+            opts="-n -l -o -v -q -h --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -172,6 +176,10 @@ _vault__sync() {
                     return 0
                     ;;
                 --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kube-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -263,7 +271,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__completions)
-            opts="-n -l -o -v -q -h --kubeconfig --context --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help bash elvish fish powershell zsh"
+            opts="-n -l -o -v -q -h --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -274,6 +282,10 @@ _vault__sync() {
                     return 0
                     ;;
                 --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kube-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -463,7 +475,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__plan)
-            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
+            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -478,6 +490,10 @@ _vault__sync() {
                     return 0
                     ;;
                 --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kube-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -569,7 +585,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__prune)
-            opts="-y -n -l -o -v -q -h --yes --destroy --max-deletes --rebuild-index --scan --kubeconfig --context --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
+            opts="-y -n -l -o -v -q -h --yes --destroy --max-deletes --rebuild-index --scan --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -588,6 +604,10 @@ _vault__sync() {
                     return 0
                     ;;
                 --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kube-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -679,7 +699,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__run)
-            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
+            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -694,6 +714,10 @@ _vault__sync() {
                     return 0
                     ;;
                 --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kube-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -20,6 +20,7 @@ set edit:completion:arg-completer[vault-sync] = {|@words|
         &'vault-sync'= {
             cand --kubeconfig 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)'
             cand --context 'Kubeconfig context to use'
+            cand --kube-timeout 'Bound on each Kubernetes API request (e.g. 30s, 2m)'
             cand -n 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand --namespace 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand -l 'Only Deployments matching this label selector (e.g. `team=payments`)'
@@ -60,6 +61,7 @@ set edit:completion:arg-completer[vault-sync] = {|@words|
             cand --max-deletes 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)'
             cand --kubeconfig 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)'
             cand --context 'Kubeconfig context to use'
+            cand --kube-timeout 'Bound on each Kubernetes API request (e.g. 30s, 2m)'
             cand -n 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand --namespace 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand -l 'Only Deployments matching this label selector (e.g. `team=payments`)'
@@ -96,6 +98,7 @@ set edit:completion:arg-completer[vault-sync] = {|@words|
             cand --max-deletes 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)'
             cand --kubeconfig 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)'
             cand --context 'Kubeconfig context to use'
+            cand --kube-timeout 'Bound on each Kubernetes API request (e.g. 30s, 2m)'
             cand -n 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand --namespace 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand -l 'Only Deployments matching this label selector (e.g. `team=payments`)'
@@ -133,6 +136,7 @@ set edit:completion:arg-completer[vault-sync] = {|@words|
             cand --scan 'Path prefix to scan with --rebuild-index, e.g. `secret/apps`'
             cand --kubeconfig 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)'
             cand --context 'Kubeconfig context to use'
+            cand --kube-timeout 'Bound on each Kubernetes API request (e.g. 30s, 2m)'
             cand -n 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand --namespace 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand -l 'Only Deployments matching this label selector (e.g. `team=payments`)'
@@ -168,6 +172,7 @@ set edit:completion:arg-completer[vault-sync] = {|@words|
         &'vault-sync;check'= {
             cand --kubeconfig 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)'
             cand --context 'Kubeconfig context to use'
+            cand --kube-timeout 'Bound on each Kubernetes API request (e.g. 30s, 2m)'
             cand -n 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand --namespace 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand -l 'Only Deployments matching this label selector (e.g. `team=payments`)'
@@ -199,6 +204,7 @@ set edit:completion:arg-completer[vault-sync] = {|@words|
         &'vault-sync;completions'= {
             cand --kubeconfig 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)'
             cand --context 'Kubeconfig context to use'
+            cand --kube-timeout 'Bound on each Kubernetes API request (e.g. 30s, 2m)'
             cand -n 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand --namespace 'Only Deployments in this namespace (repeatable; default: all namespaces)'
             cand -l 'Only Deployments matching this label selector (e.g. `team=payments`)'

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_vault_sync_global_optspecs
-    string join \n kubeconfig= context= n/namespace= l/selector= cluster-name= index-mount= vault-addr= vault-auth= vault-role= vault-auth-path= vault-jwt-file= vault-namespace= vault-timeout= pushgateway-url= push-label= require-push metrics-file= concurrency= o/output= log-format= v/verbose q/quiet h/help V/version
+    string join \n kubeconfig= context= kube-timeout= n/namespace= l/selector= cluster-name= index-mount= vault-addr= vault-auth= vault-role= vault-auth-path= vault-jwt-file= vault-namespace= vault-timeout= pushgateway-url= push-label= require-push metrics-file= concurrency= o/output= log-format= v/verbose q/quiet h/help V/version
 end
 
 function __fish_vault_sync_needs_command
@@ -26,6 +26,7 @@ end
 
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l context -d 'Kubeconfig context to use' -r
+complete -c vault-sync -n "__fish_vault_sync_needs_command" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
@@ -62,6 +63,7 @@ complete -c vault-sync -n "__fish_vault_sync_needs_command" -f -a "help" -d 'Pri
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l max-deletes -d 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l context -d 'Kubeconfig context to use' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
@@ -95,6 +97,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s h -l help
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l max-deletes -d 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l context -d 'Kubeconfig context to use' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
@@ -129,6 +132,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l max-dele
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l scan -d 'Path prefix to scan with --rebuild-index, e.g. `secret/apps`' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l context -d 'Kubeconfig context to use' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
@@ -160,6 +164,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s q -l qui
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s h -l help -d 'Print help'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l context -d 'Kubeconfig context to use' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
@@ -188,6 +193,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s q -l qui
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s h -l help -d 'Print help'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l context -d 'Kubeconfig context to use' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r

@@ -121,6 +121,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, help_heading = "Kubernetes")]
     pub context: Option<String>,
 
+    /// Bound on each Kubernetes API request (e.g. 30s, 2m).
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration, help_heading = "Kubernetes")]
+    pub kube_timeout: Duration,
+
     /// Only Deployments in this namespace (repeatable; default: all namespaces).
     #[arg(
         short = 'n',

@@ -83,7 +83,9 @@ impl KubeError {
                     message: status.message,
                 },
             },
-            other => Self::Unreachable(error_chain(&other)),
+            other => {
+                Self::Unreachable(format!("{verb} {resource}{scope}: {}", error_chain(&other)))
+            }
         }
     }
 }
@@ -104,6 +106,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub async fn connect(
     kubeconfig: Option<&PathBuf>,
     context: Option<&str>,
+    timeout: std::time::Duration,
 ) -> Result<Client, KubeError> {
     let options = KubeConfigOptions {
         context: context.map(str::to_owned),
@@ -124,6 +127,12 @@ pub async fn connect(
             .await
             .map_err(|e| KubeError::Config(format!("no kubeconfig and not in a cluster: {e}")))?,
     };
+    // kube sets no read timeout by default: a stalled API server would hang
+    // the run (and a CronJob until its deadline).
+    let mut config = config;
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
     Client::try_from(config).map_err(|e| KubeError::Config(error_chain(&e)))
 }
 

@@ -67,7 +67,13 @@ pub async fn check(global: &GlobalArgs) -> Result<Exit, CommandError> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
 
     // --- Kubernetes ---
-    let kube = match k8s::connect(global.kubeconfig.as_ref(), global.context.as_deref()).await {
+    let kube = match k8s::connect(
+        global.kubeconfig.as_ref(),
+        global.context.as_deref(),
+        global.kube_timeout,
+    )
+    .await
+    {
         Ok(c) => Some(c),
         Err(e) => {
             checks.fail(

@@ -134,7 +134,12 @@ async fn connect(
         cluster = global.cluster_name.as_deref().unwrap_or("default"),
         "starting"
     );
-    let kube = k8s::connect(global.kubeconfig.as_ref(), global.context.as_deref()).await?;
+    let kube = k8s::connect(
+        global.kubeconfig.as_ref(),
+        global.context.as_deref(),
+        global.kube_timeout,
+    )
+    .await?;
     let vault = Vault::connect(vault_config, metrics.clone()).await?;
     Ok((kube, vault))
 }

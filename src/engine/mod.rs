@@ -488,22 +488,21 @@ impl Engine {
                 // The marker is checked on the path itself right before
                 // deleting, whatever the index and the plan said.
                 if loc.version == vault_path::KvVersion::V2 {
-                    match self.path_state(loc).await {
-                        crate::core::orphans::PathState::Metadata(md)
-                            if crate::core::ownership::read(&md)
-                                == crate::core::ownership::Ownership::VaultSync {
-                                    owner: change.owner.clone(),
-                                    preserve_on_delete: false,
-                                } => {}
-                        crate::core::orphans::PathState::Missing => return Ok(()),
-                        other => {
-                            return Err(VaultError::InvalidPath {
-                                path: loc.to_string(),
-                                message: format!(
-                                    "its ownership changed since the plan ({other:?}); not deleted"
-                                ),
-                            });
-                        }
+                    use crate::core::ownership::{self, Ownership};
+                    match self.vault.read_metadata(loc).await? {
+                        None => return Ok(()),
+                        Some(md) => match ownership::read(&md) {
+                            Ownership::VaultSync { owner, preserve_on_delete: false }
+                                if owner == change.owner => {}
+                            now => {
+                                return Err(VaultError::NotAttempted {
+                                    path: loc.to_string(),
+                                    reason: format!(
+                                        "its ownership changed since the plan (now {now:?}), so it was not deleted"
+                                    ),
+                                });
+                            }
+                        },
                     }
                 }
                 self.vault.delete(loc, *destroy).await

@@ -27,6 +27,8 @@ pub struct IndexState {
     /// KV v2 version read (0: no index yet); the check-and-set base.
     pub version: u64,
     pub index: Index,
+    /// The index secret carries its own `managed-by` marker.
+    pub marked: bool,
 }
 
 /// Orphan actions found by a run.
@@ -57,8 +59,8 @@ impl Engine {
 
     pub async fn read_index(&self) -> Result<IndexState, VaultError> {
         let location = self.index_location().await?;
-        let (version, data) = self.vault.read_raw(&location).await?.unwrap_or_default();
-        let (index, bad) = index::decode(&data);
+        let raw = self.vault.read_raw(&location).await?;
+        let (index, bad) = index::decode(&raw.data);
         for path in bad {
             tracing::warn!(
                 path = path.as_str(),
@@ -67,8 +69,10 @@ impl Engine {
         }
         Ok(IndexState {
             location,
-            version,
+            version: raw.version,
             index,
+            marked: raw.custom_metadata.get(MANAGED_BY_KEY).map(String::as_str)
+                == Some(INDEX_MANAGER),
         })
     }
 
@@ -88,7 +92,7 @@ impl Engine {
             new.extend(add.iter().map(|(l, e)| (l.clone(), e.clone())));
             new.retain(|l, _| !remove.contains(l));
             if new == state.index {
-                return Ok(());
+                return self.mark_index(state).await;
             }
             match self
                 .vault
@@ -96,14 +100,9 @@ impl Engine {
                 .await
             {
                 Ok(()) => {
-                    if state.version == 0 {
-                        let marker =
-                            BTreeMap::from([(MANAGED_BY_KEY.to_owned(), INDEX_MANAGER.to_owned())]);
-                        self.vault.write_metadata(&state.location, &marker).await?;
-                    }
                     state.version += 1;
                     state.index = new;
-                    return Ok(());
+                    return self.mark_index(state).await;
                 }
                 Err(VaultError::CasMismatch { .. }) if attempt < ATTEMPTS => {
                     tracing::debug!(attempt, "the index changed concurrently; merging");
@@ -115,6 +114,18 @@ impl Engine {
         Err(VaultError::CasMismatch {
             path: state.location.to_string(),
         })
+    }
+
+    /// Writes the index's own marker if it is missing (first write, or a
+    /// first write whose answer was lost), so no Deployment can claim it.
+    async fn mark_index(&self, state: &mut IndexState) -> Result<(), VaultError> {
+        if state.marked || state.version == 0 {
+            return Ok(());
+        }
+        let marker = BTreeMap::from([(MANAGED_BY_KEY.to_owned(), INDEX_MANAGER.to_owned())]);
+        self.vault.write_metadata(&state.location, &marker).await?;
+        state.marked = true;
+        Ok(())
     }
 
     /// Judges every index entry this run may judge.

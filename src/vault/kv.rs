@@ -111,10 +111,11 @@ impl Vault {
     pub async fn write(&self, loc: &KvLocation, write: &Write) -> Result<(), VaultError> {
         if let Some(data) = &write.data {
             match self.write_data(loc, data, write.cas).await {
-                // Lost the race to a twin run that wrote exactly this
-                // content: the desired state is reached, and the winner
-                // writes the marker.
-                Err(VaultError::CasMismatch { .. }) if self.holds(loc, data).await => return Ok(()),
+                // Vault already holds exactly this content: a twin run won
+                // the race, or this very write landed and only its answer
+                // was lost (then retried into a mismatch). Either way the
+                // content is right; the marker is still written below.
+                Err(VaultError::CasMismatch { .. }) if self.holds(loc, data).await => {}
                 other => other?,
             }
         }
@@ -204,24 +205,18 @@ impl Vault {
         }
     }
 
-    /// Reads a KV v2 secret as plain strings (for vault-sync's own records).
-    pub async fn read_raw(
-        &self,
-        loc: &KvLocation,
-    ) -> Result<Option<(u64, BTreeMap<String, String>)>, VaultError> {
+    /// Reads a KV v2 secret as plain strings (for vault-sync's own records):
+    /// version (0 when absent), data and custom_metadata.
+    pub async fn read_raw(&self, loc: &KvLocation) -> Result<RawSecret, VaultError> {
         let api = loc.data_path();
         let reply = self.request(Method::GET, &api, None, JSON).await?;
+        let metadata = &reply.body["data"]["metadata"];
         match reply.status {
-            s if s.is_success() => {
-                let version = reply.body["data"]["metadata"]["version"]
-                    .as_u64()
-                    .unwrap_or(0);
-                Ok(Some((version, string_map(&reply.body["data"]["data"]))))
-            }
-            StatusCode::NOT_FOUND => {
-                let version = reply.body["data"]["metadata"]["version"].as_u64();
-                Ok(version.map(|v| (v, BTreeMap::new())))
-            }
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(RawSecret {
+                version: metadata["version"].as_u64().unwrap_or(0),
+                data: string_map(&reply.body["data"]["data"]),
+                custom_metadata: string_map(&metadata["custom_metadata"]),
+            }),
             StatusCode::FORBIDDEN => Err(VaultError::PermissionDenied {
                 operation: "read",
                 path: api,
@@ -403,6 +398,14 @@ impl Vault {
             other => other,
         }
     }
+}
+
+/// A KV v2 secret read as plain strings.
+#[derive(Debug, Clone, Default)]
+pub struct RawSecret {
+    pub version: u64,
+    pub data: BTreeMap<String, String>,
+    pub custom_metadata: BTreeMap<String, String>,
 }
 
 /// What `sys/health` says.

@@ -10,6 +10,7 @@
 //! paths for inspection.
 
 mod completions;
+mod faults;
 mod harness;
 mod hostile;
 mod least_privilege;
