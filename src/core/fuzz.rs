@@ -9,6 +9,13 @@ use proptest::prelude::*;
 use super::annotations::{self, Mode};
 use super::vault_path::{self, KvVersion, Mount};
 
+fn fuzz_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
 fn kv2() -> Mount {
     Mount {
         path: "secret/".into(),
@@ -27,7 +34,9 @@ fn tricky() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    // 2,000 cases per property in every test run; tests/run.sh adds a
+    // longer bounded run with PROPTEST_CASES.
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn path_validation_never_panics_and_accepts_only_clean_paths(raw in tricky()) {
