@@ -119,14 +119,25 @@ pub fn required_secrets(spec: &SyncSpec, pod: Option<&PodSpec>) -> Vec<SecretRef
     }
 }
 
+/// What was fetched for the Secrets of one Deployment's namespace.
+pub trait Secrets {
+    fn secret(&self, name: &str) -> Option<&SecretFetch>;
+}
+
+impl Secrets for BTreeMap<String, SecretFetch> {
+    fn secret(&self, name: &str) -> Option<&SecretFetch> {
+        self.get(name)
+    }
+}
+
 /// Builds what one Deployment wants in Vault.
 ///
-/// `secrets` maps each name from [`required_secrets`] to what was fetched.
+/// `secrets` answers for each name from [`required_secrets`].
 pub fn desire(
     owner: &Owner,
     spec: &SyncSpec,
     pod: Option<&PodSpec>,
-    secrets: &BTreeMap<String, SecretFetch>,
+    secrets: &impl Secrets,
 ) -> DeploymentDesire {
     let mut out = DeploymentDesire::default();
     if spec.reconcile == Reconcile::Off {
@@ -151,7 +162,7 @@ pub fn desire(
         Mode::AutoDiscover => {
             for reference in required_secrets(spec, pod) {
                 let raw_path = format!("{}/{}", spec.path, reference.name);
-                match secrets.get(&reference.name) {
+                match secrets.secret(&reference.name) {
                     Some(SecretFetch::Found(data)) => {
                         match decode_all(namespace, &reference.name, data) {
                             Ok(data) => out.paths.push(DesiredPath {
@@ -189,7 +200,7 @@ pub fn desire(
             let mut sources = Vec::new();
             let mut ok = true;
             for sel in selections {
-                let found = match secrets.get(&sel.name) {
+                let found = match secrets.secret(&sel.name) {
                     Some(SecretFetch::Found(found)) => found,
                     Some(SecretFetch::Failed { kind, message }) => {
                         out.errors

@@ -152,33 +152,75 @@ impl Engine {
             }
         }
 
-        // Fetch each needed Secret once.
-        let bar = progress.bar("reading Secrets", wanted.len() as u64);
-        let fetched: BTreeMap<(String, String), SecretFetch> = stream::iter(wanted)
-            .map(|(ns, name)| {
-                let client = self.kube.clone();
-                let bar = &bar;
-                async move {
-                    let fetch = k8s::get_secret(&client, &ns, &name).await;
-                    bar.inc();
-                    ((ns, name), fetch)
+        // Every path the Deployments can want is known before any Secret
+        // is read: custom mode names it, auto-discovery derives it from the
+        // referenced Secrets' names. So the mounts are resolved first, and
+        // the Secret GETs and the Vault reads then run at the same time.
+        let mut raw_paths: BTreeSet<String> = BTreeSet::new();
+        for (_, spec, d) in &specs {
+            if spec.reconcile == annotations::Reconcile::Off {
+                continue;
+            }
+            match &spec.mode {
+                annotations::Mode::Custom(_) => {
+                    raw_paths.insert(spec.path.clone());
                 }
-            })
-            .buffer_unordered(scope.concurrency)
-            .collect()
-            .await;
-        bar.finish();
+                annotations::Mode::AutoDiscover => raw_paths.extend(
+                    desired::required_secrets(spec, d.pod.as_ref())
+                        .into_iter()
+                        .map(|r| format!("{}/{}", spec.path, r.name)),
+                ),
+            }
+        }
+        // One lookup per mount: a known mount that prefixes a path is its mount.
+        let mut mounts = MountTable::default();
+        let mut mount_errors: BTreeMap<String, VaultError> = BTreeMap::new();
+        for raw in &raw_paths {
+            if mounts.find(raw).is_some() {
+                continue;
+            }
+            match self.vault.lookup_mount(raw).await {
+                Ok(m) => mounts.insert(m),
+                Err(e) => {
+                    self.metrics
+                        .vault_write_errors
+                        .with_label_values(&[e.metric_label()])
+                        .inc();
+                    mount_errors.insert(raw.clone(), e);
+                }
+            }
+        }
+        let locate = |raw: &str| -> Option<Result<KvLocation, vault_path::PathError>> {
+            let mount = mounts.find(raw)?;
+            Some(vault_path::locate(
+                raw,
+                mount,
+                scope.cluster_prefix.as_deref(),
+            ))
+        };
+        let locations: BTreeSet<KvLocation> = raw_paths
+            .iter()
+            .filter_map(|raw| locate(raw).and_then(Result::ok))
+            .collect();
+
+        let secrets_bar = progress.bar("reading Secrets", wanted.len() as u64);
+        let vault_bar = progress.bar("reading Vault", locations.len() as u64);
+        let (fetched, observed) = tokio::join!(
+            self.fetch_secrets(wanted, &secrets_bar),
+            self.observe(locations, &vault_bar)
+        );
+        secrets_bar.finish();
+        vault_bar.finish();
 
         // Desired state per Deployment.
-        let mut desired_paths = Vec::new();
+        let mut located = Vec::new();
         // Owners whose existing paths must not be judged as orphans.
         let mut held: BTreeSet<Owner> = BTreeSet::new();
         for (owner, spec, d) in &specs {
-            let secrets: BTreeMap<String, SecretFetch> = fetched
-                .range((d.namespace.clone(), String::new())..)
-                .take_while(|((ns, _), _)| *ns == d.namespace)
-                .map(|((_, name), f)| (name.clone(), f.clone()))
-                .collect();
+            let secrets = NamespaceSecrets {
+                namespace: &d.namespace,
+                all: &fetched,
+            };
             let outcome = desired::desire(owner, spec, d.pod.as_ref(), &secrets);
             if outcome.hold_existing {
                 held.insert(owner.clone());
@@ -211,75 +253,35 @@ impl Engine {
                 owner: owner.clone(),
                 message,
             }));
-            desired_paths.extend(outcome.paths);
-        }
-        drop(fetched);
-
-        // Resolve every path against the mount table (one lookup per mount).
-        let mut mounts = MountTable::default();
-        let mut located = Vec::with_capacity(desired_paths.len());
-        for d in desired_paths {
-            let mount = match mounts.find(&d.raw_path) {
-                Some(m) => m.clone(),
-                None => match self.vault.lookup_mount(&d.raw_path).await {
-                    Ok(m) => {
-                        mounts.insert(m.clone());
-                        m
-                    }
-                    Err(e) => {
-                        self.metrics
-                            .vault_write_errors
-                            .with_label_values(&[e.metric_label()])
-                            .inc();
-                        problems.push(vault_problem(&d.owner, &d.raw_path, &e));
-                        continue;
-                    }
-                },
-            };
-            match vault_path::locate(&d.raw_path, &mount, scope.cluster_prefix.as_deref()) {
-                Ok(location) => located.push(Located {
-                    desired: d,
-                    location,
-                }),
-                Err(e) => problems.push(Problem {
-                    owner: d.owner.clone(),
-                    path: Some(d.raw_path.clone()),
-                    secret: None,
-                    kind: "invalid_path",
-                    message: format!("Deployment {}: {e}", d.owner.short()),
-                }),
+            for d in outcome.paths {
+                match (mount_errors.get(&d.raw_path), locate(&d.raw_path)) {
+                    (_, Some(Ok(location))) => located.push(Located {
+                        desired: d,
+                        location,
+                    }),
+                    (_, Some(Err(e))) => problems.push(Problem {
+                        owner: d.owner.clone(),
+                        path: Some(d.raw_path.clone()),
+                        secret: None,
+                        kind: "invalid_path",
+                        message: format!("Deployment {}: {e}", d.owner.short()),
+                    }),
+                    (Some(e), None) => problems.push(vault_problem(&d.owner, &d.raw_path, e)),
+                    (None, None) => problems.push(Problem {
+                        owner: d.owner.clone(),
+                        path: Some(d.raw_path.clone()),
+                        secret: None,
+                        kind: "unknown",
+                        message: format!(
+                            "Deployment {}: the mount of {} was not looked up",
+                            d.owner.short(),
+                            d.raw_path
+                        ),
+                    }),
+                }
             }
         }
-
-        // Observe: one read per distinct location.
-        let locations: BTreeSet<KvLocation> = located.iter().map(|l| l.location.clone()).collect();
-        let bar = progress.bar("reading Vault", locations.len() as u64);
-        let observed: BTreeMap<KvLocation, Observed> = stream::iter(locations)
-            .map(|loc| {
-                let bar = &bar;
-                async move {
-                    let observed = match self.vault.read(&loc).await {
-                        Ok(o) => o,
-                        Err(e) => {
-                            let e = self.vault.explain(e).await;
-                            self.metrics
-                                .vault_write_errors
-                                .with_label_values(&[e.metric_label()])
-                                .inc();
-                            Observed::Failed {
-                                kind: e.metric_label(),
-                                message: e.to_string(),
-                            }
-                        }
-                    };
-                    bar.inc();
-                    (loc, observed)
-                }
-            })
-            .buffer_unordered(scope.concurrency)
-            .collect()
-            .await;
-        bar.finish();
+        drop(fetched);
 
         let mut errors = Vec::new();
         let index = match self.read_index().await {
@@ -348,6 +350,53 @@ impl Engine {
             index,
             forget,
         }
+    }
+
+    /// Fetches each needed Secret once.
+    async fn fetch_secrets(
+        &self,
+        wanted: BTreeSet<(String, String)>,
+        bar: &crate::render::progress::Stage,
+    ) -> BTreeMap<(String, String), SecretFetch> {
+        stream::iter(wanted)
+            .map(|(ns, name)| async move {
+                let fetch = k8s::get_secret(&self.kube, &ns, &name).await;
+                bar.inc();
+                ((ns, name), fetch)
+            })
+            .buffer_unordered(self.scope.concurrency)
+            .collect()
+            .await
+    }
+
+    /// One KV read per location.
+    async fn observe(
+        &self,
+        locations: BTreeSet<KvLocation>,
+        bar: &crate::render::progress::Stage,
+    ) -> BTreeMap<KvLocation, Observed> {
+        stream::iter(locations)
+            .map(|loc| async move {
+                let observed = match self.vault.read(&loc).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        let e = self.vault.explain(e).await;
+                        self.metrics
+                            .vault_write_errors
+                            .with_label_values(&[e.metric_label()])
+                            .inc();
+                        Observed::Failed {
+                            kind: e.metric_label(),
+                            message: e.to_string(),
+                        }
+                    }
+                };
+                bar.inc();
+                (loc, observed)
+            })
+            .buffer_unordered(self.scope.concurrency)
+            .collect()
+            .await
     }
 
     /// Executes the plan: records new paths in the index first (so no
@@ -566,6 +615,18 @@ impl Engine {
                 .inc();
         }
         failures
+    }
+}
+
+/// One namespace's view of the fetched Secrets, without copying them.
+struct NamespaceSecrets<'a> {
+    namespace: &'a str,
+    all: &'a BTreeMap<(String, String), SecretFetch>,
+}
+
+impl desired::Secrets for NamespaceSecrets<'_> {
+    fn secret(&self, name: &str) -> Option<&SecretFetch> {
+        self.all.get(&(self.namespace.to_owned(), name.to_owned()))
     }
 }
 
