@@ -12,6 +12,7 @@ use kube::{Client, Config};
 
 use crate::core::annotations;
 use crate::core::desired::SecretFetch;
+use crate::error_chain;
 
 /// Page size for listings: large enough to keep requests few, small enough
 /// to keep a page's memory bounded.
@@ -88,17 +89,6 @@ impl KubeError {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 /// Builds a client: an explicit kubeconfig/context, else `$KUBECONFIG` or

@@ -33,6 +33,20 @@ pub mod render;
 pub mod telemetry;
 pub mod vault;
 
+/// An error and its chain of causes on one line: the top-level message of
+/// HTTP and client errors is generic ("error sending request"), the causes
+/// say what happened (refused, TLS, timeout).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
 /// `vault-sync --version`: the crate version and the git commit it was built from.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),

@@ -6,6 +6,7 @@ use zeroize::Zeroizing;
 
 use super::client::Attempt;
 use super::error::VaultError;
+use crate::error_chain;
 
 /// Where a JWT comes from: read fresh at every login, because projected
 /// service-account tokens are rotated by the kubelet.
@@ -147,15 +148,4 @@ fn classify_login_error(method: &AuthMethod, addr: &str, e: ClientError) -> Atte
         }),
         other => auth_failed(error_chain(&other)),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }

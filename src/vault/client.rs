@@ -324,18 +324,9 @@ fn method_name(m: &Method) -> &'static str {
     }
 }
 
-/// reqwest's top-level message is generic ("error sending request"); the
-/// cause chain says what happened (refused, TLS, timeout).
 fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
     // reqwest includes the URL, which is fine (paths are not secret).
-    msg
+    crate::error_chain(e)
 }
 
 /// Percent-encodes an API path (the part before vault-sync's own `?query`),

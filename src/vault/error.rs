@@ -42,6 +42,16 @@ pub enum VaultError {
 }
 
 impl VaultError {
+    /// A 403 on `path`, before `Vault::explain` asks what the token has.
+    pub(crate) fn denied(operation: &'static str, path: String, capability: &'static str) -> Self {
+        Self::PermissionDenied {
+            operation,
+            path,
+            capability,
+            granted: None,
+        }
+    }
+
     /// Label for `vault_sync_vault_write_errors_total{error_type}` and the
     /// JSON `error_type` field.
     pub fn metric_label(&self) -> &'static str {

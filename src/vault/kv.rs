@@ -79,12 +79,7 @@ impl Vault {
         let api = loc.data_path();
         let reply = self.request(Method::GET, &api, None, JSON).await?;
         match (loc.version, reply.status) {
-            (_, StatusCode::FORBIDDEN) => Err(VaultError::PermissionDenied {
-                operation: "read",
-                path: api,
-                capability: "read",
-                granted: None,
-            }),
+            (_, StatusCode::FORBIDDEN) => Err(VaultError::denied("read", api, "read")),
             (KvVersion::V1, s) if s.is_success() => Ok(Observed::Present(ObservedSecret {
                 version: 0,
                 deleted: false,
@@ -174,12 +169,7 @@ impl Vault {
         match reply.status {
             s if s.is_success() => Ok(Some(string_map(&reply.body["data"]["custom_metadata"]))),
             StatusCode::NOT_FOUND => Ok(None),
-            StatusCode::FORBIDDEN => Err(VaultError::PermissionDenied {
-                operation: "read",
-                path: api,
-                capability: "read",
-                granted: None,
-            }),
+            StatusCode::FORBIDDEN => Err(VaultError::denied("read", api, "read")),
             status => Err(unexpected(status, "read", &api, &reply.body)),
         }
     }
@@ -195,12 +185,7 @@ impl Vault {
         let reply = self.request(Method::DELETE, &api, None, JSON).await?;
         match reply.status {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            StatusCode::FORBIDDEN => Err(VaultError::PermissionDenied {
-                operation: "delete",
-                path: api,
-                capability: "delete",
-                granted: None,
-            }),
+            StatusCode::FORBIDDEN => Err(VaultError::denied("delete", api, "delete")),
             status => Err(unexpected(status, "delete", &api, &reply.body)),
         }
     }
@@ -217,12 +202,7 @@ impl Vault {
                 data: string_map(&reply.body["data"]["data"]),
                 custom_metadata: string_map(&metadata["custom_metadata"]),
             }),
-            StatusCode::FORBIDDEN => Err(VaultError::PermissionDenied {
-                operation: "read",
-                path: api,
-                capability: "read",
-                granted: None,
-            }),
+            StatusCode::FORBIDDEN => Err(VaultError::denied("read", api, "read")),
             status => Err(unexpected(status, "read", &api, &reply.body)),
         }
     }
@@ -242,12 +222,11 @@ impl Vault {
                 })
                 .unwrap_or_default()),
             StatusCode::NOT_FOUND => Ok(Vec::new()),
-            StatusCode::FORBIDDEN => Err(VaultError::PermissionDenied {
-                operation: "list",
-                path: format!("{mount}metadata/{rel}"),
-                capability: "list",
-                granted: None,
-            }),
+            StatusCode::FORBIDDEN => Err(VaultError::denied(
+                "list",
+                format!("{mount}metadata/{rel}"),
+                "list",
+            )),
             status => Err(unexpected(status, "list", &api, &reply.body)),
         }
     }
@@ -340,12 +319,7 @@ fn string_map(v: &Value) -> BTreeMap<String, String> {
 fn check_write(reply: &Reply, api: &str, loc: &KvLocation) -> Result<(), VaultError> {
     match reply.status {
         s if s.is_success() => Ok(()),
-        StatusCode::FORBIDDEN => Err(VaultError::PermissionDenied {
-            operation: "write",
-            path: api.to_owned(),
-            capability: "create/update",
-            granted: None,
-        }),
+        StatusCode::FORBIDDEN => Err(VaultError::denied("write", api.to_owned(), "create/update")),
         StatusCode::BAD_REQUEST if error_messages(&reply.body).contains("check-and-set") => {
             Err(VaultError::CasMismatch {
                 path: loc.to_string(),
@@ -483,12 +457,7 @@ impl Vault {
         let reply = self.request(Method::POST, api, Some(&body), JSON).await?;
         if !reply.status.is_success() {
             return Err(match reply.status {
-                StatusCode::FORBIDDEN => VaultError::PermissionDenied {
-                    operation: "write",
-                    path: api.into(),
-                    capability: "update",
-                    granted: None,
-                },
+                StatusCode::FORBIDDEN => VaultError::denied("write", api.into(), "update"),
                 status => unexpected(status, "write", api, &reply.body),
             });
         }
