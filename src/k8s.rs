@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PodSpec, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::core::annotations;
 use crate::core::desired::SecretFetch;
+use crate::core::references::{SecretReference, secret_references};
 use crate::error_chain;
 
 /// Page size for listings: large enough to keep requests few, small enough
@@ -133,7 +134,9 @@ pub struct DeploymentView {
     pub namespace: String,
     pub name: String,
     pub annotations: BTreeMap<String, String>,
-    pub pod: Option<PodSpec>,
+    /// The Secrets its pod template references; the template itself is
+    /// not kept.
+    pub references: Vec<SecretReference>,
 }
 
 impl DeploymentView {
@@ -146,7 +149,13 @@ impl DeploymentView {
             namespace: d.metadata.namespace.unwrap_or_default(),
             name: d.metadata.name.unwrap_or_default(),
             annotations,
-            pod: d.spec.template.spec,
+            references: d
+                .spec
+                .template
+                .spec
+                .as_ref()
+                .map(secret_references)
+                .unwrap_or_default(),
         })
     }
 }

@@ -15,7 +15,6 @@ use super::{CommandError, Exit};
 use crate::cli::GlobalArgs;
 use crate::config;
 use crate::core::annotations::{self, Mode};
-use crate::core::references::secret_references;
 use crate::core::vault_path::{self, KvVersion, MountTable};
 use crate::k8s;
 use crate::metrics::Metrics;
@@ -275,7 +274,7 @@ async fn vault_checks(
                     raw_paths.insert(spec.path.clone());
                 }
                 Mode::AutoDiscover => {
-                    for r in d.pod.as_ref().map(secret_references).unwrap_or_default() {
+                    for r in &d.references {
                         raw_paths.insert(format!("{}/{}", spec.path, r.name));
                     }
                 }

@@ -6,11 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::PodSpec;
-
 use super::annotations::{Mode, Reconcile, SyncSpec};
 use super::ownership::Owner;
-use super::references::{SecretReference, secret_references};
+use super::references::SecretReference;
 use super::value::{SecretMap, SecretValue};
 
 /// What the shell found for one Secret.
@@ -101,9 +99,12 @@ pub struct DeploymentDesire {
 }
 
 /// The Secrets a Deployment needs fetched.
-pub fn required_secrets(spec: &SyncSpec, pod: Option<&PodSpec>) -> Vec<SecretReference> {
+///
+/// `discovered` are the pod template's references ([`secret_references`]),
+/// used in auto-discovery mode.
+pub fn required_secrets(spec: &SyncSpec, discovered: &[SecretReference]) -> Vec<SecretReference> {
     match &spec.mode {
-        Mode::AutoDiscover => pod.map(secret_references).unwrap_or_default(),
+        Mode::AutoDiscover => discovered.to_vec(),
         Mode::Custom(selections) => {
             let mut names: Vec<String> = selections.iter().map(|s| s.name.clone()).collect();
             names.sort();
@@ -136,7 +137,7 @@ impl Secrets for BTreeMap<String, SecretFetch> {
 pub fn desire(
     owner: &Owner,
     spec: &SyncSpec,
-    pod: Option<&PodSpec>,
+    discovered: &[SecretReference],
     secrets: &impl Secrets,
 ) -> DeploymentDesire {
     let mut out = DeploymentDesire::default();
@@ -160,7 +161,7 @@ pub fn desire(
 
     match &spec.mode {
         Mode::AutoDiscover => {
-            for reference in required_secrets(spec, pod) {
+            for reference in required_secrets(spec, discovered) {
                 let raw_path = format!("{}/{}", spec.path, reference.name);
                 match secrets.secret(&reference.name) {
                     Some(SecretFetch::Found(data)) => {
@@ -295,6 +296,8 @@ fn list_keys(data: &BTreeMap<String, Vec<u8>>) -> String {
 mod tests {
     use super::*;
     use crate::core::annotations::SecretSelection;
+    use crate::core::references::secret_references;
+    use k8s_openapi::api::core::v1::PodSpec;
     use serde_json::json;
 
     fn owner() -> Owner {
@@ -354,7 +357,12 @@ mod tests {
             ("db".to_owned(), found(&[("user", "u"), ("password", "p")])),
             ("tls".to_owned(), found(&[("tls.crt", "c")])),
         ]);
-        let d = desire(&owner(), &auto("secret/app"), Some(&pod()), &secrets);
+        let d = desire(
+            &owner(),
+            &auto("secret/app"),
+            &secret_references(&pod()),
+            &secrets,
+        );
         assert!(d.errors.is_empty(), "{:?}", d.errors);
         let paths: Vec<_> = d.paths.iter().map(|p| p.raw_path.as_str()).collect();
         assert_eq!(paths, ["secret/app/db", "secret/app/tls"]);
@@ -366,7 +374,12 @@ mod tests {
     #[test]
     fn auto_discovery_missing_secret_is_an_error_for_that_path_only() {
         let secrets = BTreeMap::from([("tls".to_owned(), found(&[("tls.crt", "c")]))]);
-        let d = desire(&owner(), &auto("secret/app"), Some(&pod()), &secrets);
+        let d = desire(
+            &owner(),
+            &auto("secret/app"),
+            &secret_references(&pod()),
+            &secrets,
+        );
         assert_eq!(d.paths.len(), 1);
         assert_eq!(d.errors.len(), 1);
         assert_eq!(d.errors[0].0.as_deref(), Some("secret/app/db"));
@@ -384,7 +397,7 @@ mod tests {
             ("db".to_owned(), found(&[("password", "p"), ("user", "u")])),
             ("api".to_owned(), found(&[("token", "t")])),
         ]);
-        let d = desire(&owner(), &spec, None, &secrets);
+        let d = desire(&owner(), &spec, &[], &secrets);
         assert!(d.errors.is_empty());
         assert_eq!(d.paths.len(), 1);
         assert_eq!(keys(&d.paths[0]), ["DB_password", "token"]);
@@ -398,7 +411,7 @@ mod tests {
         let spec = custom(vec![sel("db", &["pasword"], None)]);
         let secrets =
             BTreeMap::from([("db".to_owned(), found(&[("password", "p"), ("user", "u")]))]);
-        let d = desire(&owner(), &spec, None, &secrets);
+        let d = desire(&owner(), &spec, &[], &secrets);
         assert!(d.paths.is_empty());
         let msg = d.errors[0].1.to_string();
         assert!(msg.contains("\"pasword\""), "{msg}");
@@ -420,7 +433,7 @@ mod tests {
                 },
             ),
         ]);
-        let d = desire(&owner(), &spec, None, &secrets);
+        let d = desire(&owner(), &spec, &[], &secrets);
         assert!(d.paths.is_empty());
         let labels: Vec<_> = d.errors.iter().map(|e| e.1.metric_label()).collect();
         assert_eq!(labels, ["secret_not_found", "forbidden"]);
@@ -433,9 +446,14 @@ mod tests {
             SecretFetch::Found(BTreeMap::from([("blob".to_owned(), vec![0xff, 0x00])])),
         )]);
         let spec = custom(vec![sel("db", &["blob"], None)]);
-        let d = desire(&owner(), &spec, None, &secrets);
+        let d = desire(&owner(), &spec, &[], &secrets);
         assert_eq!(d.errors[0].1.metric_label(), "binary_value");
-        let d = desire(&owner(), &auto("secret/app"), Some(&pod()), &secrets);
+        let d = desire(
+            &owner(),
+            &auto("secret/app"),
+            &secret_references(&pod()),
+            &secrets,
+        );
         assert!(
             d.errors
                 .iter()
@@ -449,7 +467,12 @@ mod tests {
             reconcile: Reconcile::Off,
             ..auto("secret/app")
         };
-        let d = desire(&owner(), &spec, Some(&pod()), &BTreeMap::new());
+        let d = desire(
+            &owner(),
+            &spec,
+            &secret_references(&pod()),
+            &BTreeMap::new(),
+        );
         assert!(d.paths.is_empty() && d.errors.is_empty());
         assert!(d.hold_existing);
     }
@@ -459,7 +482,10 @@ mod tests {
         let names =
             |refs: Vec<SecretReference>| refs.into_iter().map(|r| r.name).collect::<Vec<_>>();
         assert_eq!(
-            names(required_secrets(&auto("secret/app"), Some(&pod()))),
+            names(required_secrets(
+                &auto("secret/app"),
+                &secret_references(&pod())
+            )),
             ["db", "opt", "tls"]
         );
         let spec = custom(vec![
@@ -467,6 +493,6 @@ mod tests {
             sel("a", &["k"], Some("X")),
             sel("b", &["j"], Some("Y")),
         ]);
-        assert_eq!(names(required_secrets(&spec, None)), ["a", "b"]);
+        assert_eq!(names(required_secrets(&spec, &[])), ["a", "b"]);
     }
 }

@@ -119,7 +119,7 @@ impl Engine {
             let owner = Owner::new(&scope.cluster, &d.namespace, &d.name);
             match annotations::parse(&d.annotations) {
                 Ok(Some(spec)) => {
-                    let refs = desired::required_secrets(&spec, d.pod.as_ref());
+                    let refs = desired::required_secrets(&spec, &d.references);
                     self.metrics
                         .secrets_discovered
                         .with_label_values(&[d.namespace.as_str(), d.name.as_str()])
@@ -166,7 +166,7 @@ impl Engine {
                     raw_paths.insert(spec.path.clone());
                 }
                 annotations::Mode::AutoDiscover => raw_paths.extend(
-                    desired::required_secrets(spec, d.pod.as_ref())
+                    desired::required_secrets(spec, &d.references)
                         .into_iter()
                         .map(|r| format!("{}/{}", spec.path, r.name)),
                 ),
@@ -221,7 +221,7 @@ impl Engine {
                 namespace: &d.namespace,
                 all: &fetched,
             };
-            let outcome = desired::desire(owner, spec, d.pod.as_ref(), &secrets);
+            let outcome = desired::desire(owner, spec, &d.references, &secrets);
             if outcome.hold_existing {
                 held.insert(owner.clone());
             }
