@@ -102,6 +102,13 @@ impl Engine {
     /// Reads Kubernetes and Vault and builds the plan. Writes nothing.
     pub async fn prepare(&self, progress: &Progress) -> Prepared {
         let scope = &self.scope;
+        let started = std::time::Instant::now();
+        let phase = |name: &str| {
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "prepare: {name} done"
+            );
+        };
         let bar = progress.spinner("listing Deployments");
         let listing =
             k8s::list_deployments(&self.kube, &scope.namespaces, scope.selector.as_deref()).await;
@@ -109,6 +116,7 @@ impl Engine {
         for failure in &listing.failures {
             tracing::error!(error_type = failure.metric_label(), "{failure}");
         }
+        phase("listing");
 
         let mut problems = Vec::new();
         let mut notes = Vec::new();
@@ -203,11 +211,20 @@ impl Engine {
             .filter_map(|raw| locate(raw).and_then(Result::ok))
             .collect();
 
+        phase("mount lookups");
         let secrets_bar = progress.bar("reading Secrets", wanted.len() as u64);
         let vault_bar = progress.bar("reading Vault", locations.len() as u64);
         let (fetched, observed) = tokio::join!(
-            self.fetch_secrets(wanted, &secrets_bar),
-            self.observe(locations, &vault_bar)
+            async {
+                let fetched = self.fetch_secrets(wanted, &secrets_bar).await;
+                phase("Secret reads");
+                fetched
+            },
+            async {
+                let observed = self.observe(locations, &vault_bar).await;
+                phase("Vault reads");
+                observed
+            }
         );
         secrets_bar.finish();
         vault_bar.finish();
@@ -283,6 +300,7 @@ impl Engine {
         }
         drop(fetched);
 
+        phase("desired state");
         let mut errors = Vec::new();
         let index = match self.read_index().await {
             Ok(state) => Some(state),
@@ -318,6 +336,7 @@ impl Engine {
             &PlanOptions { adopt: scope.adopt },
         );
 
+        phase("index read and diff");
         let mut forget = BTreeSet::new();
         if let (true, true, Some(state)) = (scope.prune, listing.complete, &index) {
             held.extend(
