@@ -30,22 +30,24 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::fixtures::{
+    BaoHttp, BaoProcess, Fault, PathState, TcpProxy, assert_no_panic, audit_requests, changes,
+    failures, free_port, port_of, restricted_service_account,
+};
 use crate::harness::{
-    AuditEntries, CliOutput, PodRefs, STACK, TestNs, audit_mark, init_crypto, random_hex, run_cli,
+    AuditEntries, CliOutput, PodRefs, STACK, TestNs, audit_mark, random_hex, run_cli,
+    run_cli_within,
 };
 
 const PATH: &str = "vault-sync.io/path";
@@ -53,224 +55,43 @@ const PATH: &str = "vault-sync.io/path";
 type Data = BTreeMap<String, String>;
 
 // ---------------------------------------------------------------------------
-// Raw Vault HTTP
-// ---------------------------------------------------------------------------
-
-/// Raw HTTP API of one Vault with one token.
-#[derive(Clone)]
-struct Bao {
-    http: reqwest::Client,
-    addr: String,
-    token: String,
-}
-
-/// What a KV v2 path holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum PathState {
-    Absent,
-    /// custom_metadata but no version (vault-sync writes content before
-    /// the marker, so it never leaves a path like this).
-    MarkerOnly(Data),
-    Written {
-        data: Data,
-        version: u64,
-        md: Data,
-    },
-    /// The current version carries a deletion_time.
-    SoftDeleted {
-        version: u64,
-        md: Data,
-    },
-}
-
-impl Bao {
-    fn new(addr: &str, token: &str) -> Self {
-        init_crypto();
-        Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()
-                .expect("reqwest client"),
-            addr: addr.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
-        }
-    }
-
-    /// The shared OpenBao with its root token.
-    fn shared() -> Self {
-        Self::new(STACK.vault_addr(), STACK.vault_token())
-    }
-
-    /// One request; `(0, error text)` when the server cannot be reached.
-    async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
-        let mut req = self.http.request(method, &url);
-        if !self.token.is_empty() {
-            req = req.header("X-Vault-Token", &self.token);
-        }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        match req.send().await {
-            Err(e) => (0, Value::String(e.to_string())),
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let text = resp.text().await.unwrap_or_default();
-                let value = if text.trim().is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_str(&text).unwrap_or(Value::String(text))
-                };
-                (status, value)
-            }
-        }
-    }
-
-    /// A request that must succeed (2xx); returns the body.
-    async fn must(&self, method: Method, path: &str, body: Option<&Value>) -> Value {
-        let (status, reply) = self.request(method.clone(), path, body).await;
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path} on {}: {status} {reply}",
-            self.addr
-        );
-        reply
-    }
-
-    async fn state(&self, mount: &str, rel: &str) -> PathState {
-        let (status, body) = self
-            .request(Method::GET, &format!("{mount}/metadata/{rel}"), None)
-            .await;
-        match status {
-            404 => return PathState::Absent,
-            200 => {}
-            s => panic!("metadata {mount}/{rel}: {s} {body}"),
-        }
-        let md = string_map(&body["data"]["custom_metadata"]);
-        let current = body["data"]["current_version"].as_u64().unwrap_or(0);
-        if current == 0 {
-            return PathState::MarkerOnly(md);
-        }
-        let deleted = body["data"]["versions"][current.to_string()]["deletion_time"]
-            .as_str()
-            .is_some_and(|t| !t.is_empty());
-        if deleted {
-            return PathState::SoftDeleted {
-                version: current,
-                md,
-            };
-        }
-        let (status, body) = self
-            .request(Method::GET, &format!("{mount}/data/{rel}"), None)
-            .await;
-        assert_eq!(status, 200, "data {mount}/{rel}: {body}");
-        PathState::Written {
-            data: string_map(&body["data"]["data"]),
-            version: body["data"]["metadata"]["version"].as_u64().unwrap_or(0),
-            md,
-        }
-    }
-
-    /// A new version without check-and-set (a foreign writer); returns it.
-    async fn write(&self, mount: &str, rel: &str, data: &Data) -> u64 {
-        let body = self
-            .must(
-                Method::POST,
-                &format!("{mount}/data/{rel}"),
-                Some(&json!({ "data": data })),
-            )
-            .await;
-        body["data"]["version"].as_u64().expect("version")
-    }
-
-    /// The display paths the index `<mount>/vault-sync/index/<cluster>`
-    /// lists, in stored order, duplicates kept; empty if there is none.
-    async fn index(&self, mount: &str, cluster: &str) -> Vec<String> {
-        let (status, body) = self
-            .request(
-                Method::GET,
-                &format!("{mount}/data/vault-sync/index/{cluster}"),
-                None,
-            )
-            .await;
-        if status == 404 {
-            return Vec::new();
-        }
-        assert_eq!(status, 200, "index {mount} {cluster}: {body}");
-        let data = string_map(&body["data"]["data"]);
-        assert_eq!(
-            data.get("format").map(String::as_str),
-            Some("vault-sync-index/v1"),
-            "{data:?}"
-        );
-        data.iter()
-            .filter(|(k, _)| k.starts_with("entries-"))
-            .flat_map(|(_, chunk)| chunk.lines().map(str::to_owned).collect::<Vec<_>>())
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let v: Value = serde_json::from_str(&l).expect("index line is JSON");
-                v["path"]
-                    .as_str()
-                    .expect("index line has a path")
-                    .to_owned()
-            })
-            .collect()
-    }
-}
-
-fn string_map(v: &Value) -> Data {
-    v.as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| {
-                    let s = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                    (k.clone(), s)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// The port of an `http(s)://127.0.0.1:<port>` URL.
-fn port_of(url: &str) -> u16 {
-    url.rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("no port in {url}"))
-}
-
-// ---------------------------------------------------------------------------
 // A private OpenBao that survives SIGKILL and can be sealed
 // ---------------------------------------------------------------------------
+
+/// Per-request timeout of the raw HTTP clients here.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `bao server` (not `-dev`) with raft storage in a temp dir, initialised
 /// with one unseal key, KV v2 at `secret/`, and a file audit log. Killing it
 /// and starting it again on the same storage keeps every committed write.
 /// Killed (SIGKILL) on drop.
 struct DurableBao {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    addr: String,
-    port: u16,
+    server: BaoProcess,
     root_token: String,
     unseal_key: String,
 }
 
+impl std::ops::Deref for DurableBao {
+    type Target = BaoProcess;
+    fn deref(&self) -> &BaoProcess {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for DurableBao {
+    fn deref_mut(&mut self) -> &mut BaoProcess {
+        &mut self.server
+    }
+}
+
 impl DurableBao {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir for a private bao");
-        let port = free_port();
+        let server = BaoProcess::new("http");
+        let port = server.port;
         let cluster_port = free_port();
-        let raft = dir.path().join("raft");
+        let raft = server.path("raft");
         std::fs::create_dir_all(&raft).expect("raft dir");
-        let audit = dir.path().join("audit.log");
+        let audit = server.path("audit.log");
         // performance_multiplier = 1: a one-node cluster elects itself in
         // about a second instead of five.
         let config = format!(
@@ -281,18 +102,16 @@ impl DurableBao {
             raft = raft.display().to_string(),
             audit = audit.display().to_string(),
         );
-        std::fs::write(dir.path().join("bao.hcl"), config).expect("write bao.hcl");
+        std::fs::write(server.path("bao.hcl"), config).expect("write bao.hcl");
         let mut bao = Self {
-            child: None,
-            addr: format!("http://127.0.0.1:{port}"),
-            port,
-            dir,
+            server,
             root_token: String::new(),
             unseal_key: String::new(),
         };
-        bao.spawn();
+        bao.spawn_server();
         bao.wait_listening().await;
-        let init = Bao::new(&bao.addr, "")
+        let init = bao
+            .anon()
             .must(
                 Method::PUT,
                 "sys/init",
@@ -312,47 +131,17 @@ impl DurableBao {
         bao
     }
 
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .expect("server.log");
-        let child = Command::new(STACK.get("BAO_BIN"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .arg("server")
-            .arg(format!(
-                "-config={}",
-                self.dir.path().join("bao.hcl").display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn bao server");
-        self.child = Some(child);
-    }
-
-    fn server_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    fn check_alive(&mut self) {
-        if let Some(child) = self.child.as_mut()
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            panic!("private bao exited ({status}):\n{}", self.server_log());
-        }
+    fn spawn_server(&mut self) {
+        let config = format!("-config={}", self.path("bao.hcl").display());
+        self.spawn(&[config]);
     }
 
     /// Until the listener answers at all (sealed or not).
     async fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let anon = Bao::new(&self.addr, "");
+        let anon = self.anon();
         loop {
-            self.check_alive();
+            self.check_alive("");
             if anon.request(Method::GET, "sys/health", None).await.0 != 0 {
                 return;
             }
@@ -367,7 +156,7 @@ impl DurableBao {
 
     /// Unseals and waits until this node is the active one.
     async fn unseal(&mut self) {
-        let anon = Bao::new(&self.addr, "");
+        let anon = self.anon();
         anon.must(
             Method::PUT,
             "sys/unseal",
@@ -376,7 +165,7 @@ impl DurableBao {
         .await;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            self.check_alive();
+            self.check_alive("");
             if anon.request(Method::GET, "sys/health", None).await.0 == 200 {
                 return;
             }
@@ -393,260 +182,21 @@ impl DurableBao {
         self.root().must(Method::PUT, "sys/seal", None).await;
     }
 
-    /// SIGKILL, as a crash or an OOM kill would.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
     /// The same server again, on the same storage, unsealed.
     async fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.spawn_server();
         self.wait_listening().await;
         self.unseal().await;
     }
 
-    fn root(&self) -> Bao {
-        Bao::new(&self.addr, &self.root_token)
+    fn anon(&self) -> BaoHttp {
+        BaoHttp::new(&self.addr, "", None, HTTP_TIMEOUT)
     }
 
-    /// Every complete entry of the audit log (a line cut by SIGKILL is
-    /// skipped).
-    fn audit(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
-        let end = text.rfind('\n').map_or(0, |i| i + 1);
-        text[..end]
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+    fn root(&self) -> BaoHttp {
+        BaoHttp::new(&self.addr, &self.root_token, None, HTTP_TIMEOUT)
     }
-}
-
-impl Drop for DurableBao {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Request entries (from `since` on) with one of `ops` on paths containing
-/// `needle`, as (operation, path).
-fn audit_requests(entries: &[Value], ops: &[&str], needle: &str) -> Vec<(String, String)> {
-    entries
-        .iter()
-        .filter(|e| e["type"] == "request")
-        .map(|e| {
-            (
-                e["request"]["operation"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                e["request"]["path"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .filter(|(op, path)| ops.contains(&op.as_str()) && path.contains(needle))
-        .collect()
-}
-
-// ---------------------------------------------------------------------------
-// A TCP proxy with faults tripped by traffic
-// ---------------------------------------------------------------------------
-
-/// What a tripped [`TcpProxy`] does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    /// The connection carrying the tripping request is reset; new
-    /// connections work (one lost connection).
-    Drop,
-    /// Every connection is reset and new ones are refused until
-    /// [`TcpProxy::restore`] (the server is gone).
-    Down,
-    /// Nothing is forwarded any more, but connections stay open (a server
-    /// or network path that hangs).
-    Stall,
-}
-
-/// Forwards 127.0.0.1:<port> to 127.0.0.1:<upstream> byte for byte, with an
-/// optional delay before each chunk sent upstream. A fault can be armed to
-/// trip on the first chunk the client sends once the upstream has sent
-/// `n` more bytes: with a large answer (a Deployment listing) that is the
-/// next request. Plain threads, so it works while the test's runtime waits.
-struct TcpProxy {
-    port: u16,
-    state: Arc<TcpState>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct TcpState {
-    down: AtomicBool,
-    stalled: AtomicBool,
-    stop: AtomicBool,
-    conns: Mutex<Vec<TcpStream>>,
-    /// Bytes the upstream has sent, over every connection.
-    from_upstream: AtomicUsize,
-    /// (threshold on `from_upstream`, fault).
-    trip: Mutex<Option<(usize, Fault)>>,
-    tripped: AtomicUsize,
-}
-
-impl TcpState {
-    fn cut(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        for c in self.conns.lock().expect("conns").drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn take_trip(&self) -> Option<Fault> {
-        let mut trip = self.trip.lock().expect("trip");
-        match *trip {
-            Some((threshold, fault)) if self.from_upstream.load(Ordering::SeqCst) >= threshold => {
-                *trip = None;
-                self.tripped.fetch_add(1, Ordering::SeqCst);
-                Some(fault)
-            }
-            _ => None,
-        }
-    }
-}
-
-impl TcpProxy {
-    fn start(upstream_port: u16, delay: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let port = listener.local_addr().expect("proxy addr").port();
-        let state = Arc::new(TcpState::default());
-        let acceptor = {
-            let state = state.clone();
-            std::thread::spawn(move || {
-                for client in listener.incoming() {
-                    if state.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(client) = client else { continue };
-                    if state.down.load(Ordering::SeqCst) {
-                        let _ = client.shutdown(Shutdown::Both);
-                        continue;
-                    }
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
-                        let _ = client.shutdown(Shutdown::Both);
-                        continue;
-                    };
-                    {
-                        let mut conns = state.conns.lock().expect("conns");
-                        for s in [&client, &server] {
-                            if let Ok(c) = s.try_clone() {
-                                conns.push(c);
-                            }
-                        }
-                    }
-                    let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone())
-                    else {
-                        continue;
-                    };
-                    let up = state.clone();
-                    std::thread::spawn(move || pump_up(client, server, delay, &up));
-                    let down = state.clone();
-                    std::thread::spawn(move || pump_down(server2, client2, &down));
-                }
-            })
-        };
-        Self {
-            port,
-            state,
-            acceptor: Some(acceptor),
-        }
-    }
-
-    fn addr(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Arms `fault` for the first chunk from the client once the upstream
-    /// has sent `bytes` more bytes than so far.
-    fn trip_after(&self, bytes: usize, fault: Fault) {
-        let threshold = self.state.from_upstream.load(Ordering::SeqCst) + bytes;
-        *self.state.trip.lock().expect("trip") = Some((threshold, fault));
-    }
-
-    /// How many armed faults have tripped.
-    fn tripped(&self) -> usize {
-        self.state.tripped.load(Ordering::SeqCst)
-    }
-
-    /// Disarms, un-stalls and lets connections through again.
-    fn restore(&self) {
-        *self.state.trip.lock().expect("trip") = None;
-        self.state.stalled.store(false, Ordering::SeqCst);
-        self.state.down.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for TcpProxy {
-    fn drop(&mut self) {
-        self.state.stop.store(true, Ordering::SeqCst);
-        self.state.cut();
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-    }
-}
-
-/// Client → upstream, where armed faults trip.
-fn pump_up(mut from: TcpStream, mut to: TcpStream, delay: Duration, state: &TcpState) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        match state.take_trip() {
-            Some(Fault::Drop) => {
-                let _ = from.shutdown(Shutdown::Both);
-                let _ = to.shutdown(Shutdown::Both);
-                return;
-            }
-            Some(Fault::Down) => {
-                state.cut();
-                return;
-            }
-            Some(Fault::Stall) => state.stalled.store(true, Ordering::SeqCst),
-            None => {}
-        }
-        if state.stalled.load(Ordering::SeqCst) {
-            // Swallowed: the client waits for an answer that never comes.
-            continue;
-        }
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
-}
-
-/// Upstream → client, counting bytes.
-fn pump_down(mut from: TcpStream, mut to: TcpStream, state: &TcpState) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        state.from_upstream.fetch_add(n, Ordering::SeqCst);
-        if state.stalled.load(Ordering::SeqCst) {
-            continue;
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
 }
 
 // ---------------------------------------------------------------------------
@@ -702,6 +252,11 @@ struct HttpFaultProxy {
 }
 
 impl HttpFaultProxy {
+    /// In front of the shared OpenBao.
+    fn shared() -> Self {
+        Self::start(port_of(STACK.vault_addr()))
+    }
+
     fn start(upstream_port: u16) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
@@ -917,6 +472,11 @@ struct Layout {
 }
 
 impl Layout {
+    /// The folder of every path, `it/<ns>` or `clusters/<ns>`.
+    fn prefix(&self) -> String {
+        self.rel("", "").trim_end_matches('/').to_owned()
+    }
+
     fn plain(ns: &TestNs) -> Self {
         Self {
             ns: ns.name.clone(),
@@ -1084,7 +644,7 @@ fn assert_marker(md: &Data, owner: &str, what: &str) {
 }
 
 /// Exactly this content at this version, with the marker of `owner`.
-async fn assert_holds(bao: &Bao, rel: &str, data: &Data, version: u64, owner: &str) {
+async fn assert_holds(bao: &BaoHttp, rel: &str, data: &Data, version: u64, owner: &str) {
     match bao.state("secret", rel).await {
         PathState::Written {
             data: got,
@@ -1096,6 +656,14 @@ async fn assert_holds(bao: &Bao, rel: &str, data: &Data, version: u64, owner: &s
             assert_marker(&md, owner, rel);
         }
         other => panic!("{rel}: expected version {version} with content, found {other:?}"),
+    }
+}
+
+/// Every seeded path holds its seeded content at version 1, with the
+/// marker of its Deployment.
+async fn assert_all_hold(bao: &BaoHttp, layout: &Layout, seeded: &BTreeMap<String, Seeded>) {
+    for (rel, s) in seeded {
+        assert_holds(bao, rel, &s.data, 1, &layout.owner(&s.deployment)).await;
     }
 }
 
@@ -1117,7 +685,7 @@ struct Outcome {
 /// (interrupted between its two writes). Never a mix of keys, never a
 /// marker without content, never someone else's marker.
 async fn assert_old_or_new(
-    bao: &Bao,
+    bao: &BaoHttp,
     layout: &Layout,
     seeded: &BTreeMap<String, Seeded>,
     old: &BTreeMap<String, Data>,
@@ -1156,17 +724,8 @@ async fn assert_old_or_new(
 }
 
 // ---------------------------------------------------------------------------
-// Output helpers and a bounded runner
+// Output helpers
 // ---------------------------------------------------------------------------
-
-fn changes(out: &CliOutput) -> Vec<Value> {
-    let json = out.json();
-    assert_eq!(json["format_version"], 1, "{out}");
-    json["changes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no changes array:\n{out}"))
-        .clone()
-}
 
 /// display path → action, for every change but `unchanged` ones.
 fn actions(out: &CliOutput) -> BTreeMap<String, String> {
@@ -1191,34 +750,6 @@ fn result_of(out: &CliOutput, path: &str) -> Value {
         .unwrap_or_else(|| panic!("no change for {path}:\n{out}"))
 }
 
-/// (path, error_type, message) of failed changes and error actions, then
-/// ("", type, message) of run-wide errors.
-fn failures(out: &CliOutput) -> Vec<(String, String, String)> {
-    let json = out.json();
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let mut found: Vec<(String, String, String)> = json["changes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["result"] == "failed" || c["action"] == "error")
-        .map(|c| {
-            (
-                text(&c["path"]),
-                text(&c["error_type"]),
-                text(&c["message"]),
-            )
-        })
-        .collect();
-    found.extend(
-        json["errors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| (String::new(), text(&e["error_type"]), text(&e["message"]))),
-    );
-    found
-}
-
 /// The run-wide errors that say the Deployment listing was incomplete.
 fn listing_errors(out: &CliOutput) -> Vec<(String, String)> {
     failures(out)
@@ -1226,80 +757,6 @@ fn listing_errors(out: &CliOutput) -> Vec<(String, String)> {
         .filter(|(path, _, m)| path.is_empty() && m.starts_with("listing incomplete"))
         .map(|(_, kind, m)| (kind, m))
         .collect()
-}
-
-fn assert_no_panic(out: &CliOutput) {
-    assert!(
-        !out.stderr.contains("panicked"),
-        "vault-sync panicked:\n{out}"
-    );
-}
-
-/// Like [`run_cli`], but kills the process after `limit`: `Err(stderr so
-/// far)` when it had to.
-fn run_cli_within(
-    args: &[&str],
-    extra_env: &[(&str, &str)],
-    limit: Duration,
-) -> Result<CliOutput, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault-sync"));
-    cmd.env_clear();
-    for key in ["PATH", "HOME", "TMPDIR"] {
-        if let Some(v) = std::env::var_os(key) {
-            cmd.env(key, v);
-        }
-    }
-    cmd.env("VAULT_ADDR", STACK.vault_addr())
-        .env("VAULT_TOKEN", STACK.vault_token())
-        .env("KUBECONFIG", STACK.kubeconfig())
-        .env("NO_COLOR", "1");
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vault-sync");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stdout.read_to_end(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stderr.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait vault-sync") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    let Some(status) = status else {
-        return Err(stderr);
-    };
-    Ok(CliOutput {
-        args: args.iter().map(|s| (*s).to_owned()).collect(),
-        code: status
-            .code()
-            .unwrap_or_else(|| panic!("vault-sync {args:?} killed by a signal: {status}")),
-        stdout,
-        stderr,
-    })
 }
 
 /// A kubeconfig (admin token, the stack's CA) whose server is
@@ -1420,14 +877,16 @@ impl ListingCase {
     }
 
     async fn index(&self) -> Vec<String> {
-        let mut paths = Bao::shared().index(&self.b.index_mount, "default").await;
+        let mut paths = BaoHttp::shared()
+            .index(&self.b.index_mount, "default")
+            .await;
         paths.sort();
         paths
     }
 
     /// Nothing deleted: `old/x`, `web` as first written, still indexed.
     async fn assert_nothing_deleted(&self) {
-        let vault = Bao::shared();
+        let vault = BaoHttp::shared();
         assert_holds(
             &vault,
             &self.la.rel("old", "x"),
@@ -1501,7 +960,7 @@ async fn api_server_lost_while_listing_deletes_nothing_and_next_run_converges() 
     );
     assert_eq!(case.writes(&mark.entries()), [], "nothing written");
     assert_holds(
-        &Bao::shared(),
+        &BaoHttp::shared(),
         &case.la.rel("api", "db"),
         &case.db_old,
         1,
@@ -1540,7 +999,7 @@ async fn api_server_lost_while_listing_deletes_nothing_and_next_run_converges() 
         "the update alone"
     );
     assert_holds(
-        &Bao::shared(),
+        &BaoHttp::shared(),
         &case.la.rel("api", "db"),
         &case.db_new,
         2,
@@ -1580,7 +1039,7 @@ async fn api_server_lost_while_listing_deletes_nothing_and_next_run_converges() 
     );
     assert!(
         matches!(
-            Bao::shared()
+            BaoHttp::shared()
                 .state("secret", &case.la.rel("old", "x"))
                 .await,
             PathState::SoftDeleted { version: 1, .. }
@@ -1986,9 +1445,8 @@ async fn transient_503s_are_retried_and_each_path_is_written_once() {
     let ns = TestNs::new("flt-503").await;
     let layout = Layout::plain(&ns);
     let seeded = seed(&ns, &layout, &["d0", "d1", "d2"], 5).await;
-    let proxy = HttpFaultProxy::start(port_of(STACK.vault_addr()));
-    let prefix = layout.rel("", "");
-    let prefix = prefix.trim_end_matches('/');
+    let proxy = HttpFaultProxy::shared();
+    let prefix = layout.prefix();
     proxy.rule("", 2, HttpFault::Refuse);
     proxy.rule(
         &format!("POST /v1/secret/metadata/{prefix}/"),
@@ -2020,7 +1478,7 @@ async fn transient_503s_are_retried_and_each_path_is_written_once() {
     assert_eq!(proxy.rules_left(), 0, "every 503 was served");
     assert_eq!(proxy.injected().len(), 11, "{:?}", proxy.injected());
 
-    let vault = Bao::shared();
+    let vault = BaoHttp::shared();
     let audit = mark.entries();
     let writes = audit.writes_by(&ns.audit_client());
     for (rel, s) in &seeded {
@@ -2065,9 +1523,8 @@ async fn lost_answer_to_a_create_still_marks_the_path() {
     let ns = TestNs::new("flt-lost").await;
     let layout = Layout::plain(&ns);
     let seeded = seed(&ns, &layout, &["d0"], 4).await;
-    let proxy = HttpFaultProxy::start(port_of(STACK.vault_addr()));
-    let prefix = layout.rel("", "");
-    let prefix = prefix.trim_end_matches('/');
+    let proxy = HttpFaultProxy::shared();
+    let prefix = layout.prefix();
     // The first content write: applied, answer lost; so is its first retry.
     proxy.rule(
         &format!("POST /v1/secret/data/{prefix}/"),
@@ -2084,10 +1541,8 @@ async fn lost_answer_to_a_create_still_marks_the_path() {
     assert_no_panic(&run);
     assert_eq!(proxy.rules_left(), 0, "every lost answer was served");
     run.assert_code(0);
-    let vault = Bao::shared();
-    for (rel, s) in &seeded {
-        assert_holds(&vault, rel, &s.data, 1, &layout.owner(&s.deployment)).await;
-    }
+    let vault = BaoHttp::shared();
+    assert_all_hold(&vault, &layout, &seeded).await;
     let plan = ns.cli(&["plan", "-o", "json"]).await;
     plan.assert_code(0);
 
@@ -2115,7 +1570,7 @@ async fn lost_answer_to_the_index_create_still_marks_the_index() {
     let ns = TestNs::new("flt-lostidx").await;
     let layout = Layout::plain(&ns);
     let seeded = seed(&ns, &layout, &["d0"], 2).await;
-    let proxy = HttpFaultProxy::start(port_of(STACK.vault_addr()));
+    let proxy = HttpFaultProxy::shared();
     proxy.rule(
         &format!("POST /v1/{}/data/vault-sync/index/", ns.index_mount),
         1,
@@ -2128,10 +1583,8 @@ async fn lost_answer_to_the_index_create_still_marks_the_index() {
     assert_no_panic(&run);
     assert_eq!(proxy.rules_left(), 0, "the lost answer was served");
     run.assert_code(0);
-    let vault = Bao::shared();
-    for (rel, s) in &seeded {
-        assert_holds(&vault, rel, &s.data, 1, &layout.owner(&s.deployment)).await;
-    }
+    let vault = BaoHttp::shared();
+    assert_all_hold(&vault, &layout, &seeded).await;
     let mut index = vault.index(&ns.index_mount, "default").await;
     index.sort();
     let expected: Vec<String> = seeded.keys().map(|r| format!("secret/{r}")).collect();
@@ -2199,7 +1652,7 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
     let cluster = ns.name.clone();
     let seeded = seed(&ns, &layout, &["d0", "d1", "d2"], 12).await;
     let all: Vec<String> = seeded.keys().map(|r| format!("secret/{r}")).collect();
-    let vault = Bao::shared();
+    let vault = BaoHttp::shared();
     let client = ns.audit_client();
     let needle = format!("secret/data/clusters/{cluster}/");
     let run_args = ["run", "-o", "json", "--cluster-name", cluster.as_str()];
@@ -2217,9 +1670,7 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
         created(&r1),
         created(&r2)
     );
-    for (rel, s) in &seeded {
-        assert_holds(&vault, rel, &s.data, 1, &layout.owner(&s.deployment)).await;
-    }
+    assert_all_hold(&vault, &layout, &seeded).await;
     let per_path = successful_writes(&mark.entries(), &client, &needle);
     assert_eq!(per_path.len(), seeded.len(), "{per_path:?}");
     assert!(per_path.values().all(|n| *n == 1), "{per_path:?}");
@@ -2235,7 +1686,7 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
     //    between their reads and their writes.
     let new = rotate_all(&ns, &seeded).await;
     let x = seeded.keys().next().expect("a path").clone();
-    let proxy = HttpFaultProxy::start(port_of(STACK.vault_addr()));
+    let proxy = HttpFaultProxy::shared();
     proxy.gate(&format!("POST /v1/secret/data/{x} "));
     let addr = proxy.addr();
     let env = [("VAULT_ADDR", addr.as_str())];
@@ -2354,37 +1805,7 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
 /// token.
 async fn restricted_kubeconfig(home: &TestNs, dir: &std::path::Path) -> (String, String) {
     let ns = &home.name;
-    let kube = &home.kube;
-    let pp = PostParams::default();
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "restricted"}})).expect("sa");
-    Api::<ServiceAccount>::namespaced(kube.clone(), ns)
-        .create(&pp, &sa)
-        .await
-        .expect("create ServiceAccount");
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "restricted"},
-        "rules": [
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-        ],
-    }))
-    .expect("role");
-    Api::<Role>::namespaced(kube.clone(), ns)
-        .create(&pp, &role)
-        .await
-        .expect("create Role");
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "restricted"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "restricted"},
-        "subjects": [{"kind": "ServiceAccount", "name": "restricted", "namespace": ns}],
-    }))
-    .expect("rolebinding");
-    Api::<RoleBinding>::namespaced(kube.clone(), ns)
-        .create(&pp, &binding)
-        .await
-        .expect("create RoleBinding");
-    let token = crate::stack::service_account_token(kube, ns, "restricted").await;
+    let token = restricted_service_account(home).await;
     let kubeconfig = kubeconfig_via(dir, port_of(STACK.get("KUBE_API_URL")), &token);
 
     // RBAC reaches the authorizer through an informer: wait until the
@@ -2428,7 +1849,7 @@ async fn forbidden_namespace_with_owned_paths_deletes_nothing() {
     delete_deployment(&owned, "d1").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (kubeconfig, token) = restricted_kubeconfig(&home, dir.path()).await;
-    let vault = Bao::shared();
+    let vault = BaoHttp::shared();
     let all: Vec<String> = seeded.keys().map(|r| format!("secret/{r}")).collect();
     let env = [
         ("VAULT_TOKEN", owned.cli_token.as_str()),
@@ -2489,9 +1910,7 @@ async fn forbidden_namespace_with_owned_paths_deletes_nothing() {
             [],
             "{label}: nothing written or deleted"
         );
-        for (rel, s) in &seeded {
-            assert_holds(&vault, rel, &s.data, 1, &layout.owner(&s.deployment)).await;
-        }
+        assert_all_hold(&vault, &layout, &seeded).await;
         let mut index = vault.index(&owned.index_mount, "default").await;
         index.sort();
         assert_eq!(index, all, "{label}: index unchanged");
@@ -2528,7 +1947,7 @@ async fn failed_ownership_recheck_is_reported_as_the_vault_error() {
     first.assert_code(0);
     delete_deployment(&ns, "d0").await;
 
-    let proxy = HttpFaultProxy::start(port_of(STACK.vault_addr()));
+    let proxy = HttpFaultProxy::shared();
     let md_read = format!("GET /v1/secret/metadata/{rel} ");
     proxy.rule(&md_read, 1, HttpFault::Pass);
     proxy.rule(&md_read, 1000, HttpFault::Reset);
@@ -2554,7 +1973,7 @@ async fn failed_ownership_recheck_is_reported_as_the_vault_error() {
         [],
         "nothing deleted"
     );
-    assert_holds(&Bao::shared(), rel, &s.data, 1, &layout.owner("d0")).await;
+    assert_holds(&BaoHttp::shared(), rel, &s.data, 1, &layout.owner("d0")).await;
     let failed = failures(&out);
     assert_eq!(failed.len(), 1, "{out}");
     let (_, kind, message) = &failed[0];
@@ -2567,7 +1986,7 @@ async fn failed_ownership_recheck_is_reported_as_the_vault_error() {
     let again = ns.cli(&["run", "-o", "json"]).await;
     again.assert_code(0);
     assert!(matches!(
-        Bao::shared().state("secret", rel).await,
+        BaoHttp::shared().state("secret", rel).await,
         PathState::SoftDeleted { version: 1, .. }
     ));
 }
@@ -2585,7 +2004,7 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
     let ns = TestNs::new("flt-noindex").await;
     let layout = Layout::clustered(&ns);
     let cluster = ns.name.clone();
-    let vault = Bao::shared();
+    let vault = BaoHttp::shared();
     let mut secrets = BTreeMap::new();
     for name in ["db", "cache", "x", "y"] {
         let data = Data::from([("k".to_owned(), ns.value(name))]);

@@ -217,14 +217,7 @@ impl VaultHttp {
             .send()
             .await
             .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, value)
+        status_and_body(resp).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -319,21 +312,47 @@ impl VaultHttp {
 
     /// Every leaf under `<list_root>/<folder>` (relative to `folder`).
     pub async fn list_recursive(&self, list_root: &str, folder: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut todo = vec![folder.trim_end_matches('/').to_owned()];
-        while let Some(dir) = todo.pop() {
-            for key in self.list(&format!("{list_root}/{dir}")).await {
-                let child = format!("{dir}/{}", key.trim_end_matches('/'));
-                if key.ends_with('/') {
-                    todo.push(child);
-                } else {
-                    out.push(child);
-                }
+        leaves_under(folder, |dir| {
+            let path = format!("{list_root}/{dir}");
+            async move { self.list(&path).await }
+        })
+        .await
+    }
+}
+
+/// Every leaf under `folder`, sorted, walking it with `list` (which gives a
+/// folder's keys, sub-folders ending with '/').
+pub async fn leaves_under<F, Fut>(folder: &str, mut list: F) -> Vec<String>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
+    let mut out = Vec::new();
+    let mut todo = vec![folder.trim_end_matches('/').to_owned()];
+    while let Some(dir) = todo.pop() {
+        for key in list(dir.clone()).await {
+            let child = format!("{dir}/{}", key.trim_end_matches('/'));
+            if key.ends_with('/') {
+                todo.push(child);
+            } else {
+                out.push(child);
             }
         }
-        out.sort();
-        out
     }
+    out.sort();
+    out
+}
+
+/// A Vault answer's status and JSON body (Null if none, a string if not JSON).
+pub async fn status_and_body(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
 }
 
 /// The index secret `<mount>/vault-sync/index/<cluster>` as text ("" if none).
@@ -345,7 +364,8 @@ pub async fn index_text(vault: &VaultHttp, mount: &str, cluster: &str) -> String
         .unwrap_or_default()
 }
 
-fn string_map(v: &Value) -> BTreeMap<String, String> {
+/// A JSON object's values as strings (non-strings as JSON text).
+pub fn string_map(v: &Value) -> BTreeMap<String, String> {
     v.as_object()
         .map(|o| {
             o.iter()
@@ -433,6 +453,17 @@ impl std::fmt::Display for CliOutput {
 /// Runs the built binary with the stack's environment (and nothing else of
 /// the test process's), plus `extra_env`. Blocking; bounded by CLI_TIMEOUT.
 pub fn run_cli(args: &[&str], extra_env: &[(&str, &str)]) -> CliOutput {
+    run_cli_within(args, extra_env, CLI_TIMEOUT)
+        .unwrap_or_else(|_| panic!("vault-sync {args:?} did not finish within {CLI_TIMEOUT:?}"))
+}
+
+/// Like [`run_cli`], but kills the process after `limit`: `Err(stderr so
+/// far)` when it had to.
+pub fn run_cli_within(
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+    limit: Duration,
+) -> Result<CliOutput, String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault-sync"));
     cmd.env_clear();
     for key in ["PATH", "HOME", "TMPDIR"] {
@@ -464,28 +495,31 @@ pub fn run_cli(args: &[&str], extra_env: &[(&str, &str)]) -> CliOutput {
         let _ = stderr.read_to_end(&mut s);
         s
     });
-    let deadline = Instant::now() + CLI_TIMEOUT;
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait vault-sync") {
-            break status;
+            break Some(status);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("vault-sync {args:?} did not finish within {CLI_TIMEOUT:?}");
+            break None;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    CliOutput {
+    let Some(status) = status else {
+        return Err(stderr);
+    };
+    Ok(CliOutput {
         args: args.iter().map(|s| (*s).to_owned()).collect(),
         code: status
             .code()
             .unwrap_or_else(|| panic!("vault-sync {args:?} killed by a signal: {status}")),
         stdout,
         stderr,
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -945,17 +979,37 @@ impl Drop for TestNs {
         let token = self.cli_token.clone();
         let index_mount = self.index_mount.clone();
         // The test's runtime is going away: clean up on a runtime of our own.
-        let cleanup = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(cleanup(&name, &token, &index_mount));
-        });
-        let _ = cleanup.join();
+        block_on_own_runtime(async move { cleanup(&name, &token, &index_mount).await });
     }
+}
+
+/// Runs `fut` on a runtime and a thread of its own and waits for it (for a
+/// `Drop`: the test's runtime is going away); best effort.
+pub fn block_on_own_runtime(fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    let handle = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(fut);
+        }
+    });
+    let _ = handle.join();
+}
+
+/// Deletes what a run with `--cluster-name <cluster>` wrote to `mount`:
+/// every path under `<mount>/clusters/<cluster>/`, then its index.
+pub async fn delete_cluster_paths(vault: &VaultHttp, mount: &str, cluster: &str) {
+    let root = format!("{mount}/metadata");
+    for leaf in vault
+        .list_recursive(&root, &format!("clusters/{cluster}"))
+        .await
+    {
+        vault.delete(&format!("{root}/{leaf}")).await;
+    }
+    vault
+        .delete(&format!("{root}/vault-sync/index/{cluster}"))
+        .await;
 }
 
 /// Best effort: Deployments, Secrets, the namespace, the Vault prefix, the

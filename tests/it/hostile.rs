@@ -40,7 +40,8 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    AuditEntries, CliOutput, STACK, TestNs, VaultHttp, assert_no_leak, audit_mark, random_hex,
+    AuditEntries, CliOutput, STACK, TestNs, VaultHttp, assert_no_leak, audit_mark,
+    block_on_own_runtime, random_hex,
 };
 
 const PATH: &str = "vault-sync.io/path";
@@ -1703,15 +1704,7 @@ fn run_detached(fut: impl std::future::Future<Output = ()> + Send + 'static) {
     if std::env::var_os("IT_KEEP").is_some_and(|v| v == "1") {
         return;
     }
-    let handle = std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            rt.block_on(fut);
-        }
-    });
-    let _ = handle.join();
+    block_on_own_runtime(fut);
 }
 
 // ---------------------------------------------------------------------------

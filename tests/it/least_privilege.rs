@@ -23,7 +23,10 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
-use crate::harness::{CliOutput, PodRefs, STACK, TestNs, VaultHttp, assert_no_leak, init_crypto};
+use crate::harness::{
+    CliOutput, PodRefs, STACK, TestNs, VaultHttp, assert_no_leak, block_on_own_runtime,
+    delete_cluster_paths, init_crypto,
+};
 use crate::stack::service_account_token;
 
 /// The manifests under test, as shipped.
@@ -300,26 +303,8 @@ impl Drop for ClusterPaths {
             return;
         }
         let name = self.name.clone();
-        let cleanup = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let vault = VaultHttp::root();
-                for leaf in vault
-                    .list_recursive("secret/metadata", &format!("clusters/{name}"))
-                    .await
-                {
-                    vault.delete(&format!("secret/metadata/{leaf}")).await;
-                }
-                vault
-                    .delete(&format!("secret/metadata/vault-sync/index/{name}"))
-                    .await;
-            });
+        block_on_own_runtime(async move {
+            delete_cluster_paths(&VaultHttp::root(), "secret", &name).await;
         });
-        let _ = cleanup.join();
     }
 }

@@ -11,6 +11,7 @@
 
 mod completions;
 mod faults;
+mod fixtures;
 mod harness;
 mod hostile;
 mod least_privilege;

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::harness::{CliOutput, PodRefs, STACK, TestNs, init_crypto, random_hex};
+use crate::harness::{
+    CliOutput, PodRefs, STACK, TestNs, block_on_own_runtime, init_crypto, random_hex,
+};
 
 const PATH: &str = "vault-sync.io/path";
 const SECRETS: &str = "vault-sync.io/secrets";
@@ -180,23 +182,14 @@ impl Drop for PushGroup {
     fn drop(&mut self) {
         // Best effort, also when the test panicked; the runtime is going away.
         let url = self.url();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+        block_on_own_runtime(async move {
+            if let Ok(client) = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
                 .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(client) = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                {
-                    let _ = client.delete(&url).send().await;
-                }
-            });
-        })
-        .join();
+            {
+                let _ = client.delete(&url).send().await;
+            }
+        });
     }
 }
 
@@ -959,17 +952,23 @@ async fn metrics_file_is_exposition_format() {
     group.delete().await;
 }
 
+/// Secret `secret` with one key (value `ns.value(label)`), and Deployment
+/// `app` writing it to `secret/it/<ns>/app`.
+async fn app_with_secret(ns: &TestNs, secret: &str, key: &str, label: &str) {
+    ns.secret(secret, &[(key, &ns.value(label))]).await;
+    ns.deployment(
+        "app",
+        &[(PATH, &ns.path("secret", "app"))],
+        &PodRefs::new().env_from(secret),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_pushes_only_with_push_metrics() {
     let ns = TestNs::new("obs-plan").await;
     let group = PushGroup::new("plan");
-    ns.secret("cfg", &[("C", &ns.value("cfg-c"))]).await;
-    ns.deployment(
-        "app",
-        &[(PATH, &ns.path("secret", "app"))],
-        &PodRefs::new().env_from("cfg"),
-    )
-    .await;
+    app_with_secret(&ns, "cfg", "C", "cfg-c").await;
 
     let plain = cli_push(&ns, &group, &["plan"]).await;
     plain.assert_code(2);
@@ -1021,13 +1020,7 @@ fn closed_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_push_is_a_warning_unless_required() {
     let ns = TestNs::new("obs-nopush").await;
-    ns.secret("s", &[("K", &ns.value("k"))]).await;
-    ns.deployment(
-        "app",
-        &[(PATH, &ns.path("secret", "app"))],
-        &PodRefs::new().env_from("s"),
-    )
-    .await;
+    app_with_secret(&ns, "s", "K", "k").await;
     let dead = format!("http://127.0.0.1:{}", closed_port());
     let env = [("PUSHGATEWAY_URL", dead.as_str())];
 
@@ -1072,13 +1065,7 @@ async fn failed_push_is_a_warning_unless_required() {
 async fn unwritable_metrics_file_does_not_stop_the_push() {
     let ns = TestNs::new("obs-badfile").await;
     let group = PushGroup::new("badfile");
-    ns.secret("s", &[("K", &ns.value("k"))]).await;
-    ns.deployment(
-        "app",
-        &[(PATH, &ns.path("secret", "app"))],
-        &PodRefs::new().env_from("s"),
-    )
-    .await;
+    app_with_secret(&ns, "s", "K", "k").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("no-such-dir").join("vault-sync.prom");
     let file_arg = file.display().to_string();
@@ -1166,13 +1153,7 @@ async fn push_label_values_are_encoded() {
 async fn unreachable_vault_is_counted() {
     let ns = TestNs::new("obs-novault").await;
     let group = PushGroup::new("novault");
-    ns.secret("s", &[("K", &ns.value("k"))]).await;
-    ns.deployment(
-        "app",
-        &[(PATH, &ns.path("secret", "app"))],
-        &PodRefs::new().env_from("s"),
-    )
-    .await;
+    app_with_secret(&ns, "s", "K", "k").await;
     let dead = format!("http://127.0.0.1:{}", closed_port());
     let label = group.push_label();
     let out = ns

@@ -23,14 +23,14 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
+use crate::fixtures::{change, changes, restricted_service_account};
 use crate::harness::{
     AuditEntries, CliOutput, Kv2Secret, PodRefs, STACK, TestNs, VaultHttp, audit_mark,
+    block_on_own_runtime, delete_cluster_paths,
 };
 
 const PATH: &str = "vault-sync.io/path";
@@ -287,54 +287,17 @@ impl Drop for Case {
         let cluster = self.cluster.clone();
         let policies = std::mem::take(&mut *self.policies.lock().expect("policies"));
         // The test's runtime is going away: clean up on a runtime of our own.
-        let cleanup = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let vault = VaultHttp::root();
-                let root = format!("{MOUNT}/metadata");
-                for leaf in vault
-                    .list_recursive(&root, &format!("clusters/{cluster}"))
-                    .await
-                {
-                    vault.delete(&format!("{root}/{leaf}")).await;
-                }
-                vault
-                    .delete(&format!("{root}/vault-sync/index/{cluster}"))
-                    .await;
-                for p in policies {
-                    vault.delete(&format!("sys/policies/acl/{p}")).await;
-                }
-            });
+        block_on_own_runtime(async move {
+            let vault = VaultHttp::root();
+            delete_cluster_paths(&vault, MOUNT, &cluster).await;
+            for p in policies {
+                vault.delete(&format!("sys/policies/acl/{p}")).await;
+            }
         });
-        let _ = cleanup.join();
     }
 }
 
 // --- JSON output ------------------------------------------------------------------
-
-fn changes(out: &CliOutput) -> Vec<Value> {
-    let json = out.json();
-    assert_eq!(json["format_version"], 1, "{out}");
-    json["changes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no changes array:\n{out}"))
-        .clone()
-}
-
-/// The one change for `path` (display spelling).
-fn change(out: &CliOutput, path: &str) -> Value {
-    let found: Vec<Value> = changes(out)
-        .into_iter()
-        .filter(|c| c["path"] == path)
-        .collect();
-    assert_eq!(found.len(), 1, "expected one change for {path}:\n{out}");
-    found.into_iter().next().unwrap_or_default()
-}
 
 /// path → action, for every change.
 fn actions(out: &CliOutput) -> BTreeMap<String, String> {
@@ -429,14 +392,21 @@ async fn deploy_and_run(case: &Case, deployment: &str, path: &str, secrets: &[&s
     }
 }
 
+/// Secret `db` (key `password`) and Deployment `api` writing it under
+/// `app`, synced by a run; returns the Secret's data and the path (display
+/// spelling).
+async fn api_with_db(case: &Case) -> (BTreeMap<String, String>, String) {
+    let db = case.secret("db", &["password"]).await;
+    deploy_and_run(case, "api", "app", &["db"]).await;
+    (db, case.display("app/db"))
+}
+
 // --- 1. Deployment deleted ----------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_deployment_soft_deletes_its_path() {
     let case = Case::new("orph-gone").await;
-    let db = case.secret("db", &["password"]).await;
-    deploy_and_run(&case, "api", "app", &["db"]).await;
-    let path = case.display("app/db");
+    let (db, path) = api_with_db(&case).await;
 
     // The index records the path, in its documented format.
     let index = case.index().await;
@@ -523,9 +493,7 @@ async fn deleted_deployment_soft_deletes_its_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_path_annotation_deletes_the_path() {
     let case = Case::new("orph-unannot").await;
-    case.secret("db", &["password"]).await;
-    deploy_and_run(&case, "api", "app", &["db"]).await;
-    let path = case.display("app/db");
+    let (_, path) = api_with_db(&case).await;
 
     case.remove_annotation("api", PATH).await;
 
@@ -752,9 +720,7 @@ async fn preserve_on_delete_keeps_the_path_and_forgets_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroy_removes_every_version_and_the_metadata() {
     let case = Case::new("orph-destroy").await;
-    case.secret("db", &["password"]).await;
-    deploy_and_run(&case, "api", "app", &["db"]).await;
-    let path = case.display("app/db");
+    let (_, path) = api_with_db(&case).await;
     case.delete_deployment("api").await;
 
     let plan = case.json("plan", &["--destroy"]).await;
@@ -793,9 +759,7 @@ async fn destroy_removes_every_version_and_the_metadata() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_prune_deletes_nothing() {
     let case = Case::new("orph-noprune").await;
-    let db = case.secret("db", &["password"]).await;
-    deploy_and_run(&case, "api", "app", &["db"]).await;
-    let path = case.display("app/db");
+    let (db, path) = api_with_db(&case).await;
     case.delete_deployment("api").await;
 
     let plan = case.json("plan", &["--no-prune"]).await;
@@ -1071,37 +1035,7 @@ async fn tampered_index_entries_are_refused_and_dropped() {
 /// case's namespace only; returns a kubeconfig file using its token.
 async fn restricted_kubeconfig(case: &Case, dir: &std::path::Path) -> (String, String) {
     let ns = &case.ns.name;
-    let kube = &case.ns.kube;
-    let pp = PostParams::default();
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "restricted"}})).expect("sa");
-    Api::<ServiceAccount>::namespaced(kube.clone(), ns)
-        .create(&pp, &sa)
-        .await
-        .expect("create ServiceAccount");
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "restricted"},
-        "rules": [
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-        ],
-    }))
-    .expect("role");
-    Api::<Role>::namespaced(kube.clone(), ns)
-        .create(&pp, &role)
-        .await
-        .expect("create Role");
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "restricted"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "restricted"},
-        "subjects": [{"kind": "ServiceAccount", "name": "restricted", "namespace": ns}],
-    }))
-    .expect("rolebinding");
-    Api::<RoleBinding>::namespaced(kube.clone(), ns)
-        .create(&pp, &binding)
-        .await
-        .expect("create RoleBinding");
-    let token = crate::stack::service_account_token(kube, ns, "restricted").await;
+    let token = restricted_service_account(&case.ns).await;
 
     let file = dir.join("kubeconfig");
     let text = format!(
@@ -1146,9 +1080,7 @@ async fn restricted_kubeconfig(case: &Case, dir: &std::path::Path) -> (String, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_namespace_makes_listing_incomplete_and_deletes_nothing() {
     let case = Case::new("orph-403").await;
-    let db = case.secret("db", &["password"]).await;
-    deploy_and_run(&case, "api", "app", &["db"]).await;
-    let path = case.display("app/db");
+    let (db, path) = api_with_db(&case).await;
     case.delete_deployment("api").await;
 
     let dir = tempfile::tempdir().expect("tempdir");

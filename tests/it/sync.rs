@@ -10,31 +10,13 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::fixtures::{change, changes};
 use crate::harness::{CliOutput, PodRefs, STACK, TestNs, audit_mark};
 
 const PATH: &str = "vault-sync.io/path";
 const SECRETS: &str = "vault-sync.io/secrets";
 
 // --- helpers ----------------------------------------------------------------
-
-fn changes(out: &CliOutput) -> Vec<Value> {
-    let json = out.json();
-    assert_eq!(json["format_version"], 1, "{out}");
-    json["changes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no changes array:\n{out}"))
-        .clone()
-}
-
-/// The one change for `path` (display spelling, `mount/rel`).
-fn change(out: &CliOutput, path: &str) -> Value {
-    let found: Vec<Value> = changes(out)
-        .into_iter()
-        .filter(|c| c["path"] == path)
-        .collect();
-    assert_eq!(found.len(), 1, "expected one change for {path}:\n{out}");
-    found.into_iter().next().unwrap_or_default()
-}
 
 /// The one change of `deployment`.
 fn change_of(out: &CliOutput, deployment: &str) -> Value {

@@ -5,19 +5,15 @@
 //!
 //! The shared OpenBao is never stopped or sealed: tests that take Vault away
 //! start a [`PrivateBao`] of their own (the real `bao` binary, dev mode, its
-//! own audit log, killed on drop) and cut it off with a [`FaultProxy`] that
+//! own audit log, killed on drop) and cut it off with a [`TcpProxy`] that
 //! sits between vault-sync and it. Objects a test adds to the shared server
 //! (auth mounts, policies, paths outside the test's prefix) are removed by a
 //! [`SharedCleanup`] guard.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -25,9 +21,13 @@ use futures::StreamExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::fixtures::{
+    BaoHttp, BaoProcess, Fault, PathState, TcpProxy, assert_no_panic, audit_requests, failures,
+    free_port,
+};
 use crate::harness::{
-    CliOutput, Kv2Secret, PodRefs, STACK, TestNs, VaultHttp, assert_no_leak, audit_mark,
-    init_crypto, random_hex,
+    CliOutput, PodRefs, STACK, TestNs, VaultHttp, assert_no_leak, audit_mark, block_on_own_runtime,
+    random_hex,
 };
 use crate::stack::service_account_token;
 
@@ -40,12 +40,22 @@ const PATH: &str = "vault-sync.io/path";
 /// `bao server -dev` on a free port with its own file audit log, started
 /// from the real binary (`BAO_BIN`) and killed (SIGKILL) on drop.
 struct PrivateBao {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    port: u16,
-    addr: String,
+    server: BaoProcess,
     /// The dev-TLS CA (`-dev-tls` only).
     ca_file: Option<PathBuf>,
+}
+
+impl std::ops::Deref for PrivateBao {
+    type Target = BaoProcess;
+    fn deref(&self) -> &BaoProcess {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for PrivateBao {
+    fn deref_mut(&mut self) -> &mut BaoProcess {
+        &mut self.server
+    }
 }
 
 impl PrivateBao {
@@ -60,10 +70,9 @@ impl PrivateBao {
     }
 
     async fn launch(tls: bool) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir for a private bao");
-        let port = free_port();
-        let audit = dir.path().join("audit.log");
-        let config = dir.path().join("audit.hcl");
+        let mut server = BaoProcess::new(if tls { "https" } else { "http" });
+        let audit = server.path("audit.log");
+        let config = server.path("audit.hcl");
         std::fs::write(
             &config,
             format!(
@@ -72,37 +81,22 @@ impl PrivateBao {
             ),
         )
         .expect("write audit.hcl");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("server.log");
-        let mut cmd = Command::new(STACK.get("BAO_BIN"));
-        // Nothing of the caller's VAULT_*/BAO_* may reach the server, and
-        // its dev-mode ~/.vault-token goes into the temp dir.
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", dir.path())
-            .arg("server")
-            .arg("-dev")
-            .arg("-dev-root-token-id=root")
-            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-            .arg(format!("-config={}", config.display()));
-        let tls_dir = dir.path().join("tls");
+        let mut args = vec![
+            "-dev".to_owned(),
+            "-dev-root-token-id=root".to_owned(),
+            format!("-dev-listen-address=127.0.0.1:{}", server.port),
+            format!("-config={}", config.display()),
+        ];
+        let tls_dir = server.path("tls");
         if tls {
             std::fs::create_dir_all(&tls_dir).expect("tls dir");
-            cmd.arg("-dev-tls")
-                .arg(format!("-dev-tls-cert-dir={}", tls_dir.display()));
+            args.push("-dev-tls".to_owned());
+            args.push(format!("-dev-tls-cert-dir={}", tls_dir.display()));
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn bao server -dev");
-        let scheme = if tls { "https" } else { "http" };
+        server.spawn(&args);
         let mut bao = Self {
-            child: Some(child),
-            addr: format!("{scheme}://127.0.0.1:{port}"),
-            port,
+            server,
             ca_file: tls.then(|| tls_dir.join("vault-ca.pem")),
-            dir,
         };
         bao.wait_ready().await;
         bao
@@ -111,14 +105,7 @@ impl PrivateBao {
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!(
-                    "private bao exited ({status}) before becoming ready:\n{}",
-                    self.server_log()
-                );
-            }
+            self.check_alive(" before becoming ready");
             let ca_ready = self.ca_file.as_ref().is_none_or(|f| f.is_file());
             if ca_ready && self.root().request(Method::GET, "sys/health", None).await.0 == 200 {
                 return;
@@ -132,13 +119,14 @@ impl PrivateBao {
         }
     }
 
-    fn server_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
     /// A client with the root token (trusting the dev CA under TLS).
     fn root(&self) -> BaoHttp {
-        BaoHttp::new(&self.addr, "root", self.ca_file.as_deref())
+        BaoHttp::new(
+            &self.addr,
+            "root",
+            self.ca_file.as_deref(),
+            Duration::from_secs(10),
+        )
     }
 
     fn ca_file(&self) -> String {
@@ -149,37 +137,9 @@ impl PrivateBao {
             .to_string()
     }
 
-    /// Every complete entry of this server's audit log.
-    fn audit(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
-        let end = text.rfind('\n').map_or(0, |i| i + 1);
-        text[..end]
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
     /// Request entries with this operation set on paths containing `needle`.
-    fn audit_requests(&self, ops: &[&str], needle: &str) -> Vec<Value> {
-        self.audit()
-            .into_iter()
-            .filter(|e| {
-                e["type"] == "request"
-                    && ops.contains(&e["request"]["operation"].as_str().unwrap_or_default())
-                    && e["request"]["path"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .contains(needle)
-            })
-            .collect()
-    }
-
-    /// SIGKILL, as a crash or an OOM kill would.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    fn audit_requests(&self, ops: &[&str], needle: &str) -> Vec<(String, String)> {
+        audit_requests(&self.audit(), ops, needle)
     }
 
     /// The `vault-sync` policy of examples/vault-policy.hcl, as on the
@@ -236,340 +196,9 @@ impl PrivateBao {
     }
 }
 
-impl Drop for PrivateBao {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 fn example_policy() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vault-policy.hcl");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Raw HTTP API of any Vault (the harness's `VaultHttp` is bound to the
-/// shared server).
-#[derive(Clone)]
-struct BaoHttp {
-    http: reqwest::Client,
-    addr: String,
-    token: String,
-    namespace: Option<String>,
-}
-
-/// What a KV v2 path holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum PathState {
-    Absent,
-    /// Metadata (custom_metadata) but no version: a create interrupted
-    /// between the marker and the content.
-    MarkerOnly(BTreeMap<String, String>),
-    Written(Kv2Secret),
-}
-
-impl BaoHttp {
-    fn new(addr: &str, token: &str, ca: Option<&Path>) -> Self {
-        init_crypto();
-        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-        if let Some(ca) = ca {
-            let pem = std::fs::read(ca).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
-            let cert = reqwest::Certificate::from_pem(&pem).expect("CA PEM");
-            builder = builder.tls_certs_only([cert]);
-        }
-        Self {
-            http: builder.build().expect("reqwest client"),
-            addr: addr.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
-            namespace: None,
-        }
-    }
-
-    fn in_namespace(&self, namespace: &str) -> Self {
-        Self {
-            namespace: Some(namespace.to_owned()),
-            ..self.clone()
-        }
-    }
-
-    /// One request; `(0, error text)` when the server cannot be reached.
-    async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
-        let mut req = self
-            .http
-            .request(method, &url)
-            .header("X-Vault-Token", &self.token);
-        if let Some(ns) = &self.namespace {
-            req = req.header("X-Vault-Namespace", ns);
-        }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        match req.send().await {
-            Err(e) => (0, Value::String(e.to_string())),
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let text = resp.text().await.unwrap_or_default();
-                let value = if text.trim().is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_str(&text).unwrap_or(Value::String(text))
-                };
-                (status, value)
-            }
-        }
-    }
-
-    /// A request that must succeed (2xx); returns the body.
-    async fn must(&self, method: Method, path: &str, body: Option<&Value>) -> Value {
-        let (status, reply) = self.request(method.clone(), path, body).await;
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path} on {}: {status} {reply}",
-            self.addr
-        );
-        reply
-    }
-
-    async fn state(&self, mount: &str, rel: &str) -> PathState {
-        let (status, body) = self
-            .request(Method::GET, &format!("{mount}/metadata/{rel}"), None)
-            .await;
-        match status {
-            404 => return PathState::Absent,
-            200 => {}
-            s => panic!("metadata {mount}/{rel}: {s} {body}"),
-        }
-        let md = string_map(&body["data"]["custom_metadata"]);
-        if body["data"]["current_version"].as_u64().unwrap_or(0) == 0 {
-            return PathState::MarkerOnly(md);
-        }
-        let (status, body) = self
-            .request(Method::GET, &format!("{mount}/data/{rel}"), None)
-            .await;
-        assert_eq!(status, 200, "data {mount}/{rel}: {body}");
-        PathState::Written(Kv2Secret {
-            data: string_map(&body["data"]["data"]),
-            version: body["data"]["metadata"]["version"].as_u64().unwrap_or(0),
-            custom_metadata: string_map(&body["data"]["metadata"]["custom_metadata"]),
-        })
-    }
-
-    /// Every leaf under `<mount>/metadata/<folder>`.
-    async fn leaves(&self, mount: &str, folder: &str) -> Vec<String> {
-        let list = Method::from_bytes(b"LIST").expect("LIST");
-        let mut out = Vec::new();
-        let mut todo = vec![folder.trim_end_matches('/').to_owned()];
-        while let Some(dir) = todo.pop() {
-            let (status, body) = self
-                .request(list.clone(), &format!("{mount}/metadata/{dir}"), None)
-                .await;
-            if status != 200 {
-                continue;
-            }
-            for key in body["data"]["keys"].as_array().into_iter().flatten() {
-                let key = key.as_str().unwrap_or_default();
-                let child = format!("{dir}/{}", key.trim_end_matches('/'));
-                if key.ends_with('/') {
-                    todo.push(child);
-                } else {
-                    out.push(child);
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-}
-
-fn string_map(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-// ---------------------------------------------------------------------------
-// A TCP proxy that can cut Vault off
-// ---------------------------------------------------------------------------
-
-/// Forwards 127.0.0.1:<port> to a Vault, optionally slowing every request
-/// down. [`FaultProxy::cut`] drops every open connection and every new one
-/// (Vault "gone"); [`FaultProxy::restore`] lets connections through again;
-/// [`FaultProxy::cut_at`] cuts instead of forwarding a chosen request.
-/// Plain threads, so it keeps working while the test's runtime waits.
-struct FaultProxy {
-    port: u16,
-    state: Arc<ProxyState>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct ProxyState {
-    down: AtomicBool,
-    stop: AtomicBool,
-    conns: Mutex<Vec<TcpStream>>,
-    /// Cut instead of forwarding the n-th request starting with `prefix`.
-    trip: Mutex<Option<(Vec<u8>, usize)>>,
-    /// The request line that tripped the cut.
-    tripped: Mutex<Option<String>>,
-}
-
-impl ProxyState {
-    fn cut(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        for c in self.conns.lock().expect("conns").drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-    }
-
-    /// Whether this chunk from vault-sync trips the armed cut.
-    fn trips(&self, chunk: &[u8]) -> bool {
-        let mut trip = self.trip.lock().expect("trip");
-        let Some((prefix, remaining)) = trip.as_mut() else {
-            return false;
-        };
-        if !chunk.starts_with(prefix) {
-            return false;
-        }
-        *remaining -= 1;
-        if *remaining > 0 {
-            return false;
-        }
-        *trip = None;
-        let line = chunk.split(|b| *b == b'\r').next().unwrap_or_default();
-        *self.tripped.lock().expect("tripped") = Some(String::from_utf8_lossy(line).into_owned());
-        true
-    }
-}
-
-impl FaultProxy {
-    /// `delay`: added before each chunk sent from vault-sync to Vault.
-    fn start(upstream_port: u16, delay: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let port = listener.local_addr().expect("proxy addr").port();
-        let state = Arc::new(ProxyState::default());
-        let acceptor = {
-            let state = state.clone();
-            std::thread::spawn(move || {
-                for client in listener.incoming() {
-                    if state.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(client) = client else { continue };
-                    if state.down.load(Ordering::SeqCst) {
-                        let _ = client.shutdown(Shutdown::Both);
-                        continue;
-                    }
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
-                        let _ = client.shutdown(Shutdown::Both);
-                        continue;
-                    };
-                    {
-                        let mut conns = state.conns.lock().expect("conns");
-                        for s in [&client, &server] {
-                            if let Ok(c) = s.try_clone() {
-                                conns.push(c);
-                            }
-                        }
-                    }
-                    // A cut that raced with this accept.
-                    if state.down.load(Ordering::SeqCst) {
-                        let _ = client.shutdown(Shutdown::Both);
-                        let _ = server.shutdown(Shutdown::Both);
-                        continue;
-                    }
-                    let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone())
-                    else {
-                        continue;
-                    };
-                    let upstream_state = state.clone();
-                    std::thread::spawn(move || pump(client, server, delay, Some(&upstream_state)));
-                    std::thread::spawn(move || pump(server2, client2, Duration::ZERO, None));
-                }
-            })
-        };
-        Self {
-            port,
-            state,
-            acceptor: Some(acceptor),
-        }
-    }
-
-    fn addr(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn cut(&self) {
-        self.state.cut();
-    }
-
-    /// Arms a cut: the `n`-th request whose first bytes are `prefix` (e.g.
-    /// `POST /v1/secret/data/...`) is not forwarded; Vault goes away instead.
-    fn cut_at(&self, prefix: &str, n: usize) {
-        *self.state.trip.lock().expect("trip") = Some((prefix.as_bytes().to_vec(), n));
-    }
-
-    /// The request line the armed cut stopped, once it has.
-    fn tripped(&self) -> Option<String> {
-        self.state.tripped.lock().expect("tripped").clone()
-    }
-
-    fn restore(&self) {
-        self.state.down.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.state.stop.store(true, Ordering::SeqCst);
-        self.state.cut();
-        // Wake the acceptor so it sees `stop`.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-    }
-}
-
-/// Copies `from` to `to`; `state` is given for the vault-sync → Vault
-/// direction, where an armed cut may trip.
-fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration, state: Option<&ProxyState>) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if state.is_some_and(|s| s.trips(&buf[..n])) {
-                    if let Some(s) = state {
-                        s.cut();
-                    }
-                    break;
-                }
-                if !delay.is_zero() {
-                    std::thread::sleep(delay);
-                }
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
 }
 
 // ---------------------------------------------------------------------------
@@ -607,29 +236,20 @@ impl Drop for SharedCleanup {
         }
         let deletes = std::mem::take(&mut self.deletes);
         let trees = std::mem::take(&mut self.trees);
-        let cleanup = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let vault = VaultHttp::root();
-                for (mount, folder) in &trees {
-                    for leaf in vault
-                        .list_recursive(&format!("{mount}/metadata"), folder)
-                        .await
-                    {
-                        vault.delete(&format!("{mount}/metadata/{leaf}")).await;
-                    }
+        block_on_own_runtime(async move {
+            let vault = VaultHttp::root();
+            for (mount, folder) in &trees {
+                for leaf in vault
+                    .list_recursive(&format!("{mount}/metadata"), folder)
+                    .await
+                {
+                    vault.delete(&format!("{mount}/metadata/{leaf}")).await;
                 }
-                for path in deletes.iter().rev() {
-                    vault.delete(path).await;
-                }
-            });
+            }
+            for path in deletes.iter().rev() {
+                vault.delete(path).await;
+            }
         });
-        let _ = cleanup.join();
     }
 }
 
@@ -799,15 +419,22 @@ async fn assert_whole_or_absent(
             PathState::MarkerOnly(md) => {
                 panic!("{rel}: a marker without content: {md:?}");
             }
-            PathState::Written(s) => {
-                assert_eq!(&s.data, data, "{rel}: half-written content");
-                assert_eq!(s.version, 1, "{rel}");
-                if s.custom_metadata.is_empty() {
+            PathState::Written {
+                data: got,
+                version,
+                md,
+            } => {
+                assert_eq!(&got, data, "{rel}: half-written content");
+                assert_eq!(version, 1, "{rel}");
+                if md.is_empty() {
                     marker_only.insert(rel.clone());
                 } else {
-                    assert_marker(&s.custom_metadata, &owner);
+                    assert_marker(&md, &owner);
                     whole.insert(rel.clone());
                 }
+            }
+            PathState::SoftDeleted { .. } => {
+                panic!("{rel}: soft-deleted");
             }
         }
     }
@@ -823,41 +450,13 @@ async fn assert_all_written(
     for (rel, data) in expected {
         let owner = format!("default/{}/{}", ns.name, deployment_of(rel));
         match bao.state("secret", rel).await {
-            PathState::Written(s) => {
-                assert_eq!(&s.data, data, "{rel}");
-                assert_marker(&s.custom_metadata, &owner);
+            PathState::Written { data: got, md, .. } => {
+                assert_eq!(&got, data, "{rel}");
+                assert_marker(&md, &owner);
             }
             other => panic!("{rel} not written: {other:?}"),
         }
     }
-}
-
-/// Each failure a `run -o json` reports: (path, error_type, message) of
-/// failed writes and error actions, and ("", type, message) of run-wide errors.
-fn failures(out: &CliOutput) -> Vec<(String, String, String)> {
-    let json = out.json();
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let mut found: Vec<(String, String, String)> = json["changes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["result"] == "failed" || c["action"] == "error")
-        .map(|c| {
-            (
-                text(&c["path"]),
-                text(&c["error_type"]),
-                text(&c["message"]),
-            )
-        })
-        .collect();
-    found.extend(
-        json["errors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| (String::new(), text(&e["error_type"]), text(&e["message"]))),
-    );
-    found
 }
 
 /// The `result` of the change for `path` (display spelling).
@@ -869,13 +468,6 @@ fn result_of(out: &CliOutput, path: &str) -> Value {
         .find(|c| c["path"] == path)
         .cloned()
         .unwrap_or_else(|| panic!("no change for {path}:\n{out}"))
-}
-
-fn assert_no_panic(out: &CliOutput) {
-    assert!(
-        !out.stderr.contains("panicked"),
-        "vault-sync panicked:\n{out}"
-    );
 }
 
 /// One `check` result: (ok, detail, fix), by check name.
@@ -933,6 +525,54 @@ fn metrics_file(dir: &Path) -> (String, String) {
     let path = dir.join("metrics.prom");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     (path.display().to_string(), text)
+}
+
+/// `run -o json --concurrency <c> --vault-timeout <t>` (`[c, t]`) with
+/// `env`, while `proxy` cuts Vault off once `writes` content writes of the
+/// test's paths are in its audit log (polled every `poll_ms`). Returns the
+/// run and how long it went on after the cut.
+async fn run_and_cut(
+    ns: &TestNs,
+    bao: &PrivateBao,
+    proxy: &TcpProxy,
+    env: &[(&str, &str)],
+    [concurrency, timeout]: [&str; 2],
+    writes: usize,
+    poll_ms: u64,
+) -> (CliOutput, Duration) {
+    let needle = format!("secret/data/{}", ns.rel(""));
+    let done = AtomicBool::new(false);
+    let run = async {
+        let out = ns
+            .cli_env(
+                &[
+                    "run",
+                    "-o",
+                    "json",
+                    "--concurrency",
+                    concurrency,
+                    "--vault-timeout",
+                    timeout,
+                ],
+                env,
+            )
+            .await;
+        done.store(true, Ordering::SeqCst);
+        out
+    };
+    let cutter = async {
+        while !done.load(Ordering::SeqCst) {
+            if bao.audit_requests(&["create", "update"], &needle).len() >= writes {
+                proxy.cut();
+                return Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(poll_ms)).await;
+        }
+        None
+    };
+    let (run, cut_at) = tokio::join!(run, cutter);
+    let cut_at = cut_at.unwrap_or_else(|| panic!("the run ended before the cut:\n{run}"));
+    (run, cut_at.elapsed())
 }
 
 // ---------------------------------------------------------------------------
@@ -1089,7 +729,7 @@ async fn expiring_kubernetes_token_is_renewed_by_logging_in_again() {
     let ns = TestNs::new("vc-relogin").await;
     let bao = PrivateBao::start().await;
     bao.enable_kubernetes_auth(&ns.kube, "2s").await;
-    let proxy = FaultProxy::start(bao.port, Duration::from_millis(20));
+    let proxy = TcpProxy::start(bao.port, Duration::from_millis(20));
     let expected = many_paths(&ns, 3, 20).await;
     let jwt = tool_jwt_file(&ns).await;
 
@@ -1144,7 +784,7 @@ async fn expiring_static_token_fails_cleanly_naming_paths() {
     let ns = TestNs::new("vc-expire").await;
     let bao = PrivateBao::start().await;
     bao.write_vault_sync_policy().await;
-    let proxy = FaultProxy::start(bao.port, Duration::from_millis(20));
+    let proxy = TcpProxy::start(bao.port, Duration::from_millis(20));
     let expected = many_paths(&ns, 3, 20).await;
     let reply = bao
         .root()
@@ -1214,6 +854,31 @@ async fn expiring_static_token_fails_cleanly_naming_paths() {
 // 3. AppRole
 // ---------------------------------------------------------------------------
 
+/// `run -o json` logging in with AppRole at `auth/<mount>` (the IDs from
+/// the environment); neither ID may leak.
+async fn approle_run(ns: &TestNs, mount: &str, role_id: &str, secret_id: &str) -> CliOutput {
+    let run = ns
+        .cli_env(
+            &[
+                "run",
+                "-o",
+                "json",
+                "--vault-auth",
+                "approle",
+                "--vault-auth-path",
+                mount,
+            ],
+            &[
+                ("VAULT_TOKEN", ""),
+                ("VAULT_ROLE_ID", role_id),
+                ("VAULT_SECRET_ID", secret_id),
+            ],
+        )
+        .await;
+    assert_no_leak(&[&run.stdout, &run.stderr], &[role_id, secret_id]);
+    run
+}
+
 /// AppRole at a mount path of its own (`--vault-auth-path`) with the
 /// role's IDs in VAULT_ROLE_ID/VAULT_SECRET_ID; a wrong secret ID fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1258,25 +923,7 @@ async fn approle_login_at_a_custom_mount() {
         .expect("secret_id")
         .to_owned();
 
-    let run = ns
-        .cli_env(
-            &[
-                "run",
-                "-o",
-                "json",
-                "--vault-auth",
-                "approle",
-                "--vault-auth-path",
-                &mount,
-            ],
-            &[
-                ("VAULT_TOKEN", ""),
-                ("VAULT_ROLE_ID", &role_id),
-                ("VAULT_SECRET_ID", &secret_id),
-            ],
-        )
-        .await;
-    assert_no_leak(&[&run.stdout, &run.stderr], &[&role_id, &secret_id]);
+    let run = approle_run(&ns, &mount, &role_id, &secret_id).await;
     run.assert_code(0);
     let got = ns
         .vault
@@ -1300,25 +947,7 @@ async fn approle_login_at_a_custom_mount() {
     // A wrong secret ID: auth failure, nothing more written.
     let bad_secret = format!("00000000-0000-4000-8000-{}", random_hex(12));
     let mark = audit_mark();
-    let run = ns
-        .cli_env(
-            &[
-                "run",
-                "-o",
-                "json",
-                "--vault-auth",
-                "approle",
-                "--vault-auth-path",
-                &mount,
-            ],
-            &[
-                ("VAULT_TOKEN", ""),
-                ("VAULT_ROLE_ID", &role_id),
-                ("VAULT_SECRET_ID", &bad_secret),
-            ],
-        )
-        .await;
-    assert_no_leak(&[&run.stdout, &run.stderr], &[&role_id, &bad_secret]);
+    let run = approle_run(&ns, &mount, &role_id, &bad_secret).await;
     run.assert_code(1);
     assert!(
         run.stderr.contains(&format!(
@@ -1542,7 +1171,7 @@ async fn tls_with_cacert_without_it_and_skip_verify() {
     let run = ns.cli_env(&["run", "-o", "json"], &env).await;
     run.assert_code(0);
     match bao.root().state("secret", &ns.rel("app/db")).await {
-        PathState::Written(s) => assert_eq!(s.data, data),
+        PathState::Written { data: got, .. } => assert_eq!(got, data),
         other => panic!("not written over TLS: {other:?}\n{run}"),
     }
 
@@ -1731,7 +1360,7 @@ async fn vault_down_before_the_run_fails_fast_and_writes_nothing() {
     // Behind a proxy that drops every connection: same outcome, and the
     // server behind it has received nothing.
     let bao = PrivateBao::start().await;
-    let proxy = FaultProxy::start(bao.port, Duration::ZERO);
+    let proxy = TcpProxy::start(bao.port, Duration::ZERO);
     proxy.cut();
     let started = Instant::now();
     let run = ns
@@ -1773,7 +1402,7 @@ async fn vault_down_before_the_run_fails_fast_and_writes_nothing() {
 async fn vault_cut_mid_run_leaves_nothing_half_written_and_next_run_converges() {
     let ns = TestNs::new("vc-cut").await;
     let bao = PrivateBao::start().await;
-    let proxy = FaultProxy::start(bao.port, Duration::from_millis(10));
+    let proxy = TcpProxy::start(bao.port, Duration::from_millis(10));
     let expected = many_paths(&ns, 3, 20).await;
     let env = [
         ("VAULT_ADDR", proxy.addr()),
@@ -1781,41 +1410,9 @@ async fn vault_cut_mid_run_leaves_nothing_half_written_and_next_run_converges() 
         ("VAULT_SYNC_INDEX_MOUNT", "secret".to_owned()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let needle = format!("secret/data/{}", ns.rel(""));
 
-    let done = AtomicBool::new(false);
-    let run = async {
-        let out = ns
-            .cli_env(
-                &[
-                    "run",
-                    "-o",
-                    "json",
-                    "--concurrency",
-                    "4",
-                    "--vault-timeout",
-                    "1s",
-                ],
-                &env,
-            )
-            .await;
-        done.store(true, Ordering::SeqCst);
-        out
-    };
-    let cutter = async {
-        // Cut once ten contents are written: mid-way through 60 paths.
-        while !done.load(Ordering::SeqCst) {
-            if bao.audit_requests(&["create", "update"], &needle).len() >= 10 {
-                proxy.cut();
-                return Some(Instant::now());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        None
-    };
-    let (run, cut_at) = tokio::join!(run, cutter);
-    let cut_at = cut_at.unwrap_or_else(|| panic!("the run ended before the cut:\n{run}"));
-    let after_cut = cut_at.elapsed();
+    // Cut once ten contents are written: mid-way through 60 paths.
+    let (run, after_cut) = run_and_cut(&ns, &bao, &proxy, &env, ["4", "1s"], 10, 5).await;
     assert_no_panic(&run);
     run.assert_code(1);
     let failed = failures(&run);
@@ -1867,7 +1464,7 @@ async fn vault_cut_mid_run_leaves_nothing_half_written_and_next_run_converges() 
 async fn vault_cut_between_content_and_marker_is_completed_by_the_next_run() {
     let ns = TestNs::new("vc-marker").await;
     let bao = PrivateBao::start().await;
-    let proxy = FaultProxy::start(bao.port, Duration::ZERO);
+    let proxy = TcpProxy::start(bao.port, Duration::ZERO);
     let expected = many_paths(&ns, 3, 6).await;
     let env = [
         ("VAULT_ADDR", proxy.addr()),
@@ -1876,7 +1473,7 @@ async fn vault_cut_between_content_and_marker_is_completed_by_the_next_run() {
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let metadata_prefix = format!("POST /v1/secret/metadata/{}", ns.rel(""));
-    proxy.cut_at(&metadata_prefix, 8);
+    proxy.trip_at(&metadata_prefix, 8, Fault::Down);
 
     let started = Instant::now();
     let run = ns
@@ -1897,7 +1494,7 @@ async fn vault_cut_between_content_and_marker_is_completed_by_the_next_run() {
     assert_no_panic(&run);
     run.assert_code(1);
     let tripped = proxy
-        .tripped()
+        .tripped_line()
         .unwrap_or_else(|| panic!("the 8th marker write never came:\n{run}"));
     let cut_rel = tripped
         .strip_prefix("POST /v1/secret/metadata/")
@@ -1946,7 +1543,7 @@ async fn vault_cut_between_content_and_marker_is_completed_by_the_next_run() {
 async fn vault_cut_mid_run_ends_the_run_within_a_bound() {
     let ns = TestNs::new("vc-bound").await;
     let bao = PrivateBao::start().await;
-    let proxy = FaultProxy::start(bao.port, Duration::ZERO);
+    let proxy = TcpProxy::start(bao.port, Duration::ZERO);
     let expected = many_paths(&ns, 4, 50).await;
     let env = [
         ("VAULT_ADDR", proxy.addr()),
@@ -1954,42 +1551,7 @@ async fn vault_cut_mid_run_ends_the_run_within_a_bound() {
         ("VAULT_SYNC_INDEX_MOUNT", "secret".to_owned()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let needle = format!("secret/data/{}", ns.rel(""));
-    let done = AtomicBool::new(false);
-    let run = async {
-        let out = ns
-            .cli_env(
-                &[
-                    "run",
-                    "-o",
-                    "json",
-                    "--concurrency",
-                    "1",
-                    "--vault-timeout",
-                    "3s",
-                ],
-                &env,
-            )
-            .await;
-        done.store(true, Ordering::SeqCst);
-        out
-    };
-    let cutter = async {
-        while !done.load(Ordering::SeqCst) {
-            if !bao
-                .audit_requests(&["create", "update"], &needle)
-                .is_empty()
-            {
-                proxy.cut();
-                return Some(Instant::now());
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        None
-    };
-    let (run, cut_at) = tokio::join!(run, cutter);
-    let cut_at = cut_at.unwrap_or_else(|| panic!("the run ended before the cut:\n{run}"));
-    let after_cut = cut_at.elapsed();
+    let (run, after_cut) = run_and_cut(&ns, &bao, &proxy, &env, ["1", "3s"], 1, 2).await;
     assert_no_panic(&run);
     run.assert_code(1);
     assert!(
@@ -2038,9 +1600,9 @@ async fn namespace_flag_and_env_write_into_the_namespace() {
     run.assert_code(0);
     let rel_a = ns.rel("app/db");
     match team_a.state("secret", &rel_a).await {
-        PathState::Written(s) => {
-            assert_eq!(s.data, a);
-            assert_marker(&s.custom_metadata, &format!("default/{}/app", ns.name));
+        PathState::Written { data, md, .. } => {
+            assert_eq!(data, a);
+            assert_marker(&md, &format!("default/{}/app", ns.name));
         }
         other => panic!("not in team-a: {other:?}\n{run}"),
     }
@@ -2072,7 +1634,7 @@ async fn namespace_flag_and_env_write_into_the_namespace() {
     assert_eq!(summary["unchanged"], 1, "{run}");
     let rel_b = ns.rel("app2/db2");
     match team_a.state("secret", &rel_b).await {
-        PathState::Written(s) => assert_eq!(s.data, b),
+        PathState::Written { data, .. } => assert_eq!(data, b),
         other => panic!("not in team-a: {other:?}\n{run}"),
     }
     assert_eq!(root.state("secret", &rel_b).await, PathState::Absent);
