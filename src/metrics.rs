@@ -156,6 +156,13 @@ impl Metrics {
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
 
+    /// Counts one failed Vault operation by its `error_type`.
+    pub fn count_vault_error(&self, error_type: &str) {
+        self.vault_write_errors
+            .with_label_values(&[error_type])
+            .inc();
+    }
+
     pub fn record_vault_request(&self, method: &str, status: Option<u16>) {
         let class = match status {
             Some(s) => match s / 100 {

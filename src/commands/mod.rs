@@ -151,10 +151,7 @@ async fn sync(global: &GlobalArgs, mode: &Mode) -> Result<Exit, CommandError> {
     let outcome = sync_inner(global, mode, &metrics).await;
     let succeeded = matches!(outcome, Ok(Exit::Success | Exit::Changes));
     if let Err(e) = &outcome {
-        metrics
-            .vault_write_errors
-            .with_label_values(&[e.metric_label()])
-            .inc();
+        metrics.count_vault_error(e.metric_label());
     }
     let push = match mode {
         Mode::Plan(a) => a.push_metrics,

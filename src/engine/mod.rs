@@ -50,7 +50,6 @@ pub struct Prepared {
     pub listing_failures: Vec<KubeError>,
     /// Run-wide errors (`error_type`, message) besides listing failures.
     pub errors: Vec<(&'static str, String)>,
-    pub deployments: usize,
     /// The index as read; `None` if it could not be read (then nothing is
     /// deleted and the index is not touched).
     pub index: Option<IndexState>,
@@ -59,10 +58,6 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn listing_complete(&self) -> bool {
-        self.listing_failures.is_empty()
-    }
-
     /// Every run-wide error as (`error_type`, message).
     pub fn run_errors(&self) -> Vec<(&'static str, String)> {
         self.listing_failures
@@ -120,9 +115,14 @@ impl Engine {
 
         let mut problems = Vec::new();
         let mut notes = Vec::new();
-        // Parse annotations; remember which Secrets each Deployment needs.
+        // Parse annotations; remember which Secrets each Deployment needs
+        // and every path it can want. Both are known before any Secret is
+        // read: custom mode names the path, auto-discovery derives it from
+        // the referenced Secrets' names. So the mounts are resolved first,
+        // and the Secret GETs and the Vault reads then run at the same time.
         let mut specs = Vec::new();
         let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut raw_paths: BTreeSet<String> = BTreeSet::new();
         for d in &listing.deployments {
             let owner = Owner::new(&scope.cluster, &d.namespace, &d.name);
             match annotations::parse(&d.annotations) {
@@ -133,7 +133,13 @@ impl Engine {
                         .with_label_values(&[d.namespace.as_str(), d.name.as_str()])
                         .set(refs.len() as i64);
                     if spec.reconcile != annotations::Reconcile::Off {
+                        if let annotations::Mode::Custom(_) = spec.mode {
+                            raw_paths.insert(spec.path.clone());
+                        }
                         for r in refs {
+                            if spec.mode == annotations::Mode::AutoDiscover {
+                                raw_paths.insert(format!("{}/{}", spec.path, r.name));
+                            }
                             wanted.insert((d.namespace.clone(), r.name));
                         }
                     }
@@ -160,26 +166,6 @@ impl Engine {
             }
         }
 
-        // Every path the Deployments can want is known before any Secret
-        // is read: custom mode names it, auto-discovery derives it from the
-        // referenced Secrets' names. So the mounts are resolved first, and
-        // the Secret GETs and the Vault reads then run at the same time.
-        let mut raw_paths: BTreeSet<String> = BTreeSet::new();
-        for (_, spec, d) in &specs {
-            if spec.reconcile == annotations::Reconcile::Off {
-                continue;
-            }
-            match &spec.mode {
-                annotations::Mode::Custom(_) => {
-                    raw_paths.insert(spec.path.clone());
-                }
-                annotations::Mode::AutoDiscover => raw_paths.extend(
-                    desired::required_secrets(spec, &d.references)
-                        .into_iter()
-                        .map(|r| format!("{}/{}", spec.path, r.name)),
-                ),
-            }
-        }
         // One lookup per mount: a known mount that prefixes a path is its mount.
         let mut mounts = MountTable::default();
         let mut mount_errors: BTreeMap<String, VaultError> = BTreeMap::new();
@@ -190,10 +176,7 @@ impl Engine {
             match self.vault.lookup_mount(raw).await {
                 Ok(m) => mounts.insert(m),
                 Err(e) => {
-                    self.metrics
-                        .vault_write_errors
-                        .with_label_values(&[e.metric_label()])
-                        .inc();
+                    self.metrics.count_vault_error(e.metric_label());
                     mount_errors.insert(raw.clone(), e);
                 }
             }
@@ -305,10 +288,7 @@ impl Engine {
         let index = match self.read_index().await {
             Ok(state) => Some(state),
             Err(e) => {
-                self.metrics
-                    .vault_write_errors
-                    .with_label_values(&[e.metric_label()])
-                    .inc();
+                self.metrics.count_vault_error(e.metric_label());
                 tracing::error!(
                     error_type = e.metric_label(),
                     "cannot read the vault-sync index: {e}"
@@ -365,7 +345,6 @@ impl Engine {
             plan,
             listing_failures: listing.failures,
             errors,
-            deployments: specs.len(),
             index,
             forget,
         }
@@ -400,10 +379,7 @@ impl Engine {
                     Ok(o) => o,
                     Err(e) => {
                         let e = self.vault.explain(e).await;
-                        self.metrics
-                            .vault_write_errors
-                            .with_label_values(&[e.metric_label()])
-                            .inc();
+                        self.metrics.count_vault_error(e.metric_label());
                         Observed::Failed {
                             kind: e.metric_label(),
                             message: e.to_string(),
@@ -628,10 +604,7 @@ impl Engine {
             .collect()
             .await;
         for e in failures.values() {
-            self.metrics
-                .vault_write_errors
-                .with_label_values(&[e.metric_label()])
-                .inc();
+            self.metrics.count_vault_error(e.metric_label());
         }
         failures
     }
