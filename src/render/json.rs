@@ -1,93 +1,196 @@
 //! `--output json`: a stable, documented schema (see README, "JSON output").
 //! Bump `format_version` on any incompatible change.
+//!
+//! The document is serialized straight from the plan to the writer, never
+//! built as a `serde_json::Value` first: for a run over tens of thousands of
+//! paths that tree was the largest allocation of the whole run. Keys are
+//! written in alphabetical order, as the earlier `Value`-based output had.
 
-use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::io;
+
+use serde::Serialize;
+use serde::ser::{SerializeSeq, Serializer};
 
 use super::Report;
-use crate::core::plan::Action;
+use crate::core::plan::{Action, Change};
 
 pub const FORMAT_VERSION: u32 = 1;
 
-pub fn render(report: &Report<'_>) -> Value {
+/// Writes the report as pretty-printed JSON.
+pub fn write(report: &Report<'_>, out: impl io::Write) -> serde_json::Result<()> {
     let plan = report.plan;
-    let changes: Vec<Value> = plan
-        .changes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let mut v = json!({
-                "action": c.action.name(),
-                "path": c.path,
-                "cluster": c.owner.cluster,
-                "namespace": c.owner.namespace,
-                "deployment": c.owner.deployment,
+    let document = Document {
+        changes: Changes(report),
+        changes_pending: report.applied.is_none() && plan.has_changes(),
+        command: report.command,
+        errors: report
+            .errors
+            .iter()
+            .map(|(kind, message)| RunError {
+                error_type: kind,
+                message,
+            })
+            .collect(),
+        format_version: FORMAT_VERSION,
+        notes: plan
+            .notes
+            .iter()
+            .map(|n| NoteOut {
+                deployment: &n.owner.deployment,
+                message: &n.message,
+                namespace: &n.owner.namespace,
+            })
+            .collect(),
+        // Through a `Value` (a small, sorted map) to keep its key order.
+        summary: serde_json::to_value(plan.summary())?,
+    };
+    document.serialize(&mut serde_json::Serializer::pretty(out))
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    changes: Changes<'a>,
+    changes_pending: bool,
+    command: &'a str,
+    errors: Vec<RunError<'a>>,
+    format_version: u32,
+    notes: Vec<NoteOut<'a>>,
+    summary: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct RunError<'a> {
+    error_type: &'a str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct NoteOut<'a> {
+    deployment: &'a str,
+    message: &'a str,
+    namespace: &'a str,
+}
+
+/// The changes, serialized one at a time.
+struct Changes<'a>(&'a Report<'a>);
+
+impl Serialize for Changes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let report = self.0;
+        let mut seq = serializer.serialize_seq(Some(report.plan.changes.len()))?;
+        for (i, change) in report.plan.changes.iter().enumerate() {
+            seq.serialize_element(&change_out(report, i, change))?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Keys<'a> {
+    added: &'a [String],
+    changed: &'a [String],
+    removed: &'a [String],
+}
+
+/// One change; absent fields are left out, as the schema documents.
+#[derive(Serialize)]
+struct ChangeOut<'a> {
+    action: &'static str,
+    cluster: &'a str,
+    deployment: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destroy: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<Keys<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kv_version: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata_only: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount: Option<&'a str>,
+    namespace: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+}
+
+fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<'a> {
+    let mut out = ChangeOut {
+        action: c.action.name(),
+        cluster: &c.owner.cluster,
+        deployment: &c.owner.deployment,
+        destroy: None,
+        error_type: None,
+        keys: None,
+        kv_version: c.location.as_ref().map(|l| l.version.as_u8()),
+        message: None,
+        metadata_only: None,
+        mount: c.location.as_ref().map(|l| l.mount.as_str()),
+        namespace: &c.owner.namespace,
+        path: &c.path,
+        reason: None,
+        result: None,
+        secret: None,
+    };
+    match &c.action {
+        Action::Create { keys } => {
+            out.keys = Some(Keys {
+                added: keys,
+                changed: &[],
+                removed: &[],
             });
-            if let Some(loc) = &c.location {
-                v["mount"] = json!(loc.mount);
-                v["kv_version"] = json!(loc.version.as_u8());
+        }
+        Action::Update {
+            added,
+            changed,
+            removed,
+            metadata_only,
+        } => {
+            out.keys = Some(Keys {
+                added,
+                changed,
+                removed,
+            });
+            out.metadata_only = Some(*metadata_only);
+        }
+        Action::Unchanged => {}
+        Action::Conflict { reason } | Action::Keep { reason } | Action::Refused { reason } => {
+            out.reason = Some(reason);
+        }
+        Action::Delete { reason, destroy } => {
+            out.reason = Some(reason);
+            out.destroy = Some(*destroy);
+        }
+        Action::Error {
+            kind,
+            message,
+            secret,
+        } => {
+            out.error_type = Some(kind);
+            out.message = Some(Cow::Borrowed(message));
+            out.secret = secret.as_deref();
+        }
+    }
+    if let Some(applied) = report.applied
+        && (c.write.is_some() || matches!(c.action, Action::Delete { .. }))
+    {
+        match applied.get(&i) {
+            None => out.result = Some("applied"),
+            Some(e) => {
+                out.result = Some("failed");
+                out.error_type = Some(e.metric_label());
+                out.message = Some(Cow::Owned(e.to_string()));
             }
-            match &c.action {
-                Action::Create { keys } => {
-                    v["keys"] = json!({ "added": keys, "changed": [], "removed": [] })
-                }
-                Action::Update {
-                    added,
-                    changed,
-                    removed,
-                    metadata_only,
-                } => {
-                    v["keys"] = json!({ "added": added, "changed": changed, "removed": removed });
-                    v["metadata_only"] = json!(metadata_only);
-                }
-                Action::Unchanged => {}
-                Action::Conflict { reason }
-                | Action::Keep { reason }
-                | Action::Refused { reason } => v["reason"] = json!(reason),
-                Action::Delete { reason, destroy } => {
-                    v["reason"] = json!(reason);
-                    v["destroy"] = json!(destroy);
-                }
-                Action::Error {
-                    kind,
-                    message,
-                    secret,
-                } => {
-                    v["error_type"] = json!(kind);
-                    v["message"] = json!(message);
-                    if let Some(s) = secret {
-                        v["secret"] = json!(s);
-                    }
-                }
-            }
-            if let Some(applied) = report.applied
-                && (c.write.is_some() || matches!(c.action, Action::Delete { .. }))
-            {
-                match applied.get(&i) {
-                    None => v["result"] = json!("applied"),
-                    Some(e) => {
-                        v["result"] = json!("failed");
-                        v["error_type"] = json!(e.metric_label());
-                        v["message"] = json!(e.to_string());
-                    }
-                }
-            }
-            v
-        })
-        .collect();
-    json!({
-        "format_version": FORMAT_VERSION,
-        "command": report.command,
-        "summary": plan.summary(),
-        "changes_pending": report.applied.is_none() && plan.has_changes(),
-        "changes": changes,
-        "notes": plan.notes.iter().map(|n| json!({
-            "namespace": n.owner.namespace,
-            "deployment": n.owner.deployment,
-            "message": n.message,
-        })).collect::<Vec<_>>(),
-        "errors": report.errors.iter().map(|(kind, message)| json!({
-            "error_type": kind,
-            "message": message,
-        })).collect::<Vec<_>>(),
-    })
+        }
+    }
+    out
 }

@@ -30,15 +30,18 @@ pub struct Report<'a> {
 }
 
 pub fn emit(report: &Report<'_>, format: OutputFormat) {
-    let text = match format {
-        OutputFormat::Table => table::render(report, table::use_colour()),
+    match format {
+        OutputFormat::Table => print_stdout(&table::render(report, table::use_colour())),
         OutputFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&json::render(report)).unwrap_or_default();
-            s.push('\n');
-            s
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            // Errors here are a closed pipe (`vault-sync plan -o json | head`).
+            let _ = json::write(report, &mut out)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush());
         }
-    };
-    print_stdout(&text);
+    }
 }
 
 /// `vault-sync check` as a ✓/✗ table with a fix per failure.
