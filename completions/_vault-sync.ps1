@@ -41,6 +41,8 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
             [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('--read-secrets', '--read-secrets', [CompletionResultType]::ParameterName, 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
@@ -83,6 +85,8 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
             [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('--read-secrets', '--read-secrets', [CompletionResultType]::ParameterName, 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
@@ -121,6 +125,8 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
             [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('--read-secrets', '--read-secrets', [CompletionResultType]::ParameterName, 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
@@ -160,6 +166,8 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
             [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('--read-secrets', '--read-secrets', [CompletionResultType]::ParameterName, 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
@@ -172,8 +180,8 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'vault-sync;check' {
@@ -197,6 +205,8 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
             [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('--read-secrets', '--read-secrets', [CompletionResultType]::ParameterName, 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
@@ -205,8 +215,8 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'vault-sync;completions' {
@@ -230,6 +240,8 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--push-label', '--push-label', [CompletionResultType]::ParameterName, 'Extra grouping label for the push, `name=value` (repeatable)')
             [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Also write the metrics, in Prometheus text format, to this file (for node_exporter''s textfile collector)')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Parallel Kubernetes and Vault requests')
+            [CompletionResult]::new('--read-secrets', '--read-secrets', [CompletionResultType]::ParameterName, 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr (json: one object per line, for log pipelines)')
@@ -238,8 +250,8 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More output (repeat for more); also shows unchanged paths')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Errors only; no progress bars')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'vault-sync;help' {

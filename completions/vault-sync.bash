@@ -59,7 +59,7 @@ _vault__sync() {
 
     case "${cmd}" in
         vault__sync)
-            opts="-n -l -o -v -q -h -V --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help --version plan run prune check completions help"
+            opts="-n -l -o -v -q -h -V --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help --version plan run prune check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -145,6 +145,14 @@ _vault__sync() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --read-secrets)
+                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    return 0
+                    ;;
+                --batch-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
@@ -165,7 +173,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__check)
-            opts="-n -l -o -v -q -h --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
+            opts="-n -l -o -v -q -h --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -248,6 +256,14 @@ _vault__sync() {
                     return 0
                     ;;
                 --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-secrets)
+                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    return 0
+                    ;;
+                --batch-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -271,7 +287,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__completions)
-            opts="-n -l -o -v -q -h --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help bash elvish fish powershell zsh"
+            opts="-n -l -o -v -q -h --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -354,6 +370,14 @@ _vault__sync() {
                     return 0
                     ;;
                 --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-secrets)
+                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    return 0
+                    ;;
+                --batch-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -475,7 +499,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__plan)
-            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
+            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -565,6 +589,14 @@ _vault__sync() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --read-secrets)
+                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    return 0
+                    ;;
+                --batch-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
@@ -585,7 +617,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__prune)
-            opts="-y -n -l -o -v -q -h --yes --destroy --max-deletes --rebuild-index --scan --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
+            opts="-y -n -l -o -v -q -h --yes --destroy --max-deletes --rebuild-index --scan --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -679,6 +711,14 @@ _vault__sync() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --read-secrets)
+                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    return 0
+                    ;;
+                --batch-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
@@ -699,7 +739,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__run)
-            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --output --log-format --verbose --quiet --help"
+            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -786,6 +826,14 @@ _vault__sync() {
                     return 0
                     ;;
                 --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-secrets)
+                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    return 0
+                    ;;
+                --batch-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

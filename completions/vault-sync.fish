@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_vault_sync_global_optspecs
-    string join \n kubeconfig= context= kube-timeout= n/namespace= l/selector= cluster-name= index-mount= vault-addr= vault-auth= vault-role= vault-auth-path= vault-jwt-file= vault-namespace= vault-timeout= pushgateway-url= push-label= require-push metrics-file= concurrency= o/output= log-format= v/verbose q/quiet h/help V/version
+    string join \n kubeconfig= context= kube-timeout= n/namespace= l/selector= cluster-name= index-mount= vault-addr= vault-auth= vault-role= vault-auth-path= vault-jwt-file= vault-namespace= vault-timeout= pushgateway-url= push-label= require-push metrics-file= concurrency= read-secrets= batch-size= o/output= log-format= v/verbose q/quiet h/help V/version
 end
 
 function __fish_vault_sync_needs_command
@@ -45,6 +45,9 @@ complete -c vault-sync -n "__fish_vault_sync_needs_command" -l pushgateway-url -
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l push-label -d 'Extra grouping label for the push, `name=value` (repeatable)' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l metrics-file -d 'Also write the metrics, in Prometheus text format, to this file (for node_exporter\'s textfile collector)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
+complete -c vault-sync -n "__fish_vault_sync_needs_command" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
+list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
+complete -c vault-sync -n "__fish_vault_sync_needs_command" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''
@@ -82,6 +85,9 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l pushgatew
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l push-label -d 'Extra grouping label for the push, `name=value` (repeatable)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l metrics-file -d 'Also write the metrics, in Prometheus text format, to this file (for node_exporter\'s textfile collector)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
+list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''
@@ -116,6 +122,9 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l pushgatewa
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l push-label -d 'Extra grouping label for the push, `name=value` (repeatable)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l metrics-file -d 'Also write the metrics, in Prometheus text format, to this file (for node_exporter\'s textfile collector)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
+list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''
@@ -151,6 +160,9 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l pushgate
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l push-label -d 'Extra grouping label for the push, `name=value` (repeatable)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l metrics-file -d 'Also write the metrics, in Prometheus text format, to this file (for node_exporter\'s textfile collector)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
+list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''
@@ -161,7 +173,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l rebuild-
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l require-push -d 'A failed push fails the run (default: a warning)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s v -l verbose -d 'More output (repeat for more); also shows unchanged paths'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s q -l quiet -d 'Errors only; no progress bars'
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s h -l help -d 'Print help'
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l context -d 'Kubeconfig context to use' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
@@ -183,6 +195,9 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l pushgate
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l push-label -d 'Extra grouping label for the push, `name=value` (repeatable)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l metrics-file -d 'Also write the metrics, in Prometheus text format, to this file (for node_exporter\'s textfile collector)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
+list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''
@@ -190,7 +205,7 @@ json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l require-push -d 'A failed push fails the run (default: a warning)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s v -l verbose -d 'More output (repeat for more); also shows unchanged paths'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s q -l quiet -d 'Errors only; no progress bars'
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s h -l help -d 'Print help'
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l context -d 'Kubeconfig context to use' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
@@ -212,6 +227,9 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l pu
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l push-label -d 'Extra grouping label for the push, `name=value` (repeatable)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l metrics-file -d 'Also write the metrics, in Prometheus text format, to this file (for node_exporter\'s textfile collector)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
+list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''
@@ -219,7 +237,7 @@ json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l require-push -d 'A failed push fails the run (default: a warning)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s v -l verbose -d 'More output (repeat for more); also shows unchanged paths'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s q -l quiet -d 'Errors only; no progress bars'
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand help; and not __fish_seen_subcommand_from plan run prune check completions help" -f -a "plan" -d 'Show what `run` would change (key names only, never values)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand help; and not __fish_seen_subcommand_from plan run prune check completions help" -f -a "run" -d 'Apply the plan: write what differs and delete orphans (paths vault-sync wrote that nothing wants any more; see --no-prune)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand help; and not __fish_seen_subcommand_from plan run prune check completions help" -f -a "prune" -d 'Remove Vault paths vault-sync wrote that nothing wants any more'

@@ -239,6 +239,17 @@ pub struct GlobalArgs {
     #[arg(long, global = true, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
 
+    /// How Secrets are read: a GET per Secret (needs only `get` on
+    /// secrets), or paged LISTs per namespace (needs `list` too; far less
+    /// API server work on large runs).
+    #[arg(long, global = true, value_enum, default_value = "get")]
+    pub read_secrets: crate::k8s::SecretReads,
+
+    /// Vault paths read, planned and written per batch. Bounds the Secret
+    /// values held in memory at once; keep it well above --concurrency.
+    #[arg(long, global = true, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
     pub output: OutputFormat,

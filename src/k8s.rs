@@ -1,7 +1,7 @@
 //! Kubernetes adapter: the only module that talks to the API server.
 //! Named `k8s` so that it does not shadow the `kube` crate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -237,18 +237,69 @@ pub async fn list_deployments(
     listing
 }
 
+/// Page size for Secret listings: a page holds every Secret of the
+/// namespace, wanted or not (Helm release Secrets run to hundreds of KiB),
+/// so pages are kept smaller than [`PAGE_SIZE`].
+pub const SECRET_PAGE_SIZE: u32 = 100;
+
+/// How Secrets are read (`--read-secrets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SecretReads {
+    /// One GET per needed Secret: needs only `get` on secrets.
+    #[default]
+    Get,
+    /// Paged LISTs of each namespace, keeping the needed Secrets: far
+    /// fewer requests and far less API server work, but needs `list`.
+    List,
+}
+
+/// Reads the Secrets `names` of one namespace with paged LISTs: one request
+/// per page instead of one per Secret. Secrets not in `names` are dropped
+/// as each page arrives; a wanted name not listed is `NotFound`.
+pub async fn list_secrets(
+    client: &Client,
+    namespace: &str,
+    names: &BTreeSet<String>,
+) -> Result<BTreeMap<String, SecretFetch>, KubeError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut params = ListParams::default().limit(SECRET_PAGE_SIZE);
+    let mut found = BTreeMap::new();
+    loop {
+        let page = api.list(&params).await.map_err(|e| {
+            KubeError::from_kube(e, "list", "secrets", format!(" in namespace {namespace}"))
+        })?;
+        for secret in page.items {
+            if let Some(name) = secret.metadata.name.as_ref().filter(|n| names.contains(*n)) {
+                found.insert(name.clone(), secret_fetch(secret));
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    for name in names {
+        found.entry(name.clone()).or_insert(SecretFetch::NotFound);
+    }
+    Ok(found)
+}
+
+fn secret_fetch(secret: Secret) -> SecretFetch {
+    SecretFetch::Found(
+        secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect(),
+    )
+}
+
 /// Reads one Secret.
 pub async fn get_secret(client: &Client, namespace: &str, name: &str) -> SecretFetch {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match api.get(name).await {
-        Ok(secret) => SecretFetch::Found(
-            secret
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect(),
-        ),
+        Ok(secret) => secret_fetch(secret),
         Err(e) => match KubeError::from_kube(e, "get", "secrets", format!(" {namespace}/{name}")) {
             KubeError::NotFound { .. } => SecretFetch::NotFound,
             other => SecretFetch::Failed {

@@ -144,6 +144,12 @@ async fn rbac_checks(kube: &kube::Client, global: &GlobalArgs, checks: &mut Chec
         global.namespaces.iter().map(|n| Some(n.as_str())).collect()
     };
     let api: Api<SelfSubjectAccessReview> = Api::all(kube.clone());
+    let list_secrets = (global.read_secrets == k8s::SecretReads::List).then_some((
+        "list",
+        "",
+        "secrets",
+        "to read Secrets by namespace (--read-secrets list; without it each is read with a GET)",
+    ));
     for ns in namespaces {
         for (verb, group, resource, why) in [
             (
@@ -164,7 +170,10 @@ async fn rbac_checks(kube: &kube::Client, global: &GlobalArgs, checks: &mut Chec
                 "secrets",
                 "to read the Secrets Deployments reference",
             ),
-        ] {
+        ]
+        .into_iter()
+        .chain(list_secrets)
+        {
             let review = SelfSubjectAccessReview {
                 spec: SelfSubjectAccessReviewSpec {
                     resource_attributes: Some(ResourceAttributes {

@@ -111,6 +111,8 @@ fn scope(global: &GlobalArgs, mode: &Mode) -> Scope {
         namespaces: global.namespaces.clone(),
         selector: global.selector.clone(),
         concurrency: usize::from(global.concurrency),
+        batch_size: global.batch_size as usize,
+        read_secrets: global.read_secrets,
         adopt,
         prune,
         destroy: mode.delete_args().destroy,
@@ -188,7 +190,9 @@ async fn sync_inner(
     {
         rebuild_index(&engine, args).await?;
     }
-    let mut prepared = engine.prepare(&progress).await;
+    let mut prepared = engine
+        .prepare(&progress, matches!(mode, Mode::Run(_)))
+        .await;
     log_problems(&prepared.plan);
     if let Mode::Prune(_) = mode {
         // prune touches orphans only: show and apply nothing else.
@@ -219,14 +223,14 @@ async fn sync_inner(
 
     let applied = match mode {
         Mode::Plan(_) => None,
-        Mode::Run(_) => Some(engine.apply(&mut prepared, true, &progress).await),
+        Mode::Run(_) => Some(engine.apply(&mut prepared, &progress).await),
         Mode::Prune(args) => {
             let deletes = prepared.plan.summary().delete;
             if deletes > 0 && !args.yes && !confirm(&prepared, deletes, &report)? {
                 render::print_stderr("Prune cancelled; nothing was deleted.");
                 return Ok(Exit::Failure);
             }
-            Some(engine.apply(&mut prepared, false, &progress).await)
+            Some(engine.apply(&mut prepared, &progress).await)
         }
     };
     record_plan(

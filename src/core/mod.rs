@@ -3,6 +3,7 @@
 //! is unit-tested here without a server.
 
 pub mod annotations;
+pub mod batch;
 pub mod desired;
 #[cfg(test)]
 mod fuzz;

@@ -147,6 +147,19 @@ pub struct Change {
     pub preserve_on_delete: bool,
 }
 
+impl Change {
+    /// Drops the values to write once they are written (or, for `plan` and
+    /// `prune`, once planned), so a large run does not hold every Secret's
+    /// values until the end. The change still says a write was planned
+    /// ([`Plan::has_changes`]); executing it again writes nothing.
+    pub fn release_payload(&mut self) {
+        if let Some(write) = &mut self.write {
+            write.data = None;
+            write.metadata = None;
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub changes: Vec<Change>,
@@ -225,6 +238,28 @@ impl Plan {
             }
         }
         refused
+    }
+
+    /// Builds a plan from changes gathered batch by batch, each with what
+    /// became of it (`E`: a failed write). Sorted like [`Plan::sort`]; the
+    /// outcomes come back keyed by their change's index in the sorted plan.
+    pub fn from_rows<E>(
+        mut rows: Vec<(Change, Option<E>)>,
+        notes: Vec<Note>,
+    ) -> (Self, BTreeMap<usize, E>) {
+        rows.sort_by(|(a, _), (b, _)| (&a.path, &a.owner).cmp(&(&b.path, &b.owner)));
+        let mut plan = Plan {
+            changes: Vec::with_capacity(rows.len()),
+            notes,
+        };
+        let mut outcomes = BTreeMap::new();
+        for (i, (change, outcome)) in rows.into_iter().enumerate() {
+            plan.changes.push(change);
+            if let Some(o) = outcome {
+                outcomes.insert(i, o);
+            }
+        }
+        (plan, outcomes)
     }
 
     /// Sorts changes by path, then owner, for stable output.
@@ -535,6 +570,53 @@ mod tests {
             &BTreeMap::new(),
             &PlanOptions { adopt },
         )
+    }
+
+    #[test]
+    fn rows_from_batches_sort_with_their_outcomes() {
+        // Two batches planned separately, outcomes by batch-local order.
+        let first = run(
+            vec![
+                located("b", "api", &[("k", "v")]),
+                located("d", "db", &[("k", "v")]),
+            ],
+            vec![(loc("b"), Observed::Absent), (loc("d"), Observed::Absent)],
+            false,
+        );
+        let second = run(
+            vec![
+                located("a", "web", &[("k", "v")]),
+                located("c", "job", &[("k", "v")]),
+            ],
+            vec![(loc("a"), Observed::Absent), (loc("c"), Observed::Absent)],
+            false,
+        );
+        let rows: Vec<(Change, Option<&str>)> = first
+            .changes
+            .into_iter()
+            .zip([None, Some("d failed")])
+            .chain(second.changes.into_iter().zip([Some("a failed"), None]))
+            .collect();
+        let (plan, failures) = Plan::from_rows(rows, vec![]);
+        let paths: Vec<&str> = plan.changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, ["secret/a", "secret/b", "secret/c", "secret/d"]);
+        assert_eq!(failures, BTreeMap::from([(0, "a failed"), (3, "d failed")]));
+    }
+
+    #[test]
+    fn a_released_payload_still_counts_as_a_change_but_holds_no_value() {
+        let mut p = run(
+            vec![located("app", "api", &[("k", "v")])],
+            vec![(loc("app"), Observed::Absent)],
+            false,
+        );
+        p.changes[0].release_payload();
+        let w = p.changes[0].write.as_ref().unwrap();
+        assert!(w.data.is_none() && w.metadata.is_none());
+        assert!(
+            p.has_changes(),
+            "plan's exit code 2 must survive the release"
+        );
     }
 
     #[test]

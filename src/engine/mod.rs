@@ -2,6 +2,7 @@
 //! the pure functions, apply the plan. Every failure is attributed to a
 //! Deployment or path and never stops the others.
 
+mod apply;
 mod orphans;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,8 +11,8 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 
 use crate::core::annotations;
+use crate::core::batch;
 use crate::core::desired::{self, SecretFetch};
-use crate::core::index::{Index, IndexEntry};
 use crate::core::ownership::Owner;
 use crate::core::plan::{
     self, Action, Change, Located, Note, Observed, Plan, PlanOptions, Problem,
@@ -33,6 +34,10 @@ pub struct Scope {
     pub namespaces: Vec<String>,
     pub selector: Option<String>,
     pub concurrency: usize,
+    /// Locations read, planned and written together (`--batch-size`).
+    pub batch_size: usize,
+    /// GET each Secret, or LIST each namespace (`--read-secrets`).
+    pub read_secrets: k8s::SecretReads,
     pub adopt: bool,
     /// Look for orphans (`run`, `plan` and `prune`; off with `--no-prune`).
     pub prune: bool,
@@ -55,6 +60,8 @@ pub struct Prepared {
     pub index: Option<IndexState>,
     /// Index entries to drop after the deletions.
     pub forget: BTreeSet<KvLocation>,
+    /// `run`: writes that failed, by change index (taken by `apply`).
+    pub write_failures: BTreeMap<usize, VaultError>,
 }
 
 impl Prepared {
@@ -93,9 +100,25 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
 }
 
+/// One annotated Deployment after parsing, before any Secret is read.
+struct Parsed<'a> {
+    owner: Owner,
+    spec: annotations::SyncSpec,
+    deployment: &'a k8s::DeploymentView,
+    /// Secrets to read (none when reconcile is off).
+    secrets: Vec<String>,
+    /// Locations it can want, for the Vault reads and for batching.
+    locations: Vec<KvLocation>,
+}
+
+/// A planned change and, for `run`, how its write went.
+type Row = (Change, Option<VaultError>);
+
 impl Engine {
-    /// Reads Kubernetes and Vault and builds the plan. Writes nothing.
-    pub async fn prepare(&self, progress: &Progress) -> Prepared {
+    /// Reads Kubernetes and Vault and builds the plan, batch by batch. With
+    /// `writes` (`run`), each batch's creates and updates are applied before
+    /// the next batch is read; deletions wait for [`Engine::apply`].
+    pub async fn prepare(&self, progress: &Progress, writes: bool) -> Prepared {
         let scope = &self.scope;
         let started = std::time::Instant::now();
         let phase = |name: &str| {
@@ -113,16 +136,14 @@ impl Engine {
         }
         phase("listing");
 
-        let mut problems = Vec::new();
-        let mut notes = Vec::new();
         // Parse annotations; remember which Secrets each Deployment needs
         // and every path it can want. Both are known before any Secret is
         // read: custom mode names the path, auto-discovery derives it from
         // the referenced Secrets' names. So the mounts are resolved first,
         // and the Secret GETs and the Vault reads then run at the same time.
-        let mut specs = Vec::new();
-        let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
-        let mut raw_paths: BTreeSet<String> = BTreeSet::new();
+        let mut problems = Vec::new();
+        let mut parsed = Vec::new();
+        let mut raw_paths_of = Vec::new();
         for d in &listing.deployments {
             let owner = Owner::new(&scope.cluster, &d.namespace, &d.name);
             match annotations::parse(&d.annotations) {
@@ -132,18 +153,27 @@ impl Engine {
                         .secrets_discovered
                         .with_label_values(&[d.namespace.as_str(), d.name.as_str()])
                         .set(refs.len() as i64);
+                    let mut raw_paths = Vec::new();
+                    let mut secrets = Vec::new();
                     if spec.reconcile != annotations::Reconcile::Off {
                         if let annotations::Mode::Custom(_) = spec.mode {
-                            raw_paths.insert(spec.path.clone());
+                            raw_paths.push(spec.path.clone());
                         }
                         for r in refs {
                             if spec.mode == annotations::Mode::AutoDiscover {
-                                raw_paths.insert(format!("{}/{}", spec.path, r.name));
+                                raw_paths.push(format!("{}/{}", spec.path, r.name));
                             }
-                            wanted.insert((d.namespace.clone(), r.name));
+                            secrets.push(r.name);
                         }
                     }
-                    specs.push((owner, spec, d));
+                    raw_paths_of.push(raw_paths);
+                    parsed.push(Parsed {
+                        owner,
+                        spec,
+                        deployment: d,
+                        secrets,
+                        locations: Vec::new(),
+                    });
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -169,8 +199,8 @@ impl Engine {
         // One lookup per mount: a known mount that prefixes a path is its mount.
         let mut mounts = MountTable::default();
         let mut mount_errors: BTreeMap<String, VaultError> = BTreeMap::new();
-        for raw in &raw_paths {
-            if mounts.find(raw).is_some() {
+        for raw in raw_paths_of.iter().flatten() {
+            if mounts.find(raw).is_some() || mount_errors.contains_key(raw) {
                 continue;
             }
             match self.vault.lookup_mount(raw).await {
@@ -189,103 +219,19 @@ impl Engine {
                 scope.cluster_prefix.as_deref(),
             ))
         };
-        let locations: BTreeSet<KvLocation> = raw_paths
-            .iter()
-            .filter_map(|raw| locate(raw).and_then(Result::ok))
-            .collect();
-
-        phase("mount lookups");
-        let secrets_bar = progress.bar("reading Secrets", wanted.len() as u64);
-        let vault_bar = progress.bar("reading Vault", locations.len() as u64);
-        let (fetched, observed) = tokio::join!(
-            async {
-                let fetched = self.fetch_secrets(wanted, &secrets_bar).await;
-                phase("Secret reads");
-                fetched
-            },
-            async {
-                let observed = self.observe(locations, &vault_bar).await;
-                phase("Vault reads");
-                observed
-            }
-        );
-        secrets_bar.finish();
-        vault_bar.finish();
-
-        // Desired state per Deployment.
-        let mut located = Vec::new();
-        // Owners whose existing paths must not be judged as orphans.
-        let mut held: BTreeSet<Owner> = BTreeSet::new();
-        for (owner, spec, d) in &specs {
-            let secrets = NamespaceSecrets {
-                namespace: &d.namespace,
-                all: &fetched,
-            };
-            let outcome = desired::desire(owner, spec, &d.references, &secrets);
-            if outcome.hold_existing {
-                held.insert(owner.clone());
-            }
-            for (path, e) in outcome.errors {
-                match &e {
-                    desired::DesiredError::SecretNotFound { namespace, secret } => self
-                        .metrics
-                        .secret_not_found_errors
-                        .with_label_values(&[namespace.as_str(), secret.as_str()])
-                        .inc(),
-                    desired::DesiredError::KeyMissing {
-                        namespace, secret, ..
-                    } => self
-                        .metrics
-                        .secret_key_missing_errors
-                        .with_label_values(&[namespace.as_str(), secret.as_str()])
-                        .inc(),
-                    _ => {}
-                }
-                problems.push(Problem {
-                    owner: owner.clone(),
-                    path,
-                    secret: Some(e.secret().to_owned()),
-                    kind: e.metric_label(),
-                    message: format!("Deployment {}: {e}", owner.short()),
-                });
-            }
-            notes.extend(outcome.notes.into_iter().map(|message| Note {
-                owner: owner.clone(),
-                message,
-            }));
-            for d in outcome.paths {
-                match (mount_errors.get(&d.raw_path), locate(&d.raw_path)) {
-                    (_, Some(Ok(location))) => located.push(Located {
-                        desired: d,
-                        location,
-                    }),
-                    (_, Some(Err(e))) => problems.push(Problem {
-                        owner: d.owner.clone(),
-                        path: Some(d.raw_path.clone()),
-                        secret: None,
-                        kind: "invalid_path",
-                        message: format!("Deployment {}: {e}", d.owner.short()),
-                    }),
-                    (Some(e), None) => problems.push(vault_problem(&d.owner, &d.raw_path, e)),
-                    (None, None) => problems.push(Problem {
-                        owner: d.owner.clone(),
-                        path: Some(d.raw_path.clone()),
-                        secret: None,
-                        kind: "unknown",
-                        message: format!(
-                            "Deployment {}: the mount of {} was not looked up",
-                            d.owner.short(),
-                            d.raw_path
-                        ),
-                    }),
-                }
-            }
+        for (p, raw_paths) in parsed.iter_mut().zip(&raw_paths_of) {
+            p.locations = raw_paths
+                .iter()
+                .filter_map(|raw| locate(raw).and_then(Result::ok))
+                .collect();
         }
-        drop(fetched);
+        drop(raw_paths_of);
+        phase("mount lookups");
 
-        phase("desired state");
+        // The index is read before planning: it decides ownership of KV v1
+        // paths and of creates interrupted before their marker.
         let mut errors = Vec::new();
-        let index = match self.read_index().await {
+        let mut index = match self.read_index().await {
             Ok(state) => Some(state),
             Err(e) => {
                 self.metrics.count_vault_error(e.metric_label());
@@ -305,25 +251,161 @@ impl Engine {
             .flat_map(|s| s.index.iter())
             .map(|(l, e)| (l.clone(), e.owner.clone()))
             .collect();
-        let desired_locations: BTreeSet<KvLocation> =
-            located.iter().map(|l| l.location.clone()).collect();
-        let mut plan = plan::plan(
-            located,
+        phase("index read");
+
+        let batches = batch::batches(
+            &parsed
+                .iter()
+                .map(|p| p.locations.clone())
+                .collect::<Vec<_>>(),
+            scope.batch_size,
+        );
+        let secrets_bar = progress.bar(
+            "reading Secrets",
+            parsed.iter().map(|p| p.secrets.len() as u64).sum(),
+        );
+        let vault_bar = progress.bar(
+            "reading Vault",
+            parsed.iter().map(|p| p.locations.len() as u64).sum(),
+        );
+        let mut rows: Vec<Row> = Vec::new();
+        let mut notes = Vec::new();
+        // Owners whose existing paths must not be judged as orphans.
+        let mut held: BTreeSet<Owner> = BTreeSet::new();
+        let mut desired_locations: BTreeSet<KvLocation> = BTreeSet::new();
+        let batch_count = batches.len();
+        for (n, members) in batches.into_iter().enumerate() {
+            let members: Vec<&Parsed> = members.into_iter().map(|i| &parsed[i]).collect();
+            let wanted: BTreeSet<(String, String)> = members
+                .iter()
+                .flat_map(|p| {
+                    p.secrets
+                        .iter()
+                        .map(|s| (p.deployment.namespace.clone(), s.clone()))
+                })
+                .collect();
+            let locations: BTreeSet<KvLocation> = members
+                .iter()
+                .flat_map(|p| p.locations.iter().cloned())
+                .collect();
+            let (fetched, observed) = tokio::join!(
+                self.fetch_secrets(wanted, &secrets_bar),
+                self.observe(locations, &vault_bar)
+            );
+
+            let mut located = Vec::new();
+            let mut batch_problems = Vec::new();
+            for p in members {
+                let secrets = NamespaceSecrets {
+                    namespace: &p.deployment.namespace,
+                    all: &fetched,
+                };
+                let outcome =
+                    desired::desire(&p.owner, &p.spec, &p.deployment.references, &secrets);
+                if outcome.hold_existing {
+                    held.insert(p.owner.clone());
+                }
+                self.count_desire_errors(&outcome.errors);
+                for (path, e) in outcome.errors {
+                    batch_problems.push(Problem {
+                        owner: p.owner.clone(),
+                        path,
+                        secret: Some(e.secret().to_owned()),
+                        kind: e.metric_label(),
+                        message: format!("Deployment {}: {e}", p.owner.short()),
+                    });
+                }
+                notes.extend(outcome.notes.into_iter().map(|message| Note {
+                    owner: p.owner.clone(),
+                    message,
+                }));
+                for d in outcome.paths {
+                    match (mount_errors.get(&d.raw_path), locate(&d.raw_path)) {
+                        (_, Some(Ok(location))) => {
+                            desired_locations.insert(location.clone());
+                            located.push(Located {
+                                desired: d,
+                                location,
+                            });
+                        }
+                        (_, Some(Err(e))) => batch_problems.push(Problem {
+                            owner: d.owner.clone(),
+                            path: Some(d.raw_path.clone()),
+                            secret: None,
+                            kind: "invalid_path",
+                            message: format!("Deployment {}: {e}", d.owner.short()),
+                        }),
+                        (Some(e), None) => {
+                            batch_problems.push(vault_problem(&d.owner, &d.raw_path, e))
+                        }
+                        (None, None) => batch_problems.push(Problem {
+                            owner: d.owner.clone(),
+                            path: Some(d.raw_path.clone()),
+                            secret: None,
+                            kind: "unknown",
+                            message: format!(
+                                "Deployment {}: the mount of {} was not looked up",
+                                d.owner.short(),
+                                d.raw_path
+                            ),
+                        }),
+                    }
+                }
+            }
+            drop(fetched);
+            let batch_plan = plan::plan(
+                located,
+                batch_problems,
+                Vec::new(),
+                &observed,
+                &index_owners,
+                &PlanOptions { adopt: scope.adopt },
+            );
+            drop(observed);
+            let mut failures = if writes {
+                self.write_batch(&batch_plan, &mut index, &mut errors, progress)
+                    .await
+            } else {
+                BTreeMap::new()
+            };
+            rows.extend(
+                batch_plan
+                    .changes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, mut change)| {
+                        change.release_payload();
+                        (change, failures.remove(&i))
+                    }),
+            );
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "prepare: batch {}/{batch_count} done",
+                n + 1
+            );
+        }
+        secrets_bar.finish();
+        vault_bar.finish();
+        let parse_problems = plan::plan(
+            Vec::new(),
             problems,
-            notes,
-            &observed,
+            Vec::new(),
+            &BTreeMap::new(),
             &index_owners,
             &PlanOptions { adopt: scope.adopt },
         );
+        rows.extend(parse_problems.changes.into_iter().map(|c| (c, None)));
+        phase("plan");
 
-        phase("index read and diff");
         let mut forget = BTreeSet::new();
+        // After a failed index update `index` is gone: nothing is deleted.
         if let (true, true, Some(state)) = (scope.prune, listing.complete, &index) {
             held.extend(
-                plan.changes
-                    .iter()
-                    .filter(|c| matches!(c.action, Action::Error { .. } | Action::Conflict { .. }))
-                    .map(|c| c.owner.clone()),
+                rows.iter()
+                    .filter(|(c, _)| {
+                        matches!(c.action, Action::Error { .. } | Action::Conflict { .. })
+                    })
+                    .map(|(c, _)| c.owner.clone()),
             );
             let listed: BTreeSet<Owner> = listing
                 .deployments
@@ -333,30 +415,94 @@ impl Engine {
             let findings = self
                 .find_orphans(&state.index, &desired_locations, &held, &listed)
                 .await;
-            plan.changes.extend(findings.changes);
+            rows.extend(findings.changes.into_iter().map(|c| (c, None)));
             forget = findings.forget;
-            // Refused by the guard: still ours, still indexed.
-            for loc in plan.guard_deletes(scope.max_deletes) {
-                forget.remove(&loc);
-            }
-            plan.sort();
         }
+
+        let (mut plan, write_failures) = Plan::from_rows(rows, notes);
+        // Refused by the guard: still ours, still indexed.
+        for loc in plan.guard_deletes(scope.max_deletes) {
+            forget.remove(&loc);
+        }
+        phase("orphans");
         Prepared {
             plan,
             listing_failures: listing.failures,
             errors,
             index,
             forget,
+            write_failures,
         }
     }
 
-    /// Fetches each needed Secret once.
+    fn count_desire_errors(&self, errors: &[(Option<String>, desired::DesiredError)]) {
+        for (_, e) in errors {
+            match e {
+                desired::DesiredError::SecretNotFound { namespace, secret } => self
+                    .metrics
+                    .secret_not_found_errors
+                    .with_label_values(&[namespace.as_str(), secret.as_str()])
+                    .inc(),
+                desired::DesiredError::KeyMissing {
+                    namespace, secret, ..
+                } => self
+                    .metrics
+                    .secret_key_missing_errors
+                    .with_label_values(&[namespace.as_str(), secret.as_str()])
+                    .inc(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Fetches each needed Secret once: a GET each, or with
+    /// `--read-secrets list` paged LISTs of their namespaces. A namespace
+    /// whose LIST is forbidden falls back to GETs.
     async fn fetch_secrets(
         &self,
         wanted: BTreeSet<(String, String)>,
         bar: &crate::render::progress::Stage,
     ) -> BTreeMap<(String, String), SecretFetch> {
-        stream::iter(wanted)
+        let mut by_namespace: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (ns, name) in wanted {
+            by_namespace.entry(ns).or_default().insert(name);
+        }
+        let mut fetched = BTreeMap::new();
+        let mut to_get = Vec::new();
+        if self.scope.read_secrets == k8s::SecretReads::List {
+            let listed: Vec<_> = stream::iter(by_namespace)
+                .map(|(ns, names)| async move {
+                    let result = k8s::list_secrets(&self.kube, &ns, &names).await;
+                    (ns, names, result)
+                })
+                .buffer_unordered(self.scope.concurrency)
+                .collect()
+                .await;
+            for (ns, names, result) in listed {
+                match result {
+                    Ok(found) => {
+                        for (name, fetch) in found {
+                            bar.inc();
+                            fetched.insert((ns.clone(), name), fetch);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            namespace = ns.as_str(),
+                            error_type = e.metric_label(),
+                            "{e}; reading its Secrets one GET at a time instead"
+                        );
+                        to_get.extend(names.into_iter().map(|name| (ns.clone(), name)));
+                    }
+                }
+            }
+        } else {
+            to_get = by_namespace
+                .into_iter()
+                .flat_map(|(ns, names)| names.into_iter().map(move |name| (ns.clone(), name)))
+                .collect();
+        }
+        let got: Vec<_> = stream::iter(to_get)
             .map(|(ns, name)| async move {
                 let fetch = k8s::get_secret(&self.kube, &ns, &name).await;
                 bar.inc();
@@ -364,7 +510,9 @@ impl Engine {
             })
             .buffer_unordered(self.scope.concurrency)
             .collect()
-            .await
+            .await;
+        fetched.extend(got);
+        fetched
     }
 
     /// One KV read per location.
@@ -392,221 +540,6 @@ impl Engine {
             .buffer_unordered(self.scope.concurrency)
             .collect()
             .await
-    }
-
-    /// Executes the plan: records new paths in the index first (so no
-    /// written path can go untracked), writes, deletes orphans, then drops
-    /// what is gone from the index. `writes` is false for `prune`.
-    pub async fn apply(
-        &self,
-        prepared: &mut Prepared,
-        writes: bool,
-        progress: &Progress,
-    ) -> Applied {
-        let mut applied = Applied::default();
-        let plan = &prepared.plan;
-        let Some(mut index) = prepared.index.clone() else {
-            // Without an index nothing may be created (it would go
-            // untracked); updates of existing paths are still safe.
-            tracing::warn!("the vault-sync index is unreadable: only updates are applied");
-            let only_updates = |c: &Change| matches!(c.action, Action::Update { .. });
-            if writes {
-                applied.failures = self.write_all(plan, only_updates, progress).await;
-                for (i, c) in plan.changes.iter().enumerate() {
-                    if c.write.is_some() && !only_updates(c) {
-                        applied.failures.insert(
-                            i,
-                            VaultError::NotAttempted {
-                                path: c.path.clone(),
-                                reason: "the vault-sync index is unreadable, and a path created now would go untracked".into(),
-                            },
-                        );
-                    }
-                }
-            }
-            return applied;
-        };
-
-        if writes {
-            let owned: Index = plan
-                .changes
-                .iter()
-                .filter(|c| {
-                    matches!(
-                        c.action,
-                        Action::Create { .. } | Action::Update { .. } | Action::Unchanged
-                    )
-                })
-                .filter_map(|c| {
-                    let entry = IndexEntry {
-                        owner: c.owner.clone(),
-                        preserve_on_delete: c.preserve_on_delete,
-                    };
-                    c.location.clone().map(|l| (l, entry))
-                })
-                .collect();
-            if let Err(e) = self
-                .update_index(&mut index, &owned, &BTreeSet::new())
-                .await
-            {
-                applied.errors.push((
-                    e.metric_label(),
-                    format!("cannot record new paths in the vault-sync index, so nothing was written or deleted: {e}"),
-                ));
-                return applied;
-            }
-            applied.failures = self.write_all(plan, |_| true, progress).await;
-        }
-
-        let deletes = self.delete_all(plan, progress).await;
-        let gone: BTreeSet<KvLocation> = prepared
-            .forget
-            .iter()
-            .filter(|loc| {
-                !plan
-                    .changes
-                    .iter()
-                    .enumerate()
-                    .any(|(i, c)| c.location.as_ref() == Some(*loc) && deletes.contains_key(&i))
-            })
-            .cloned()
-            .collect();
-        applied.failures.extend(deletes);
-        if let Err(e) = self.update_index(&mut index, &Index::new(), &gone).await {
-            applied.errors.push((
-                e.metric_label(),
-                format!("cannot drop deleted paths from the vault-sync index (the next run retries): {e}"),
-            ));
-        }
-        prepared.index = Some(index);
-        applied
-    }
-
-    async fn write_all(
-        &self,
-        plan: &Plan,
-        select: impl Fn(&Change) -> bool,
-        progress: &Progress,
-    ) -> BTreeMap<usize, VaultError> {
-        let writes: Vec<usize> = plan
-            .changes
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.write.is_some() && c.location.is_some() && select(c))
-            .map(|(i, _)| i)
-            .collect();
-        let bar = progress.bar("writing Vault", writes.len() as u64);
-        let failures = self
-            .for_each_change(plan, writes, &bar, |change| async move {
-                match (&change.location, &change.write) {
-                    (Some(loc), Some(write)) => {
-                        let timer = self.metrics.sync_duration.start_timer();
-                        let r = self.vault.write(loc, write).await;
-                        timer.observe_duration();
-                        r
-                    }
-                    _ => Ok(()),
-                }
-            })
-            .await;
-        bar.finish();
-        failures
-    }
-
-    async fn delete_all(&self, plan: &Plan, progress: &Progress) -> BTreeMap<usize, VaultError> {
-        let deletes: Vec<usize> = plan
-            .changes
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| matches!(c.action, Action::Delete { .. }))
-            .map(|(i, _)| i)
-            .collect();
-        let bar = progress.bar("deleting orphans", deletes.len() as u64);
-        let failures = self
-            .for_each_change(plan, deletes, &bar, |change| async move {
-                let (Some(loc), Action::Delete { destroy, .. }) =
-                    (&change.location, &change.action)
-                else {
-                    return Ok(());
-                };
-                // The marker is checked on the path itself right before
-                // deleting, whatever the index and the plan said.
-                if loc.version == vault_path::KvVersion::V2 {
-                    use crate::core::ownership::{self, Ownership};
-                    match self.vault.read_metadata(loc).await? {
-                        None => return Ok(()),
-                        Some(md) => match ownership::read(&md) {
-                            Ownership::VaultSync { owner, preserve_on_delete: false }
-                                if owner == change.owner => {}
-                            now => {
-                                return Err(VaultError::NotAttempted {
-                                    path: loc.to_string(),
-                                    reason: format!(
-                                        "its ownership changed since the plan (now {now:?}), so it was not deleted"
-                                    ),
-                                });
-                            }
-                        },
-                    }
-                }
-                self.vault.delete(loc, *destroy).await
-            })
-            .await;
-        bar.finish();
-        failures
-    }
-
-    /// Runs `op` on the selected changes with bounded concurrency, logging
-    /// each outcome; returns the failures by change index.
-    async fn for_each_change<'a, F, Fut>(
-        &'a self,
-        plan: &'a Plan,
-        selected: Vec<usize>,
-        bar: &'a crate::render::progress::Stage,
-        op: F,
-    ) -> BTreeMap<usize, VaultError>
-    where
-        F: Fn(&'a Change) -> Fut,
-        Fut: std::future::Future<Output = Result<(), VaultError>> + 'a,
-    {
-        let failures: BTreeMap<usize, VaultError> = stream::iter(selected)
-            .map(|i| {
-                let change = &plan.changes[i];
-                let fut = op(change);
-                async move {
-                    let result = match fut.await {
-                        Err(e) => Err(self.vault.explain(e).await),
-                        ok => ok,
-                    };
-                    bar.inc();
-                    match &result {
-                        Ok(()) => tracing::info!(
-                            namespace = change.owner.namespace.as_str(),
-                            deployment = change.owner.deployment.as_str(),
-                            path = change.path.as_str(),
-                            action = change.action.name(),
-                            "applied"
-                        ),
-                        Err(e) => tracing::error!(
-                            namespace = change.owner.namespace.as_str(),
-                            deployment = change.owner.deployment.as_str(),
-                            path = change.path.as_str(),
-                            action = change.action.name(),
-                            error_type = e.metric_label(),
-                            "{e}"
-                        ),
-                    }
-                    (i, result)
-                }
-            })
-            .buffer_unordered(self.scope.concurrency)
-            .filter_map(|(i, r)| async move { r.err().map(|e| (i, e)) })
-            .collect()
-            .await;
-        for e in failures.values() {
-            self.metrics.count_vault_error(e.metric_label());
-        }
-        failures
     }
 }
 

@@ -1743,19 +1743,48 @@ async fn hostile_annotations_and_inputs_in_one_namespace() {
     .await;
     let leak_extra = [fx.binary_b64.clone(), outside_value.clone()];
 
-    // One plan, one run: every case at once.
+    // One plan, one run: every case at once. The run goes in batches of
+    // three paths, so conflicts, errors and writes cross batch boundaries.
     let mark = audit_mark();
     let plan = cli_bounded(&ns, &["plan", "-o", "json"], &[]).await;
     plan.assert_code(1);
-    let run = cli_bounded(&ns, &["run", "-o", "json"], &[]).await;
+    let plan_batched = cli_bounded(&ns, &["plan", "-o", "json", "--batch-size", "1"], &[]).await;
+    plan_batched.assert_code(1);
+    let plan_listed =
+        cli_bounded(&ns, &["plan", "-o", "json", "--read-secrets", "list"], &[]).await;
+    plan_listed.assert_code(1);
+    let run = cli_bounded(&ns, &["run", "-o", "json", "--batch-size", "3"], &[]).await;
     run.assert_code(1);
     let audit = mark.entries();
     assert_no_leak(
-        &[&plan.stdout, &plan.stderr, &run.stdout, &run.stderr],
+        &[
+            &plan.stdout,
+            &plan.stderr,
+            &plan_batched.stdout,
+            &plan_batched.stderr,
+            &plan_listed.stdout,
+            &plan_listed.stderr,
+            &run.stdout,
+            &run.stderr,
+        ],
         &leak_extra,
     );
     let plan_json = plan.json();
     let run_json = run.json();
+    // Batching never changes the plan: one Deployment per batch plans the
+    // same changes, in the same order, with the same messages.
+    assert_eq!(
+        plan_json["changes"],
+        plan_batched.json()["changes"],
+        "a plan in batches of one differs from the default plan"
+    );
+    // Nor does reading Secrets by namespace LIST instead of one GET each:
+    // missing, optional and unreadable Secrets come out the same.
+    assert_eq!(
+        plan_json["changes"],
+        plan_listed.json()["changes"],
+        "a plan with --read-secrets list differs from the default plan"
+    );
     assert_eq!(run_json["format_version"], 1);
     assert_eq!(run_json["command"], "run");
     assert_eq!(run_json["changes_pending"], false);

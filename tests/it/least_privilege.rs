@@ -88,6 +88,15 @@ async fn plan_run_check_prune_with_the_shipped_rbac_and_policy_only() {
 
     // plan after run: nothing to do.
     as_sa(&["plan"]).await.assert_code(0);
+    // `--read-secrets list` needs `list`, which the shipped RBAC does not
+    // grant: the run falls back to GETs, says so, and plans the same.
+    let listed = as_sa(&["plan", "--read-secrets", "list"]).await;
+    listed.assert_code(0);
+    assert!(
+        listed.stderr.contains("forbids list secrets")
+            && listed.stderr.contains("one GET at a time"),
+        "no fallback warning:\n{listed}"
+    );
 
     // The owner goes away: confirming that needs `get deployments` (a 404,
     // not a 403), deleting needs the policy's delete grants.

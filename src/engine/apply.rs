@@ -1,0 +1,241 @@
+//! The write side of a run: each batch's creates and updates (index entry
+//! first, then content, then marker), and at the end the deletions of
+//! orphans, each re-checked against the path's own marker.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::stream::{self, StreamExt};
+
+use super::{Applied, Engine, IndexState, Prepared};
+use crate::core::index::{Index, IndexEntry};
+use crate::core::plan::{Action, Change, Plan};
+use crate::core::vault_path::{self, KvLocation};
+use crate::render::progress::Progress;
+use crate::vault::VaultError;
+
+impl Engine {
+    /// Applies one batch's creates and updates: records new paths in the
+    /// index first (so no written path can go untracked), then writes.
+    /// Without a usable index only updates of existing paths are written;
+    /// a failed index update leaves `index` as `None` for the rest of the
+    /// run, which then writes only updates and deletes nothing.
+    pub(super) async fn write_batch(
+        &self,
+        plan: &Plan,
+        index: &mut Option<IndexState>,
+        errors: &mut Vec<(&'static str, String)>,
+        progress: &Progress,
+    ) -> BTreeMap<usize, VaultError> {
+        let reason = match index {
+            None => "the vault-sync index is unusable, and a path created now would go untracked",
+            Some(state) => {
+                let owned: Index = plan
+                    .changes
+                    .iter()
+                    .filter(|c| {
+                        matches!(
+                            c.action,
+                            Action::Create { .. } | Action::Update { .. } | Action::Unchanged
+                        )
+                    })
+                    .filter_map(|c| {
+                        let entry = IndexEntry {
+                            owner: c.owner.clone(),
+                            preserve_on_delete: c.preserve_on_delete,
+                        };
+                        c.location.clone().map(|l| (l, entry))
+                    })
+                    .collect();
+                match self.update_index(state, &owned, &BTreeSet::new()).await {
+                    Ok(()) => return self.write_all(plan, |_| true, progress).await,
+                    Err(e) => {
+                        self.metrics.count_vault_error(e.metric_label());
+                        errors.push((
+                            e.metric_label(),
+                            format!("cannot record new paths in the vault-sync index, so no path is created and nothing is deleted: {e}"),
+                        ));
+                        *index = None;
+                        "the vault-sync index could not be updated, and a path created now would go untracked"
+                    }
+                }
+            }
+        };
+        let only_updates = |c: &Change| matches!(c.action, Action::Update { .. });
+        let mut failures = self.write_all(plan, only_updates, progress).await;
+        for (i, c) in plan.changes.iter().enumerate() {
+            if c.write.is_some() && !only_updates(c) {
+                tracing::warn!(path = c.path.as_str(), "not created: {reason}");
+                failures.insert(
+                    i,
+                    VaultError::NotAttempted {
+                        path: c.path.clone(),
+                        reason: reason.into(),
+                    },
+                );
+            }
+        }
+        failures
+    }
+
+    /// Finishes a run after [`Engine::prepare`] wrote the batches: deletes
+    /// orphans (re-checking each marker), then drops what is gone from the
+    /// index. Without an index nothing is deleted.
+    pub async fn apply(&self, prepared: &mut Prepared, progress: &Progress) -> Applied {
+        let mut applied = Applied {
+            failures: std::mem::take(&mut prepared.write_failures),
+            errors: Vec::new(),
+        };
+        let plan = &prepared.plan;
+        let Some(index) = &mut prepared.index else {
+            return applied;
+        };
+        let deletes = self.delete_all(plan, progress).await;
+        let gone: BTreeSet<KvLocation> = prepared
+            .forget
+            .iter()
+            .filter(|loc| {
+                !plan
+                    .changes
+                    .iter()
+                    .enumerate()
+                    .any(|(i, c)| c.location.as_ref() == Some(*loc) && deletes.contains_key(&i))
+            })
+            .cloned()
+            .collect();
+        applied.failures.extend(deletes);
+        if let Err(e) = self.update_index(index, &Index::new(), &gone).await {
+            applied.errors.push((
+                e.metric_label(),
+                format!("cannot drop deleted paths from the vault-sync index (the next run retries): {e}"),
+            ));
+        }
+        applied
+    }
+
+    async fn write_all(
+        &self,
+        plan: &Plan,
+        select: impl Fn(&Change) -> bool,
+        progress: &Progress,
+    ) -> BTreeMap<usize, VaultError> {
+        let writes: Vec<usize> = plan
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.write.is_some() && c.location.is_some() && select(c))
+            .map(|(i, _)| i)
+            .collect();
+        let bar = progress.bar("writing Vault", writes.len() as u64);
+        let failures = self
+            .for_each_change(plan, writes, &bar, |change| async move {
+                match (&change.location, &change.write) {
+                    (Some(loc), Some(write)) => {
+                        let timer = self.metrics.sync_duration.start_timer();
+                        let r = self.vault.write(loc, write).await;
+                        timer.observe_duration();
+                        r
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .await;
+        bar.finish();
+        failures
+    }
+
+    async fn delete_all(&self, plan: &Plan, progress: &Progress) -> BTreeMap<usize, VaultError> {
+        let deletes: Vec<usize> = plan
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c.action, Action::Delete { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        let bar = progress.bar("deleting orphans", deletes.len() as u64);
+        let failures = self
+            .for_each_change(plan, deletes, &bar, |change| async move {
+                let (Some(loc), Action::Delete { destroy, .. }) =
+                    (&change.location, &change.action)
+                else {
+                    return Ok(());
+                };
+                // The marker is checked on the path itself right before
+                // deleting, whatever the index and the plan said.
+                if loc.version == vault_path::KvVersion::V2 {
+                    use crate::core::ownership::{self, Ownership};
+                    match self.vault.read_metadata(loc).await? {
+                        None => return Ok(()),
+                        Some(md) => match ownership::read(&md) {
+                            Ownership::VaultSync { owner, preserve_on_delete: false }
+                                if owner == change.owner => {}
+                            now => {
+                                return Err(VaultError::NotAttempted {
+                                    path: loc.to_string(),
+                                    reason: format!(
+                                        "its ownership changed since the plan (now {now:?}), so it was not deleted"
+                                    ),
+                                });
+                            }
+                        },
+                    }
+                }
+                self.vault.delete(loc, *destroy).await
+            })
+            .await;
+        bar.finish();
+        failures
+    }
+
+    /// Runs `op` on the selected changes with bounded concurrency, logging
+    /// each outcome; returns the failures by change index.
+    async fn for_each_change<'a, F, Fut>(
+        &'a self,
+        plan: &'a Plan,
+        selected: Vec<usize>,
+        bar: &'a crate::render::progress::Stage,
+        op: F,
+    ) -> BTreeMap<usize, VaultError>
+    where
+        F: Fn(&'a Change) -> Fut,
+        Fut: std::future::Future<Output = Result<(), VaultError>> + 'a,
+    {
+        let failures: BTreeMap<usize, VaultError> = stream::iter(selected)
+            .map(|i| {
+                let change = &plan.changes[i];
+                let fut = op(change);
+                async move {
+                    let result = match fut.await {
+                        Err(e) => Err(self.vault.explain(e).await),
+                        ok => ok,
+                    };
+                    bar.inc();
+                    match &result {
+                        Ok(()) => tracing::info!(
+                            namespace = change.owner.namespace.as_str(),
+                            deployment = change.owner.deployment.as_str(),
+                            path = change.path.as_str(),
+                            action = change.action.name(),
+                            "applied"
+                        ),
+                        Err(e) => tracing::error!(
+                            namespace = change.owner.namespace.as_str(),
+                            deployment = change.owner.deployment.as_str(),
+                            path = change.path.as_str(),
+                            action = change.action.name(),
+                            error_type = e.metric_label(),
+                            "{e}"
+                        ),
+                    }
+                    (i, result)
+                }
+            })
+            .buffer_unordered(self.scope.concurrency)
+            .filter_map(|(i, r)| async move { r.err().map(|e| (i, e)) })
+            .collect()
+            .await;
+        for e in failures.values() {
+            self.metrics.count_vault_error(e.metric_label());
+        }
+        failures
+    }
+}
