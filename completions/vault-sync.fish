@@ -47,7 +47,7 @@ complete -c vault-sync -n "__fish_vault_sync_needs_command" -l metrics-file -d '
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
 list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
-complete -c vault-sync -n "__fish_vault_sync_needs_command" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
+complete -c vault-sync -n "__fish_vault_sync_needs_command" -l batch-size -d 'Most Vault paths read, planned and written per batch. Batches are sized to hold about 8 MiB of Secret values, and never more paths' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''
@@ -87,7 +87,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l metrics-f
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
 list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l batch-size -d 'Most Vault paths read, planned and written per batch. Batches are sized to hold about 8 MiB of Secret values, and never more paths' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''
@@ -124,7 +124,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l metrics-fi
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
 list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l batch-size -d 'Most Vault paths read, planned and written per batch. Batches are sized to hold about 8 MiB of Secret values, and never more paths' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''
@@ -162,7 +162,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l metrics-
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
 list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l batch-size -d 'Most Vault paths read, planned and written per batch. Batches are sized to hold about 8 MiB of Secret values, and never more paths' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''
@@ -197,7 +197,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l metrics-
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
 list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l batch-size -d 'Most Vault paths read, planned and written per batch. Batches are sized to hold about 8 MiB of Secret values, and never more paths' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''
@@ -229,7 +229,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l me
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l concurrency -d 'Parallel Kubernetes and Vault requests' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l read-secrets -d 'How Secrets are read: a GET per Secret (needs only `get` on secrets), or paged LISTs per namespace (needs `list` too; far less API server work on large runs)' -r -f -a "get\t'One GET per needed Secret: needs only `get` on secrets'
 list\t'Paged LISTs of each namespace, keeping the needed Secrets: far fewer requests and far less API server work, but needs `list`'"
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l batch-size -d 'Vault paths read, planned and written per batch. Bounds the Secret values held in memory at once; keep it well above --concurrency' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l batch-size -d 'Most Vault paths read, planned and written per batch. Batches are sized to hold about 8 MiB of Secret values, and never more paths' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l log-format -d 'Log format on stderr (json: one object per line, for log pipelines)' -r -f -a "text\t''

@@ -245,8 +245,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value = "get")]
     pub read_secrets: crate::k8s::SecretReads,
 
-    /// Vault paths read, planned and written per batch. Bounds the Secret
-    /// values held in memory at once; keep it well above --concurrency.
+    /// Most Vault paths read, planned and written per batch. Batches are
+    /// sized to hold about 8 MiB of Secret values, and never more paths.
     #[arg(long, global = true, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
 

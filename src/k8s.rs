@@ -133,6 +133,7 @@ pub async fn connect(
 pub struct DeploymentView {
     pub namespace: String,
     pub name: String,
+    /// Its `vault-sync.io/` annotations.
     pub annotations: BTreeMap<String, String>,
     /// The Secrets its pod template references; the template itself is
     /// not kept.
@@ -141,10 +142,13 @@ pub struct DeploymentView {
 
 impl DeploymentView {
     fn from_deployment(d: Deployment) -> Option<Self> {
-        let annotations = d.metadata.annotations.unwrap_or_default();
+        let mut annotations = d.metadata.annotations.unwrap_or_default();
         if !annotations.contains_key(annotations::PATH) {
             return None;
         }
+        // Only ours: others (kubectl's last-applied-configuration holds the
+        // whole manifest) would cost memory per Deployment for nothing.
+        annotations.retain(|k, _| k.starts_with(annotations::DOMAIN));
         Some(Self {
             namespace: d.metadata.namespace.unwrap_or_default(),
             name: d.metadata.name.unwrap_or_default(),
@@ -285,7 +289,7 @@ pub async fn list_secrets(
 }
 
 fn secret_fetch(secret: Secret) -> SecretFetch {
-    SecretFetch::Found(
+    SecretFetch::found(
         secret
             .data
             .unwrap_or_default()

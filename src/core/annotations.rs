@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 use super::vault_path::{self, PathError};
 
+/// The prefix of every annotation of the contract.
+pub const DOMAIN: &str = "vault-sync.io/";
+
 /// Vault path; its presence turns sync on.
 pub const PATH: &str = "vault-sync.io/path";
 /// JSON list of `{"name", "keys", "prefix"}`: custom mode.

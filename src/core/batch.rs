@@ -6,54 +6,92 @@
 //! that want the same location are a conflict for both, and that is only
 //! seen when both are planned together. So Deployments that share a
 //! location always land in the same batch.
+//!
+//! Batches are counted in paths but sized for bytes: the values of a path
+//! range from a few bytes to a MiB, so each batch's size follows from the
+//! bytes per path the previous batch held ([`next_limit`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
-/// Groups items (Deployments, each with the locations it wants) into
-/// batches of about `max_paths` locations, in their original order. Items
-/// sharing a location are never split; such a group may exceed the limit.
-/// An item without locations counts as one.
-pub fn batches<L: Ord>(locations: &[Vec<L>], max_paths: usize) -> Vec<Vec<usize>> {
-    let mut root: Vec<usize> = (0..locations.len()).collect();
-    let mut first_wanted_by: BTreeMap<&L, usize> = BTreeMap::new();
-    for (item, wanted) in locations.iter().enumerate() {
-        for location in wanted {
-            match first_wanted_by.get(location) {
-                Some(&other) => {
-                    let (a, b) = (find(&mut root, item), find(&mut root, other));
-                    // The smaller index is the group's root, so groups keep
-                    // the order of their first member.
-                    root[a.max(b)] = a.min(b);
-                }
-                None => {
-                    first_wanted_by.insert(location, item);
+/// Hands out batches of items (Deployments, each with the locations it
+/// wants), in their original order. Items sharing a location are never
+/// split; such a group may exceed the limit. An item without locations
+/// counts as one path.
+#[derive(Debug)]
+pub struct Batcher {
+    /// Groups that must share a batch, in order of their first member,
+    /// each with its weight in paths.
+    groups: VecDeque<(Vec<usize>, usize)>,
+}
+
+impl Batcher {
+    pub fn new<L: Ord, S: AsRef<[L]>>(locations: &[S]) -> Self {
+        let mut root: Vec<usize> = (0..locations.len()).collect();
+        let mut first_wanted_by: BTreeMap<&L, usize> = BTreeMap::new();
+        for (item, wanted) in locations.iter().enumerate() {
+            for location in wanted.as_ref() {
+                match first_wanted_by.get(location) {
+                    Some(&other) => {
+                        let (a, b) = (find(&mut root, item), find(&mut root, other));
+                        // The smaller index is the group's root, so groups
+                        // keep the order of their first member.
+                        root[a.max(b)] = a.min(b);
+                    }
+                    None => {
+                        first_wanted_by.insert(location, item);
+                    }
                 }
             }
         }
-    }
-
-    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for item in 0..locations.len() {
-        let r = find(&mut root, item);
-        groups.entry(r).or_default().push(item);
-    }
-
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    let mut size = 0;
-    for members in groups.into_values() {
-        let weight: usize = members.iter().map(|&i| locations[i].len().max(1)).sum();
-        if !current.is_empty() && size + weight > max_paths {
-            out.push(std::mem::take(&mut current));
-            size = 0;
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for item in 0..locations.len() {
+            let r = find(&mut root, item);
+            groups.entry(r).or_default().push(item);
         }
-        current.extend(members);
-        size += weight;
+        let groups = groups
+            .into_values()
+            .map(|members| {
+                let weight = members
+                    .iter()
+                    .map(|&i| locations[i].as_ref().len().max(1))
+                    .sum();
+                (members, weight)
+            })
+            .collect();
+        Self { groups }
     }
-    if !current.is_empty() {
-        out.push(current);
+
+    /// The next batch, of at most `max_paths` paths unless a single group
+    /// is larger; `None` when every item was handed out.
+    pub fn next_batch(&mut self, max_paths: usize) -> Option<Vec<usize>> {
+        let mut batch = Vec::new();
+        let mut size = 0;
+        while let Some((_, weight)) = self.groups.front() {
+            if !batch.is_empty() && size + weight > max_paths {
+                break;
+            }
+            let Some((members, weight)) = self.groups.pop_front() else {
+                break;
+            };
+            batch.extend(members);
+            size += weight;
+        }
+        (!batch.is_empty()).then_some(batch)
     }
-    out
+}
+
+/// The next batch's size in paths, so that it holds about `budget_bytes`
+/// of Secret values, judged by the last batch (`last_paths` paths holding
+/// `last_bytes`). Between `min` and `max`.
+pub fn next_limit(
+    last_paths: usize,
+    last_bytes: usize,
+    budget_bytes: usize,
+    min: usize,
+    max: usize,
+) -> usize {
+    let per_path = last_bytes.div_ceil(last_paths.max(1)).max(1);
+    (budget_bytes / per_path).clamp(min.min(max), max)
 }
 
 fn find(root: &mut [usize], mut i: usize) -> usize {
@@ -67,6 +105,11 @@ fn find(root: &mut [usize], mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn batches<L: Ord>(locations: &[Vec<L>], max: usize) -> Vec<Vec<usize>> {
+        let mut batcher = Batcher::new(locations);
+        std::iter::from_fn(|| batcher.next_batch(max)).collect()
+    }
 
     #[test]
     fn empty_input_gives_no_batches() {
@@ -89,6 +132,16 @@ mod tests {
     }
 
     #[test]
+    fn the_limit_may_change_between_batches() {
+        let locations: Vec<Vec<u32>> = (0..6).map(|i| vec![i]).collect();
+        let mut batcher = Batcher::new(&locations);
+        assert_eq!(batcher.next_batch(1), Some(vec![0]));
+        assert_eq!(batcher.next_batch(3), Some(vec![1, 2, 3]));
+        assert_eq!(batcher.next_batch(10), Some(vec![4, 5]));
+        assert_eq!(batcher.next_batch(10), None);
+    }
+
+    #[test]
     fn items_without_locations_count_as_one() {
         let locations: Vec<Vec<u32>> = vec![vec![], vec![], vec![], vec![1]];
         assert_eq!(batches(&locations, 2), vec![vec![0, 1], vec![2, 3]]);
@@ -100,11 +153,6 @@ mod tests {
         let locations = vec![vec![9], vec![1], vec![2], vec![9, 8], vec![8], vec![5]];
         let got = batches(&locations, 2);
         assert_eq!(got, vec![vec![0, 3, 4], vec![1, 2], vec![5]]);
-        let together = got
-            .iter()
-            .filter(|b| b.contains(&0) || b.contains(&3) || b.contains(&4))
-            .count();
-        assert_eq!(together, 1);
     }
 
     #[test]
@@ -113,5 +161,20 @@ mod tests {
         let mut all: Vec<usize> = batches(&locations, 5).into_iter().flatten().collect();
         all.sort_unstable();
         assert_eq!(all, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn batch_size_follows_the_value_budget() {
+        const MIB: usize = 1 << 20;
+        // Small values: capped by the maximum.
+        assert_eq!(next_limit(100, 100 * 160, 8 * MIB, 32, 500), 500);
+        // 40 KiB per path: 8 MiB holds 204 paths.
+        assert_eq!(next_limit(500, 500 * 40 * 1024, 8 * MIB, 32, 500), 204);
+        // 1 MiB per path: never below the minimum.
+        assert_eq!(next_limit(10, 10 * MIB, 8 * MIB, 32, 500), 32);
+        // Nothing read (all Secrets missing): the maximum.
+        assert_eq!(next_limit(0, 0, 8 * MIB, 32, 500), 500);
+        // A maximum below the minimum wins (`--batch-size 1`).
+        assert_eq!(next_limit(10, 10 * MIB, 8 * MIB, 32, 1), 1);
     }
 }

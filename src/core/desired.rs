@@ -9,18 +9,41 @@ use std::collections::BTreeMap;
 use super::annotations::{Mode, Reconcile, SyncSpec};
 use super::ownership::Owner;
 use super::references::SecretReference;
-use super::value::{SecretMap, SecretValue};
+use super::value::{NotUtf8, SecretMap, SecretValue};
 
 /// What the shell found for one Secret.
 #[derive(Debug, Clone)]
 pub enum SecretFetch {
-    Found(BTreeMap<String, Vec<u8>>),
+    /// Key → value, or `NotUtf8` for bytes Vault cannot store faithfully.
+    Found(BTreeMap<String, Result<SecretValue, NotUtf8>>),
     NotFound,
     /// Reading it failed (e.g. RBAC forbids it): `kind` is a metric label.
     Failed {
         kind: &'static str,
         message: String,
     },
+}
+
+impl SecretFetch {
+    /// Bytes of keys and values held (for sizing batches).
+    pub fn value_bytes(&self) -> usize {
+        match self {
+            Self::Found(data) => data
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, SecretValue::len))
+                .sum(),
+            Self::NotFound | Self::Failed { .. } => 0,
+        }
+    }
+
+    /// A Secret's `data` as read; each value is decoded once, here.
+    pub fn found(data: BTreeMap<String, Vec<u8>>) -> Self {
+        Self::Found(
+            data.into_iter()
+                .map(|(key, bytes)| (key, SecretValue::from_bytes(bytes)))
+                .collect(),
+        )
+    }
 }
 
 /// A path as one Deployment wants it.
@@ -231,9 +254,9 @@ pub fn desire(
                         ok = false;
                         continue;
                     };
-                    match SecretValue::from_bytes(bytes.clone()) {
+                    match bytes {
                         Ok(value) => {
-                            data.insert(sel.target_key(key), value);
+                            data.insert(sel.target_key(key), value.clone());
                         }
                         Err(_) => {
                             out.errors.push((
@@ -270,11 +293,12 @@ pub fn desire(
 fn decode_all(
     namespace: &str,
     secret: &str,
-    data: &BTreeMap<String, Vec<u8>>,
+    data: &BTreeMap<String, Result<SecretValue, NotUtf8>>,
 ) -> Result<SecretMap, DesiredError> {
     data.iter()
-        .map(|(key, bytes)| {
-            SecretValue::from_bytes(bytes.clone())
+        .map(|(key, value)| {
+            value
+                .clone()
                 .map(|v| (key.clone(), v))
                 .map_err(|_| DesiredError::BinaryValue {
                     namespace: namespace.to_owned(),
@@ -285,7 +309,7 @@ fn decode_all(
         .collect()
 }
 
-fn list_keys(data: &BTreeMap<String, Vec<u8>>) -> String {
+fn list_keys<V>(data: &BTreeMap<String, V>) -> String {
     if data.is_empty() {
         return "(none: the Secret is empty)".into();
     }
@@ -329,7 +353,7 @@ mod tests {
     }
 
     fn found(pairs: &[(&str, &str)]) -> SecretFetch {
-        SecretFetch::Found(
+        SecretFetch::found(
             pairs
                 .iter()
                 .map(|(k, v)| ((*k).into(), v.as_bytes().to_vec()))
@@ -443,7 +467,7 @@ mod tests {
     fn binary_values_are_refused() {
         let secrets = BTreeMap::from([(
             "db".to_owned(),
-            SecretFetch::Found(BTreeMap::from([("blob".to_owned(), vec![0xff, 0x00])])),
+            SecretFetch::found(BTreeMap::from([("blob".to_owned(), vec![0xff, 0x00])])),
         )]);
         let spec = custom(vec![sel("db", &["blob"], None)]);
         let d = desire(&owner(), &spec, &[], &secrets);

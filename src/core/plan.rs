@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::desired::DesiredPath;
 use super::ownership::{self, Owner, Ownership};
-use super::value::{SecretMap, SecretValue};
+use super::value::{SecretMap, SecretValue, ValueDigest};
 use super::vault_path::{KvLocation, KvVersion};
 
 /// A desired path resolved to its physical location.
@@ -36,9 +36,9 @@ pub struct ObservedSecret {
     pub version: u64,
     /// The current version is soft-deleted or destroyed: no data to compare.
     pub deleted: bool,
-    /// Key → value; `None` for a value that is not a JSON string (never
-    /// equal to anything vault-sync writes).
-    pub data: BTreeMap<String, Option<SecretValue>>,
+    /// Key → digest of the value; `None` for a value that is not a JSON
+    /// string (never equal to anything vault-sync writes).
+    pub data: BTreeMap<String, Option<ValueDigest>>,
     pub custom_metadata: BTreeMap<String, String>,
 }
 
@@ -240,26 +240,41 @@ impl Plan {
         refused
     }
 
-    /// Builds a plan from changes gathered batch by batch, each with what
-    /// became of it (`E`: a failed write). Sorted like [`Plan::sort`]; the
-    /// outcomes come back keyed by their change's index in the sorted plan.
+    /// Builds a plan from changes gathered batch by batch, with what
+    /// became of some of them (`outcomes`: change index → `E`, a failed
+    /// write). Sorted like [`Plan::sort`]; the outcomes come back keyed by
+    /// their change's index in the sorted plan.
+    ///
+    /// Sorts a permutation and applies it in place: a run over tens of
+    /// thousands of paths must not hold the changes twice.
     pub fn from_rows<E>(
-        mut rows: Vec<(Change, Option<E>)>,
+        mut changes: Vec<Change>,
+        outcomes: Vec<(usize, E)>,
         notes: Vec<Note>,
     ) -> (Self, BTreeMap<usize, E>) {
-        rows.sort_by(|(a, _), (b, _)| (&a.path, &a.owner).cmp(&(&b.path, &b.owner)));
-        let mut plan = Plan {
-            changes: Vec::with_capacity(rows.len()),
-            notes,
-        };
-        let mut outcomes = BTreeMap::new();
-        for (i, (change, outcome)) in rows.into_iter().enumerate() {
-            plan.changes.push(change);
-            if let Some(o) = outcome {
-                outcomes.insert(i, o);
+        let mut order: Vec<usize> = (0..changes.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&changes[a], &changes[b]);
+            (&a.path, &a.owner).cmp(&(&b.path, &b.owner))
+        });
+        // new_index[old] = where the change at `old` goes.
+        let mut new_index = vec![0; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_index[old] = new;
+        }
+        let outcomes = outcomes
+            .into_iter()
+            .filter_map(|(old, e)| new_index.get(old).map(|&new| (new, e)))
+            .collect();
+        // Cycle by cycle: each swap puts one change in its final place.
+        for i in 0..new_index.len() {
+            while new_index[i] != i {
+                let j = new_index[i];
+                changes.swap(i, j);
+                new_index.swap(i, j);
             }
         }
-        (plan, outcomes)
+        (Plan { changes, notes }, outcomes)
     }
 
     /// Sorts changes by path, then owner, for stable output.
@@ -476,7 +491,9 @@ fn diff_one(
         .collect();
     let changed: Vec<String> = desired_keys
         .intersection(&observed_keys)
-        .filter(|k| secret.data.get(**k).and_then(Option::as_ref) != d.data.get(**k))
+        .filter(|k| {
+            secret.data.get(**k).copied().flatten() != d.data.get(**k).map(SecretValue::digest)
+        })
         .map(|k| (*k).clone())
         .collect();
     let content_changed = !(added.is_empty() && removed.is_empty() && changed.is_empty());
@@ -500,11 +517,12 @@ fn diff_one(
     )
 }
 
-fn same_content(desired: &SecretMap, observed: &BTreeMap<String, Option<SecretValue>>) -> bool {
+/// Whether Vault holds exactly `desired` (compared by digest).
+pub fn same_content(desired: &SecretMap, observed: &BTreeMap<String, Option<ValueDigest>>) -> bool {
     desired.len() == observed.len()
         && desired
             .iter()
-            .all(|(k, v)| observed.get(k).and_then(Option::as_ref) == Some(v))
+            .all(|(k, v)| observed.get(k).copied().flatten() == Some(v.digest()))
 }
 
 fn conflict(reason: String) -> (Action, Option<Write>) {
@@ -552,7 +570,10 @@ mod tests {
         Observed::Present(ObservedSecret {
             version,
             deleted: false,
-            data: data(pairs).into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            data: data(pairs)
+                .into_iter()
+                .map(|(k, v)| (k, Some(v.digest())))
+                .collect(),
             custom_metadata: md,
         })
     }
@@ -574,7 +595,7 @@ mod tests {
 
     #[test]
     fn rows_from_batches_sort_with_their_outcomes() {
-        // Two batches planned separately, outcomes by batch-local order.
+        // Two batches planned separately, outcomes by arrival order.
         let first = run(
             vec![
                 located("b", "api", &[("k", "v")]),
@@ -591,16 +612,44 @@ mod tests {
             vec![(loc("a"), Observed::Absent), (loc("c"), Observed::Absent)],
             false,
         );
-        let rows: Vec<(Change, Option<&str>)> = first
-            .changes
-            .into_iter()
-            .zip([None, Some("d failed")])
-            .chain(second.changes.into_iter().zip([Some("a failed"), None]))
-            .collect();
-        let (plan, failures) = Plan::from_rows(rows, vec![]);
+        let changes: Vec<Change> = first.changes.into_iter().chain(second.changes).collect();
+        // b, d, a, c: d (1) and a (2) failed.
+        let (plan, failures) =
+            Plan::from_rows(changes, vec![(1, "d failed"), (2, "a failed")], vec![]);
         let paths: Vec<&str> = plan.changes.iter().map(|c| c.path.as_str()).collect();
         assert_eq!(paths, ["secret/a", "secret/b", "secret/c", "secret/d"]);
         assert_eq!(failures, BTreeMap::from([(0, "a failed"), (3, "d failed")]));
+    }
+
+    #[test]
+    fn from_rows_sorts_any_permutation_like_sort() {
+        // Reverse, rotated and interleaved orders of the same changes.
+        let base = run(
+            (0..9)
+                .map(|i| located(&format!("p{i}"), "api", &[("k", "v")]))
+                .collect(),
+            (0..9)
+                .map(|i| (loc(&format!("p{i}")), Observed::Absent))
+                .collect(),
+            false,
+        );
+        for order in [
+            vec![8, 7, 6, 5, 4, 3, 2, 1, 0],
+            vec![3, 4, 5, 6, 7, 8, 0, 1, 2],
+            vec![1, 0, 3, 2, 5, 4, 7, 6, 8],
+        ] {
+            let changes: Vec<Change> = order.iter().map(|&i| base.changes[i].clone()).collect();
+            let outcomes: Vec<(usize, usize)> = order.iter().copied().enumerate().collect();
+            let (plan, outcomes) = Plan::from_rows(changes, outcomes, vec![]);
+            let paths: Vec<String> = plan.changes.iter().map(|c| c.path.clone()).collect();
+            let want: Vec<String> = base.changes.iter().map(|c| c.path.clone()).collect();
+            assert_eq!(paths, want, "order {order:?}");
+            // Each outcome followed its change: outcome = original index.
+            assert!(
+                outcomes.iter().all(|(at, original)| at == original),
+                "{outcomes:?}"
+            );
+        }
     }
 
     #[test]

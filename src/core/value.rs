@@ -7,16 +7,21 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
 /// One secret value, as the UTF-8 string Vault stores.
+///
+/// Shared, not copied: the Secret as read, the desired path and the write
+/// all hold the same allocation, so a batch keeps one copy of each value.
+/// It is zeroed when the last holder drops it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(Zeroizing<String>);
+pub struct SecretValue(Arc<Zeroizing<String>>);
 
 impl SecretValue {
     pub fn new(value: String) -> Self {
-        Self(Zeroizing::new(value))
+        Self(Arc::new(Zeroizing::new(value)))
     }
 
     /// Decodes the bytes of a Kubernetes Secret key.
@@ -57,6 +62,36 @@ impl fmt::Debug for SecretValue {
     }
 }
 
+/// The SHA-256 of a value, which is all a diff needs of what Vault holds.
+///
+/// Values read from Vault are hashed as they are parsed and never kept: a
+/// run holds one copy of each value (the one it may write), not two, and
+/// less secret material sits in memory. Its `Debug` prints nothing of the
+/// hash either: a hash of a short password can be brute-forced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ValueDigest([u8; 32]);
+
+impl ValueDigest {
+    pub fn of(value: &str) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+        let mut out = [0; 32];
+        out.copy_from_slice(digest.as_ref());
+        Self(out)
+    }
+}
+
+impl SecretValue {
+    pub fn digest(&self) -> ValueDigest {
+        ValueDigest::of(self.expose())
+    }
+}
+
+impl fmt::Debug for ValueDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ValueDigest(<redacted>)")
+    }
+}
+
 /// The value was not valid UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotUtf8;
@@ -67,6 +102,15 @@ pub type SecretMap = BTreeMap<String, SecretValue>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_compare_values_and_print_nothing() {
+        let a = SecretValue::new("hunter2".into());
+        assert_eq!(a.digest(), ValueDigest::of("hunter2"));
+        assert_ne!(a.digest(), ValueDigest::of("hunter3"));
+        assert_ne!(ValueDigest::of(""), ValueDigest::of(" "));
+        assert_eq!(format!("{:?}", a.digest()), "ValueDigest(<redacted>)");
+    }
 
     #[test]
     fn debug_is_redacted() {

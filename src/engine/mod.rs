@@ -100,6 +100,13 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
 }
 
+/// Secret bytes a batch aims to hold: with `--batch-size` as the cap on
+/// paths, memory stays flat whether values are 30 bytes or 30 KiB.
+const BATCH_VALUE_BYTES: usize = 8 << 20;
+/// Paths in the first batch (and the least in any batch, unless
+/// `--batch-size` is smaller): small runs stay one batch.
+const FIRST_BATCH_PATHS: usize = 64;
+
 /// One annotated Deployment after parsing, before any Secret is read.
 struct Parsed<'a> {
     owner: Owner,
@@ -110,9 +117,6 @@ struct Parsed<'a> {
     /// Locations it can want, for the Vault reads and for batching.
     locations: Vec<KvLocation>,
 }
-
-/// A planned change and, for `run`, how its write went.
-type Row = (Change, Option<VaultError>);
 
 impl Engine {
     /// Reads Kubernetes and Vault and builds the plan, batch by batch. With
@@ -253,13 +257,16 @@ impl Engine {
             .collect();
         phase("index read");
 
-        let batches = batch::batches(
+        let mut batcher = batch::Batcher::new(
             &parsed
                 .iter()
-                .map(|p| p.locations.clone())
+                .map(|p| p.locations.as_slice())
                 .collect::<Vec<_>>(),
-            scope.batch_size,
         );
+        // The first batch is small, since how large values are is not
+        // known yet; later ones are sized from what the last one held.
+        let min_batch = (2 * scope.concurrency).max(FIRST_BATCH_PATHS);
+        let mut limit = min_batch.min(scope.batch_size);
         let secrets_bar = progress.bar(
             "reading Secrets",
             parsed.iter().map(|p| p.secrets.len() as u64).sum(),
@@ -268,13 +275,17 @@ impl Engine {
             "reading Vault",
             parsed.iter().map(|p| p.locations.len() as u64).sum(),
         );
-        let mut rows: Vec<Row> = Vec::new();
+        // Every planned change, and the failed writes by their index there.
+        let mut rows: Vec<Change> =
+            Vec::with_capacity(parsed.iter().map(|p| p.locations.len().max(1)).sum());
+        let mut write_failures: Vec<(usize, VaultError)> = Vec::new();
         let mut notes = Vec::new();
         // Owners whose existing paths must not be judged as orphans.
         let mut held: BTreeSet<Owner> = BTreeSet::new();
         let mut desired_locations: BTreeSet<KvLocation> = BTreeSet::new();
-        let batch_count = batches.len();
-        for (n, members) in batches.into_iter().enumerate() {
+        let mut batch_number = 0;
+        while let Some(members) = batcher.next_batch(limit) {
+            batch_number += 1;
             let members: Vec<&Parsed> = members.into_iter().map(|i| &parsed[i]).collect();
             let wanted: BTreeSet<(String, String)> = members
                 .iter()
@@ -288,10 +299,13 @@ impl Engine {
                 .iter()
                 .flat_map(|p| p.locations.iter().cloned())
                 .collect();
+            let paths = locations.len();
             let (fetched, observed) = tokio::join!(
                 self.fetch_secrets(wanted, &secrets_bar),
                 self.observe(locations, &vault_bar)
             );
+            let bytes: usize = fetched.values().map(SecretFetch::value_bytes).sum();
+            limit = batch::next_limit(paths, bytes, BATCH_VALUE_BYTES, min_batch, scope.batch_size);
 
             let mut located = Vec::new();
             let mut batch_problems = Vec::new();
@@ -362,26 +376,21 @@ impl Engine {
                 &PlanOptions { adopt: scope.adopt },
             );
             drop(observed);
-            let mut failures = if writes {
-                self.write_batch(&batch_plan, &mut index, &mut errors, progress)
-                    .await
-            } else {
-                BTreeMap::new()
-            };
-            rows.extend(
-                batch_plan
-                    .changes
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, mut change)| {
-                        change.release_payload();
-                        (change, failures.remove(&i))
-                    }),
-            );
+            if writes {
+                let failures = self
+                    .write_batch(&batch_plan, &mut index, &mut errors, progress)
+                    .await;
+                write_failures.extend(failures.into_iter().map(|(i, e)| (rows.len() + i, e)));
+            }
+            rows.extend(batch_plan.changes.into_iter().map(|mut change| {
+                change.release_payload();
+                change
+            }));
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
-                "prepare: batch {}/{batch_count} done",
-                n + 1
+                paths,
+                secret_bytes = bytes,
+                "prepare: batch {batch_number} done"
             );
         }
         secrets_bar.finish();
@@ -394,7 +403,8 @@ impl Engine {
             &index_owners,
             &PlanOptions { adopt: scope.adopt },
         );
-        rows.extend(parse_problems.changes.into_iter().map(|c| (c, None)));
+        rows.reserve_exact(parse_problems.changes.len());
+        rows.extend(parse_problems.changes);
         phase("plan");
 
         let mut forget = BTreeSet::new();
@@ -402,10 +412,8 @@ impl Engine {
         if let (true, true, Some(state)) = (scope.prune, listing.complete, &index) {
             held.extend(
                 rows.iter()
-                    .filter(|(c, _)| {
-                        matches!(c.action, Action::Error { .. } | Action::Conflict { .. })
-                    })
-                    .map(|(c, _)| c.owner.clone()),
+                    .filter(|c| matches!(c.action, Action::Error { .. } | Action::Conflict { .. }))
+                    .map(|c| c.owner.clone()),
             );
             let listed: BTreeSet<Owner> = listing
                 .deployments
@@ -415,11 +423,12 @@ impl Engine {
             let findings = self
                 .find_orphans(&state.index, &desired_locations, &held, &listed)
                 .await;
-            rows.extend(findings.changes.into_iter().map(|c| (c, None)));
+            rows.reserve_exact(findings.changes.len());
+            rows.extend(findings.changes);
             forget = findings.forget;
         }
 
-        let (mut plan, write_failures) = Plan::from_rows(rows, notes);
+        let (mut plan, write_failures) = Plan::from_rows(rows, write_failures, notes);
         // Refused by the guard: still ours, still indexed.
         for loc in plan.guard_deletes(scope.max_deletes) {
             forget.remove(&loc);

@@ -88,12 +88,15 @@ impl Engine {
     ) -> Result<(), VaultError> {
         const ATTEMPTS: usize = 5;
         for attempt in 1..=ATTEMPTS {
+            // Most batches add nothing new: spare the copy of a large index.
+            let changes = add.iter().any(|(l, e)| state.index.get(l) != Some(e))
+                || remove.iter().any(|l| state.index.contains_key(l));
+            if !changes {
+                return self.mark_index(state).await;
+            }
             let mut new = state.index.clone();
             new.extend(add.iter().map(|(l, e)| (l.clone(), e.clone())));
             new.retain(|l, _| !remove.contains(l));
-            if new == state.index {
-                return self.mark_index(state).await;
-            }
             match self
                 .vault
                 .write_raw(&state.location, &index::encode(&new), state.version)

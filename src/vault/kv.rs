@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use super::client::{Reply, Vault};
 use super::error::{VaultError, error_messages};
 use crate::core::plan::{Observed, ObservedSecret, Write};
-use crate::core::value::SecretValue;
+use crate::core::value::ValueDigest;
 use crate::core::vault_path::{KvLocation, KvVersion, Mount};
 
 const JSON: &str = "application/json";
@@ -149,10 +149,7 @@ impl Vault {
     async fn holds(&self, loc: &KvLocation, wanted: &crate::core::value::SecretMap) -> bool {
         match self.read(loc).await {
             Ok(Observed::Present(current)) if !current.deleted => {
-                current.data.len() == wanted.len()
-                    && wanted
-                        .iter()
-                        .all(|(k, v)| current.data.get(k).and_then(Option::as_ref) == Some(v))
+                crate::core::plan::same_content(wanted, &current.data)
             }
             _ => false,
         }
@@ -291,16 +288,12 @@ fn parse_v2_read(reply: &Reply) -> Observed {
     })
 }
 
-fn observed_data(v: &Value) -> BTreeMap<String, Option<SecretValue>> {
+/// Digests of the values read: the values themselves are not kept.
+fn observed_data(v: &Value) -> BTreeMap<String, Option<ValueDigest>> {
     v.as_object()
         .map(|o| {
             o.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map(|s| SecretValue::new(s.to_owned())),
-                    )
-                })
+                .map(|(k, v)| (k.clone(), v.as_str().map(ValueDigest::of)))
                 .collect()
         })
         .unwrap_or_default()
