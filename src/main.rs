@@ -38,28 +38,14 @@ fn real_main() -> anyhow::Result<Exit> {
         .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
     vault_sync::telemetry::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);
 
-    let workers = worker_threads();
-    tracing::debug!(workers, "tokio runtime");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    // One thread: vault-sync waits on the network, and one thread keeps
+    // every request of --concurrency in flight. A multi-thread runtime
+    // measured the same wall time at 20,000 paths and cost futex wake-ups:
+    // at 2,000 paths it used 0.44 CPU-seconds against 0.26, CPU that the
+    // API server and Vault need when they share the machine.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     Ok(runtime.block_on(commands::execute(cli))?)
-}
-
-/// Worker threads sized from the CPU quota (cgroup v2 `cpu.max`), as the
-/// operator sized GOMAXPROCS: a pod limited to 500m gets 1 worker, not one
-/// per node core.
-fn worker_threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let quota = std::fs::read_to_string("/sys/fs/cgroup/cpu.max")
-        .ok()
-        .and_then(|s| {
-            let mut parts = s.split_whitespace();
-            let quota: f64 = parts.next()?.parse().ok()?;
-            let period: f64 = parts.next()?.parse().ok()?;
-            Some((quota / period).ceil() as usize)
-        });
-    quota.map_or(cores, |q| q.clamp(1, cores))
 }
