@@ -6,8 +6,9 @@
 # `floor` example, seeds NAMESPACES x DEPLOYMENTS Deployments (each with
 # SECRETS_PER_DEPLOYMENT Secrets of KEYS keys, auto-discovery via envFrom),
 # and measures `vault-sync run` for: cold, no-op, drift, prune, a
-# --concurrency sweep of cold, and a scaled cold/no-op. After each run the
-# floor (examples/floor.rs) does the same Vault work on equivalent state.
+# --concurrency sweep of cold, cold/no-op with --read-secrets list, cold/no-op
+# with heavy Secret values, and a scaled cold/no-op. After each run the floor
+# (examples/floor.rs) does the same Vault work on equivalent state.
 #
 # Writes target/bench/report.json and prints a Markdown table on stdout
 # (progress goes to stderr).
@@ -20,6 +21,10 @@
 #   SCALE_DEPLOYMENTS [10000] (0: skip)  SCALE_NAMESPACES [20]
 #   SCALE_SEED_BUDGET [300] seconds: seeding stops after the namespace that
 #     exceeds it, and the scaled run uses what was seeded
+#   READ_SECRETS_LIST [1]  1: also measure cold, no-op and scaled no-op with
+#     --read-secrets list (runs cold-list, noop-list, scale-noop-list)
+#   HEAVY_VALUE_BYTES [8192] (0: skip)  value length of the heavy-values
+#     runs (heavy-cold, heavy-noop): the default scenario re-seeded with it
 #   BENCH_VAULT [stack]  stack: the stack's OpenBao, as configured by up.sh;
 #     own: a dedicated OpenBao dev server (the stack's bao binary) started and
 #     stopped by this script: no other users' requests, its own audit log.
@@ -46,6 +51,8 @@ SWEEP_REPEATS="${SWEEP_REPEATS:-1}"
 SCALE_DEPLOYMENTS="${SCALE_DEPLOYMENTS:-10000}"
 SCALE_NAMESPACES="${SCALE_NAMESPACES:-20}"
 SCALE_SEED_BUDGET="${SCALE_SEED_BUDGET:-300}"
+READ_SECRETS_LIST="${READ_SECRETS_LIST:-1}"
+HEAVY_VALUE_BYTES="${HEAVY_VALUE_BYTES:-8192}"
 BENCH_KEEP="${BENCH_KEEP:-0}"
 BENCH_VAULT="${BENCH_VAULT:-stack}"
 BENCH_JSON_STRINGS="${BENCH_JSON_STRINGS:-0}"
@@ -170,26 +177,32 @@ sync_run() {
     "$BIN" run --cluster-name "$CLUSTER" -l bench=true --max-deletes 1000 -q -o json
 }
 
-# measure NAME PATHS FLOOR_MODE FLOOR_PATHS_FILE FLOOR_SUBSET_FILE CONC EXTRA_JSON
+# measure NAME PATHS FLOOR_MODE FLOOR_PATHS_FILE FLOOR_SUBSET_FILE CONC EXTRA_JSON [SYNC_ARGS]
 #   Runs vault-sync once (measured), then the floor; appends one JSON line.
+#   SYNC_ARGS: extra vault-sync arguments, split on spaces (may be empty).
+#   The floor writes values of $VALUE_BYTES bytes (override it per call).
 measure() {
-  local name="$1" paths="$2" fmode="$3" fpaths="$4" fsubset="$5" conc="$6" extra="$7"
-  local off km0 km1 t0 t1 rc frc ft0 ft1 foff
+  local name="$1" paths="$2" fmode="$3" fpaths="$4" fsubset="$5" conc="$6" extra="$7" sync_args="${8:-}"
+  local off km0 km1 cpu0 cpu1 fcpu0 fcpu1 t0 t1 rc frc ft0 ft1 foff
+  local sargs=()
+  read -r -a sargs <<<"$sync_args"
   off="$(stat -c %s "$VAULT_AUDIT_LOG")"
   km0="$("${PY[@]}" kube-metrics)"
+  cpu0="$("${PY[@]}" cpu)"
   t0="$(now)"
   set +e
-  /usr/bin/time -f '%M' -o "$WORK/time.txt" \
+  /usr/bin/time -f '%M %U %S' -o "$WORK/time.txt" \
     env -u PUSHGATEWAY_URL -u VAULT_SYNC_CLUSTER_NAME -u RUST_LOG \
     VAULT_TOKEN="$SYNC_TOKEN" VAULT_SYNC_AUTH=token \
     "$BIN" run --cluster-name "$CLUSTER" -l bench=true --max-deletes 1000 -q -o json \
-    --concurrency "$conc" >"$WORK/$name.out.json" 2>"$WORK/$name.err"
+    --concurrency "$conc" "${sargs[@]}" >"$WORK/$name.out.json" 2>"$WORK/$name.err"
   rc=$?
   set -e
   t1="$(now)"
+  cpu1="$("${PY[@]}" cpu)"
   km1="$("${PY[@]}" kube-metrics)"
-  local rss_kb
-  rss_kb="$(tail -n1 "$WORK/time.txt")"
+  local rss_kb tool_cpu
+  read -r rss_kb tool_cpu < <(tail -n1 "$WORK/time.txt" | awk '{ printf "%d %.2f\n", $1, $2 + $3 }')
   local audit
   audit="$("${PY[@]}" audit --log "$VAULT_AUDIT_LOG" --offset "$off" --display-name "token-$SYNC_NAME")"
   if [ "$rc" != 0 ]; then
@@ -203,35 +216,43 @@ measure() {
   local subset_args=()
   [ -n "$fsubset" ] && subset_args=(--subset "$fsubset")
   foff="$(stat -c %s "$VAULT_AUDIT_LOG")"
+  fcpu0="$("${PY[@]}" cpu)"
   ft0="$(now)"
   set +e
-  /usr/bin/time -f '%M' -o "$WORK/ftime.txt" env VAULT_TOKEN="$FLOOR_TOKEN" \
+  /usr/bin/time -f '%M %U %S' -o "$WORK/ftime.txt" env VAULT_TOKEN="$FLOOR_TOKEN" \
     "$FLOOR" "$fmode" --paths "$fpaths" "${subset_args[@]}" --concurrency "$conc" \
     --keys "$KEYS" --value-bytes "$VALUE_BYTES" >"$WORK/floor.json" 2>"$WORK/floor.err"
   frc=$?
   set -e
   ft1="$(now)"
+  fcpu1="$("${PY[@]}" cpu)"
+  local frss_kb floor_cpu
+  read -r frss_kb floor_cpu < <(tail -n1 "$WORK/ftime.txt" | awk '{ printf "%d %.2f\n", $1, $2 + $3 }')
   [ "$frc" = 0 ] || log "floor $fmode exited $frc: $(head -c 600 "$WORK/floor.err")"
   local faudit
   faudit="$("${PY[@]}" audit --log "$VAULT_AUDIT_LOG" --offset "$foff" --display-name "token-$FLOOR_NAME")"
 
   jq -cn \
-    --arg name "$name" --argjson paths "$paths" --argjson conc "$conc" \
+    --arg name "$name" --argjson paths "$paths" --argjson conc "$conc" --arg sargs "${sargs[*]}" \
     --argjson wall "$(secs "$t0" "$t1")" --argjson floor "$(secs "$ft0" "$ft1")" \
     --argjson rss "$((rss_kb * 1024))" --argjson rc "$rc" \
-    --argjson frss "$(($(tail -n1 "$WORK/ftime.txt") * 1024))" --argjson frc "$frc" \
+    --argjson frss "$((frss_kb * 1024))" --argjson frc "$frc" \
+    --argjson tcpu "$tool_cpu" --argjson fcpu "$floor_cpu" \
+    --argjson cpu0 "$cpu0" --argjson cpu1 "$cpu1" --argjson fcpu0 "$fcpu0" --argjson fcpu1 "$fcpu1" \
     --argjson audit "$audit" --argjson faudit "$faudit" \
     --argjson km0 "$km0" --argjson km1 "$km1" \
     --argjson summary "$(jq -c '.summary // {}' "$WORK/$name.out.json" 2>/dev/null || echo '{}')" \
     --argjson errors "$(jq -c '[.errors[]?.message] + [.changes[]? | select(.result == "failed" or .action == "error") | .message] | unique | .[:3]' "$WORK/$name.out.json" 2>/dev/null || echo '[]')" \
     --argjson fself "$(cat "$WORK/floor.json" 2>/dev/null || echo '{}')" \
     --argjson extra "$extra" '
-    # API server request deltas (all users; vault-sync uses only the first three)
+    # API server request deltas (all users; vault-sync uses only these four)
     ($km1 | to_entries | map({key, value: (.value - ($km0[.key] // 0))}) | map(select(.value > 0))
       | from_entries) as $kd
-    | (($kd["LIST deployments"] // 0) + ($kd["GET secrets"] // 0) + ($kd["GET deployments"] // 0)) as $kube
+    | (($kd["LIST deployments"] // 0) + ($kd["GET secrets"] // 0) + ($kd["LIST secrets"] // 0)
+       + ($kd["GET deployments"] // 0)) as $kube
     | {
         name: $name, paths: $paths, concurrency: $conc,
+        sync_args: ($sargs | split(" ") | map(select(. != ""))),
         wall_s: $wall, floor_s: $floor,
         vault_requests: ($audit | {read, write, delete, list, total, other}),
         vault_requests_by_operation: $audit.by_operation,
@@ -240,14 +261,17 @@ measure() {
         floor_requests: ($faudit | {read, write, delete, list, total}),
         floor_internal_s: $fself.wall_s,
         kube_requests: ($kube | floor),
-        kube_requests_source: "kube-apiserver apiserver_request_total delta (LIST deployments + GET secrets + GET deployments; all clients)",
-        kube_requests_other: ($kd | del(.["LIST deployments"], .["GET secrets"], .["GET deployments"])
+        kube_requests_source: "kube-apiserver apiserver_request_total delta (LIST deployments + GET secrets + LIST secrets + GET deployments; all clients)",
+        kube_requests_other: ($kd | del(.["LIST deployments"], .["GET secrets"], .["LIST secrets"], .["GET deployments"])
                               | map_values(floor)),
+        cpu_s: ({tool: $tcpu} + ($cpu1 | with_entries(.value = ((.value - $cpu0[.key]) * 100 | round / 100)))),
+        floor_cpu_s: ({tool: $fcpu} + ($fcpu1 | with_entries(.value = ((.value - $fcpu0[.key]) * 100 | round / 100)))),
+        cpu_source: "tool: user+sys of the process (/usr/bin/time); servers: utime+stime deltas from /proc (all their work in the window)",
         peak_rss_bytes: $rss, exit_code: $rc,
         floor_peak_rss_bytes: $frss, floor_exit_code: $frc,
         plan_summary: $summary, errors: $errors
       } + $extra' >>"$RUNS"
-  log "$name: vault-sync $(secs "$t0" "$t1")s (exit $rc, $((rss_kb / 1024)) MiB, $(jq -r .total <<<"$audit") Vault req); floor $(secs "$ft0" "$ft1")s ($(jq -r .total <<<"$faudit") req)"
+  log "$name${sync_args:+ ($sync_args)}: vault-sync $(secs "$t0" "$t1")s (exit $rc, $((rss_kb / 1024)) MiB, $(jq -r .total <<<"$audit") Vault req); floor $(secs "$ft0" "$ft1")s ($(jq -r .total <<<"$faudit") req)"
 }
 
 # kube_estimate DEPLOYMENTS SECRETS OWNER_GETS -> JSON fragment
@@ -255,6 +279,16 @@ kube_estimate() {
   jq -cn --argjson d "$1" --argjson s "$2" --argjson o "$3" \
     '{kube_requests_estimated: ((if $d == 0 then 1 else (($d + 499) / 500 | floor) end) + $s + $o),
       kube_requests_estimate: "pages of 500 + distinct Secret GETs + orphan-owner Deployment GETs"}'
+}
+
+# kube_estimate_list DEPLOYMENTS NAMESPACES SECRETS_PER_NAMESPACE -> JSON fragment
+#   --read-secrets list: Secret LIST pages of 100 per namespace per batch. A
+#   lower bound: a namespace that spans two batches is listed twice.
+kube_estimate_list() {
+  jq -cn --argjson d "$1" --argjson n "$2" --argjson s "$3" \
+    '{kube_requests_estimated: ((if $d == 0 then 1 else (($d + 499) / 500 | floor) end)
+        + $n * (if $s == 0 then 1 else (($s + 99) / 100 | floor) end)),
+      kube_requests_estimate: "pages of 500 + Secret LIST pages per namespace per batch (lower bound: a namespace spanning two batches is listed twice)"}'
 }
 
 # --- default scenario ------------------------------------------------------------
@@ -296,6 +330,8 @@ jq -n --argjson seeded "$SEEDED" \
   }' >"$WORK/scenario.json"
 
 EST_SYNC="$(kube_estimate "$N_DEPLOY" "$N_SECRETS" 0)"
+EST_LIST="$(kube_estimate_list "$N_DEPLOY" "$NAMESPACES" $((DEPLOYMENTS * SECRETS_PER_DEPLOYMENT)))"
+LIST_ARGS="--read-secrets list"
 
 # cold: all creates; Vault reset before each repeat.
 for r in $(seq 1 "$REPEATS"); do
@@ -303,6 +339,15 @@ for r in $(seq 1 "$REPEATS"); do
   measure cold "$N_PATHS" create "$WORK/floor-paths.txt" "" "$CONCURRENCY" \
     "$(jq -c --argjson r "$r" '. + {repeat: $r}' <<<"$EST_SYNC")"
 done
+
+# cold-list: the same with --read-secrets list.
+if [ "$READ_SECRETS_LIST" = 1 ]; then
+  for r in $(seq 1 "$REPEATS"); do
+    vault_clean
+    measure cold-list "$N_PATHS" create "$WORK/floor-paths.txt" "" "$CONCURRENCY" \
+      "$(jq -c --argjson r "$r" '. + {repeat: $r}' <<<"$EST_LIST")" "$LIST_ARGS"
+  done
+fi
 
 # --concurrency sweep of cold.
 for c in $SWEEP; do
@@ -318,6 +363,12 @@ for r in $(seq 1 "$REPEATS"); do
   measure noop "$N_PATHS" read "$WORK/paths.txt" "" "$CONCURRENCY" \
     "$(jq -c --argjson r "$r" '. + {repeat: $r}' <<<"$EST_SYNC")"
 done
+if [ "$READ_SECRETS_LIST" = 1 ]; then
+  for r in $(seq 1 "$REPEATS"); do
+    measure noop-list "$N_PATHS" read "$WORK/paths.txt" "" "$CONCURRENCY" \
+      "$(jq -c --argjson r "$r" '. + {repeat: $r}' <<<"$EST_LIST")" "$LIST_ARGS"
+  done
+fi
 
 # drift: one key of every 10th Secret changes (a new value each repeat, so
 # each repeat starts from a synced state without a reset).
@@ -346,6 +397,30 @@ for r in $(seq 1 "$REPEATS"); do
   fi
 done
 
+# --- heavy values ----------------------------------------------------------------
+
+# The default scenario re-seeded with HEAVY_VALUE_BYTES-byte values: peak RSS
+# should not grow with the Secret bytes (batches bound what is held at once).
+if [ "$HEAVY_VALUE_BYTES" -gt 0 ]; then
+  log "heavy values: cleaning, then seeding the default scenario with $HEAVY_VALUE_BYTES-byte values"
+  "${PY[@]}" clean
+  vault_clean
+  H_SEEDED="$(VALUE_BYTES="$HEAVY_VALUE_BYTES" "${PY[@]}" seed)"
+  log "seeded: $H_SEEDED"
+  h_total=$((N_PATHS * KEYS * HEAVY_VALUE_BYTES))
+  jq --argjson s "$H_SEEDED" --argjson vb "$HEAVY_VALUE_BYTES" --argjson p "$N_PATHS" --argjson t "$h_total" \
+    '. + {heavy: {value_bytes: $vb, paths: $p, total_value_bytes: $t, seeding: $s}}' \
+    "$WORK/scenario.json" >"$WORK/scenario.tmp" && mv "$WORK/scenario.tmp" "$WORK/scenario.json"
+  H_EST="$(jq -c --argjson vb "$HEAVY_VALUE_BYTES" --argjson t "$h_total" \
+    '. + {value_bytes: $vb, total_value_bytes: $t}' <<<"$EST_SYNC")"
+  # The floor's creates get the same value length (measure passes $VALUE_BYTES).
+  VALUE_BYTES="$HEAVY_VALUE_BYTES" measure heavy-cold "$N_PATHS" create "$WORK/floor-paths.txt" "" "$CONCURRENCY" "$H_EST"
+  for r in $(seq 1 "$REPEATS"); do
+    VALUE_BYTES="$HEAVY_VALUE_BYTES" measure heavy-noop "$N_PATHS" read "$WORK/paths.txt" "" "$CONCURRENCY" \
+      "$(jq -c --argjson r "$r" '. + {repeat: $r}' <<<"$H_EST")"
+  done
+fi
+
 # --- scaled run ------------------------------------------------------------------
 
 if [ "$SCALE_DEPLOYMENTS" -gt 0 ]; then
@@ -362,6 +437,7 @@ if [ "$SCALE_DEPLOYMENTS" -gt 0 ]; then
   s_paths="$(wc -l <"$WORK/s-paths.txt")"
   s_d=$((s_ns * s_dep))
   S_EST="$(kube_estimate "$s_d" $((s_d * SECRETS_PER_DEPLOYMENT)) 0)"
+  S_EST_LIST="$(kube_estimate_list "$s_d" "$s_ns" $((s_dep * SECRETS_PER_DEPLOYMENT)))"
   jq --argjson s "$S_SEEDED" --argjson p "$s_paths" \
     '. + {scaled: ($s + {paths: $p, requested_deployments: '"$SCALE_DEPLOYMENTS"'})}' \
     "$WORK/scenario.json" >"$WORK/scenario.tmp" && mv "$WORK/scenario.tmp" "$WORK/scenario.json"
@@ -370,6 +446,12 @@ if [ "$SCALE_DEPLOYMENTS" -gt 0 ]; then
     measure scale-noop "$s_paths" read "$WORK/s-paths.txt" "" "$CONCURRENCY" \
       "$(jq -c --argjson r "$r" '. + {repeat: $r}' <<<"$S_EST")"
   done
+  if [ "$READ_SECRETS_LIST" = 1 ]; then
+    for r in $(seq 1 "$REPEATS"); do
+      measure scale-noop-list "$s_paths" read "$WORK/s-paths.txt" "" "$CONCURRENCY" \
+        "$(jq -c --argjson r "$r" '. + {repeat: $r}' <<<"$S_EST_LIST")" "$LIST_ARGS"
+    done
+  fi
 fi
 
 jq --argjson t "$(secs "$T_START" "$(now)")" '. + {bench_total_s: $t}' "$WORK/scenario.json" \
