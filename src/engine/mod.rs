@@ -4,25 +4,22 @@
 
 mod apply;
 mod orphans;
+mod read;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use futures::stream::{self, StreamExt};
-
-use crate::core::annotations;
 use crate::core::batch;
 use crate::core::desired::{self, SecretFetch};
 use crate::core::ownership::Owner;
-use crate::core::plan::{
-    self, Action, Change, Located, Note, Observed, Plan, PlanOptions, Problem,
-};
-use crate::core::vault_path::{self, KvLocation, MountTable};
+use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, Problem};
+use crate::core::vault_path::KvLocation;
 use crate::k8s::{self, KubeError};
 use crate::metrics::Metrics;
 use crate::render::progress::Progress;
 use crate::vault::{Vault, VaultError};
 pub use orphans::IndexState;
+use read::{Mounts, Parsed};
 
 /// What a run works on, from the command line.
 #[derive(Debug, Clone)]
@@ -107,15 +104,18 @@ const BATCH_VALUE_BYTES: usize = 8 << 20;
 /// `--batch-size` is smaller): small runs stay one batch.
 const FIRST_BATCH_PATHS: usize = 64;
 
-/// One annotated Deployment after parsing, before any Secret is read.
-struct Parsed<'a> {
-    owner: Owner,
-    spec: annotations::SyncSpec,
-    deployment: &'a k8s::DeploymentView,
-    /// Secrets to read (none when reconcile is off).
-    secrets: Vec<String>,
-    /// Locations it can want, for the Vault reads and for batching.
-    locations: Vec<KvLocation>,
+/// What the batches add up to.
+#[derive(Default)]
+struct Gathered {
+    /// Every planned change (payloads released).
+    changes: Vec<Change>,
+    /// Failed writes, by their index in `changes`.
+    write_failures: Vec<(usize, VaultError)>,
+    notes: Vec<Note>,
+    /// Owners whose existing paths must not be judged as orphans.
+    held: BTreeSet<Owner>,
+    /// Every location some Deployment wants.
+    desired: BTreeSet<KvLocation>,
 }
 
 impl Engine {
@@ -140,96 +140,20 @@ impl Engine {
         }
         phase("listing");
 
-        // Parse annotations; remember which Secrets each Deployment needs
-        // and every path it can want. Both are known before any Secret is
-        // read: custom mode names the path, auto-discovery derives it from
-        // the referenced Secrets' names. So the mounts are resolved first,
-        // and the Secret GETs and the Vault reads then run at the same time.
-        let mut problems = Vec::new();
-        let mut parsed = Vec::new();
-        let mut raw_paths_of = Vec::new();
-        for d in &listing.deployments {
-            let owner = Owner::new(&scope.cluster, &d.namespace, &d.name);
-            match annotations::parse(&d.annotations) {
-                Ok(Some(spec)) => {
-                    let refs = desired::required_secrets(&spec, &d.references);
-                    self.metrics
-                        .secrets_discovered
-                        .with_label_values(&[d.namespace.as_str(), d.name.as_str()])
-                        .set(refs.len() as i64);
-                    let mut raw_paths = Vec::new();
-                    let mut secrets = Vec::new();
-                    if spec.reconcile != annotations::Reconcile::Off {
-                        if let annotations::Mode::Custom(_) = spec.mode {
-                            raw_paths.push(spec.path.clone());
-                        }
-                        for r in refs {
-                            if spec.mode == annotations::Mode::AutoDiscover {
-                                raw_paths.push(format!("{}/{}", spec.path, r.name));
-                            }
-                            secrets.push(r.name);
-                        }
-                    }
-                    raw_paths_of.push(raw_paths);
-                    parsed.push(Parsed {
-                        owner,
-                        spec,
-                        deployment: d,
-                        secrets,
-                        locations: Vec::new(),
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.metrics
-                        .config_parse_errors
-                        .with_label_values(&[
-                            d.namespace.as_str(),
-                            d.name.as_str(),
-                            e.metric_label(),
-                        ])
-                        .inc();
-                    problems.push(Problem {
-                        path: d.annotations.get(annotations::PATH).cloned(),
-                        owner,
-                        secret: None,
-                        kind: e.metric_label(),
-                        message: format!("Deployment {}/{}: {e}", d.namespace, d.name),
-                    });
-                }
-            }
-        }
-
-        // One lookup per mount: a known mount that prefixes a path is its mount.
-        let mut mounts = MountTable::default();
-        let mut mount_errors: BTreeMap<String, VaultError> = BTreeMap::new();
-        for raw in raw_paths_of.iter().flatten() {
-            if mounts.find(raw).is_some() || mount_errors.contains_key(raw) {
-                continue;
-            }
-            match self.vault.lookup_mount(raw).await {
-                Ok(m) => mounts.insert(m),
-                Err(e) => {
-                    self.metrics.count_vault_error(e.metric_label());
-                    mount_errors.insert(raw.clone(), e);
-                }
-            }
-        }
-        let locate = |raw: &str| -> Option<Result<KvLocation, vault_path::PathError>> {
-            let mount = mounts.find(raw)?;
-            Some(vault_path::locate(
-                raw,
-                mount,
-                scope.cluster_prefix.as_deref(),
-            ))
-        };
-        for (p, raw_paths) in parsed.iter_mut().zip(&raw_paths_of) {
-            p.locations = raw_paths
+        // Which Secrets each Deployment needs and every path it can want
+        // are known before any Secret is read: custom mode names the path,
+        // auto-discovery derives it from the referenced Secrets' names. So
+        // the mounts are resolved first, and each batch's Secret reads and
+        // Vault reads then run at the same time.
+        let (mut parsed, raw_paths, problems) = self.parse(&listing.deployments);
+        let mounts = self.look_up_mounts(raw_paths.iter().flatten()).await;
+        for (p, raw) in parsed.iter_mut().zip(&raw_paths) {
+            p.locations = raw
                 .iter()
-                .filter_map(|raw| locate(raw).and_then(Result::ok))
+                .filter_map(|raw| mounts.locate(raw).and_then(Result::ok))
                 .collect();
         }
-        drop(raw_paths_of);
+        drop(raw_paths);
         phase("mount lookups");
 
         // The index is read before planning: it decides ownership of KV v1
@@ -275,14 +199,10 @@ impl Engine {
             "reading Vault",
             parsed.iter().map(|p| p.locations.len() as u64).sum(),
         );
-        // Every planned change, and the failed writes by their index there.
-        let mut rows: Vec<Change> =
-            Vec::with_capacity(parsed.iter().map(|p| p.locations.len().max(1)).sum());
-        let mut write_failures: Vec<(usize, VaultError)> = Vec::new();
-        let mut notes = Vec::new();
-        // Owners whose existing paths must not be judged as orphans.
-        let mut held: BTreeSet<Owner> = BTreeSet::new();
-        let mut desired_locations: BTreeSet<KvLocation> = BTreeSet::new();
+        let mut gathered = Gathered {
+            changes: Vec::with_capacity(parsed.iter().map(|p| p.locations.len().max(1)).sum()),
+            ..Gathered::default()
+        };
         let mut batch_number = 0;
         while let Some(members) = batcher.next_batch(limit) {
             batch_number += 1;
@@ -307,69 +227,11 @@ impl Engine {
             let bytes: usize = fetched.values().map(SecretFetch::value_bytes).sum();
             limit = batch::next_limit(paths, bytes, BATCH_VALUE_BYTES, min_batch, scope.batch_size);
 
-            let mut located = Vec::new();
-            let mut batch_problems = Vec::new();
-            for p in members {
-                let secrets = NamespaceSecrets {
-                    namespace: &p.deployment.namespace,
-                    all: &fetched,
-                };
-                let outcome =
-                    desired::desire(&p.owner, &p.spec, &p.deployment.references, &secrets);
-                if outcome.hold_existing {
-                    held.insert(p.owner.clone());
-                }
-                self.count_desire_errors(&outcome.errors);
-                for (path, e) in outcome.errors {
-                    batch_problems.push(Problem {
-                        owner: p.owner.clone(),
-                        path,
-                        secret: Some(e.secret().to_owned()),
-                        kind: e.metric_label(),
-                        message: format!("Deployment {}: {e}", p.owner.short()),
-                    });
-                }
-                notes.extend(outcome.notes.into_iter().map(|message| Note {
-                    owner: p.owner.clone(),
-                    message,
-                }));
-                for d in outcome.paths {
-                    match (mount_errors.get(&d.raw_path), locate(&d.raw_path)) {
-                        (_, Some(Ok(location))) => {
-                            desired_locations.insert(location.clone());
-                            located.push(Located {
-                                desired: d,
-                                location,
-                            });
-                        }
-                        (_, Some(Err(e))) => batch_problems.push(Problem {
-                            owner: d.owner.clone(),
-                            path: Some(d.raw_path.clone()),
-                            secret: None,
-                            kind: "invalid_path",
-                            message: format!("Deployment {}: {e}", d.owner.short()),
-                        }),
-                        (Some(e), None) => {
-                            batch_problems.push(vault_problem(&d.owner, &d.raw_path, e))
-                        }
-                        (None, None) => batch_problems.push(Problem {
-                            owner: d.owner.clone(),
-                            path: Some(d.raw_path.clone()),
-                            secret: None,
-                            kind: "unknown",
-                            message: format!(
-                                "Deployment {}: the mount of {} was not looked up",
-                                d.owner.short(),
-                                d.raw_path
-                            ),
-                        }),
-                    }
-                }
-            }
+            let (located, problems) = self.desire_batch(&members, &fetched, &mounts, &mut gathered);
             drop(fetched);
             let batch_plan = plan::plan(
                 located,
-                batch_problems,
+                problems,
                 Vec::new(),
                 &observed,
                 &index_owners,
@@ -380,12 +242,17 @@ impl Engine {
                 let failures = self
                     .write_batch(&batch_plan, &mut index, &mut errors, progress)
                     .await;
-                write_failures.extend(failures.into_iter().map(|(i, e)| (rows.len() + i, e)));
+                let offset = gathered.changes.len();
+                gathered
+                    .write_failures
+                    .extend(failures.into_iter().map(|(i, e)| (offset + i, e)));
             }
-            rows.extend(batch_plan.changes.into_iter().map(|mut change| {
-                change.release_payload();
-                change
-            }));
+            gathered
+                .changes
+                .extend(batch_plan.changes.into_iter().map(|mut change| {
+                    change.release_payload();
+                    change
+                }));
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 paths,
@@ -395,6 +262,7 @@ impl Engine {
         }
         secrets_bar.finish();
         vault_bar.finish();
+        // Annotation errors: no path to read, only a change to show.
         let parse_problems = plan::plan(
             Vec::new(),
             problems,
@@ -403,15 +271,22 @@ impl Engine {
             &index_owners,
             &PlanOptions { adopt: scope.adopt },
         );
-        rows.reserve_exact(parse_problems.changes.len());
-        rows.extend(parse_problems.changes);
+        gathered.changes.reserve_exact(parse_problems.changes.len());
+        gathered.changes.extend(parse_problems.changes);
         phase("plan");
 
         let mut forget = BTreeSet::new();
         // After a failed index update `index` is gone: nothing is deleted.
         if let (true, true, Some(state)) = (scope.prune, listing.complete, &index) {
+            let Gathered {
+                changes,
+                held,
+                desired,
+                ..
+            } = &mut gathered;
             held.extend(
-                rows.iter()
+                changes
+                    .iter()
                     .filter(|c| matches!(c.action, Action::Error { .. } | Action::Conflict { .. }))
                     .map(|c| c.owner.clone()),
             );
@@ -421,14 +296,15 @@ impl Engine {
                 .map(|d| Owner::new(&scope.cluster, &d.namespace, &d.name))
                 .collect();
             let findings = self
-                .find_orphans(&state.index, &desired_locations, &held, &listed)
+                .find_orphans(&state.index, desired, held, &listed)
                 .await;
-            rows.reserve_exact(findings.changes.len());
-            rows.extend(findings.changes);
+            changes.reserve_exact(findings.changes.len());
+            changes.extend(findings.changes);
             forget = findings.forget;
         }
 
-        let (mut plan, write_failures) = Plan::from_rows(rows, write_failures, notes);
+        let (mut plan, write_failures) =
+            Plan::from_rows(gathered.changes, gathered.write_failures, gathered.notes);
         // Refused by the guard: still ours, still indexed.
         for loc in plan.guard_deletes(scope.max_deletes) {
             forget.remove(&loc);
@@ -442,6 +318,56 @@ impl Engine {
             forget,
             write_failures,
         }
+    }
+
+    /// The desired state of one batch's Deployments: the located paths to
+    /// diff and the problems found. Notes, held owners and desired
+    /// locations go to `gathered`.
+    fn desire_batch(
+        &self,
+        members: &[&Parsed],
+        fetched: &BTreeMap<(String, String), SecretFetch>,
+        mounts: &Mounts,
+        gathered: &mut Gathered,
+    ) -> (Vec<Located>, Vec<Problem>) {
+        let mut located = Vec::new();
+        let mut problems = Vec::new();
+        for p in members {
+            let secrets = NamespaceSecrets {
+                namespace: &p.deployment.namespace,
+                all: fetched,
+            };
+            let outcome = desired::desire(&p.owner, &p.spec, &p.deployment.references, &secrets);
+            if outcome.hold_existing {
+                gathered.held.insert(p.owner.clone());
+            }
+            self.count_desire_errors(&outcome.errors);
+            for (path, e) in outcome.errors {
+                problems.push(Problem {
+                    owner: p.owner.clone(),
+                    path,
+                    secret: Some(e.secret().to_owned()),
+                    kind: e.metric_label(),
+                    message: format!("Deployment {}: {e}", p.owner.short()),
+                });
+            }
+            gathered
+                .notes
+                .extend(outcome.notes.into_iter().map(|message| Note {
+                    owner: p.owner.clone(),
+                    message,
+                }));
+            for d in outcome.paths {
+                match mounts.resolve(d) {
+                    Ok(l) => {
+                        gathered.desired.insert(l.location.clone());
+                        located.push(l);
+                    }
+                    Err(problem) => problems.push(*problem),
+                }
+            }
+        }
+        (located, problems)
     }
 
     fn count_desire_errors(&self, errors: &[(Option<String>, desired::DesiredError)]) {
@@ -462,93 +388,6 @@ impl Engine {
                 _ => {}
             }
         }
-    }
-
-    /// Fetches each needed Secret once: a GET each, or with
-    /// `--read-secrets list` paged LISTs of their namespaces. A namespace
-    /// whose LIST is forbidden falls back to GETs.
-    async fn fetch_secrets(
-        &self,
-        wanted: BTreeSet<(String, String)>,
-        bar: &crate::render::progress::Stage,
-    ) -> BTreeMap<(String, String), SecretFetch> {
-        let mut by_namespace: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (ns, name) in wanted {
-            by_namespace.entry(ns).or_default().insert(name);
-        }
-        let mut fetched = BTreeMap::new();
-        let mut to_get = Vec::new();
-        if self.scope.read_secrets == k8s::SecretReads::List {
-            let listed: Vec<_> = stream::iter(by_namespace)
-                .map(|(ns, names)| async move {
-                    let result = k8s::list_secrets(&self.kube, &ns, &names).await;
-                    (ns, names, result)
-                })
-                .buffer_unordered(self.scope.concurrency)
-                .collect()
-                .await;
-            for (ns, names, result) in listed {
-                match result {
-                    Ok(found) => {
-                        for (name, fetch) in found {
-                            bar.inc();
-                            fetched.insert((ns.clone(), name), fetch);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            namespace = ns.as_str(),
-                            error_type = e.metric_label(),
-                            "{e}; reading its Secrets one GET at a time instead"
-                        );
-                        to_get.extend(names.into_iter().map(|name| (ns.clone(), name)));
-                    }
-                }
-            }
-        } else {
-            to_get = by_namespace
-                .into_iter()
-                .flat_map(|(ns, names)| names.into_iter().map(move |name| (ns.clone(), name)))
-                .collect();
-        }
-        let got: Vec<_> = stream::iter(to_get)
-            .map(|(ns, name)| async move {
-                let fetch = k8s::get_secret(&self.kube, &ns, &name).await;
-                bar.inc();
-                ((ns, name), fetch)
-            })
-            .buffer_unordered(self.scope.concurrency)
-            .collect()
-            .await;
-        fetched.extend(got);
-        fetched
-    }
-
-    /// One KV read per location.
-    async fn observe(
-        &self,
-        locations: BTreeSet<KvLocation>,
-        bar: &crate::render::progress::Stage,
-    ) -> BTreeMap<KvLocation, Observed> {
-        stream::iter(locations)
-            .map(|loc| async move {
-                let observed = match self.vault.read(&loc).await {
-                    Ok(o) => o,
-                    Err(e) => {
-                        let e = self.vault.explain(e).await;
-                        self.metrics.count_vault_error(e.metric_label());
-                        Observed::Failed {
-                            kind: e.metric_label(),
-                            message: e.to_string(),
-                        }
-                    }
-                };
-                bar.inc();
-                (loc, observed)
-            })
-            .buffer_unordered(self.scope.concurrency)
-            .collect()
-            .await
     }
 }
 

@@ -1,0 +1,249 @@
+//! The read side of a run: parsing the listed Deployments, looking up
+//! the mounts of their paths, and reading Secrets and Vault paths with
+//! bounded concurrency.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::stream::{self, StreamExt};
+
+use super::{Engine, vault_problem};
+use crate::core::annotations;
+use crate::core::desired::{self, SecretFetch};
+use crate::core::ownership::Owner;
+use crate::core::plan::{Located, Observed, Problem};
+use crate::core::vault_path::{self, KvLocation, MountTable};
+use crate::k8s;
+use crate::vault::VaultError;
+
+/// One annotated Deployment after parsing, before any Secret is read.
+pub(super) struct Parsed<'a> {
+    pub owner: Owner,
+    pub spec: annotations::SyncSpec,
+    pub deployment: &'a k8s::DeploymentView,
+    /// Secrets to read (none when reconcile is off).
+    pub secrets: Vec<String>,
+    /// Locations it can want, for the Vault reads and for batching.
+    pub locations: Vec<KvLocation>,
+}
+
+/// The mounts of every wanted path, looked up once per run.
+pub(super) struct Mounts {
+    table: MountTable,
+    /// Raw path → why its mount could not be looked up.
+    errors: BTreeMap<String, VaultError>,
+    cluster_prefix: Option<String>,
+}
+
+impl Mounts {
+    pub fn locate(&self, raw: &str) -> Option<Result<KvLocation, vault_path::PathError>> {
+        let mount = self.table.find(raw)?;
+        Some(vault_path::locate(
+            raw,
+            mount,
+            self.cluster_prefix.as_deref(),
+        ))
+    }
+
+    /// A desired path at its location, or the problem that stops it.
+    pub fn resolve(&self, d: desired::DesiredPath) -> Result<Located, Box<Problem>> {
+        match (self.errors.get(&d.raw_path), self.locate(&d.raw_path)) {
+            (_, Some(Ok(location))) => Ok(Located {
+                desired: d,
+                location,
+            }),
+            (_, Some(Err(e))) => Err(Box::new(Problem {
+                owner: d.owner.clone(),
+                path: Some(d.raw_path.clone()),
+                secret: None,
+                kind: "invalid_path",
+                message: format!("Deployment {}: {e}", d.owner.short()),
+            })),
+            (Some(e), None) => Err(Box::new(vault_problem(&d.owner, &d.raw_path, e))),
+            (None, None) => Err(Box::new(Problem {
+                owner: d.owner.clone(),
+                path: Some(d.raw_path.clone()),
+                secret: None,
+                kind: "unknown",
+                message: format!(
+                    "Deployment {}: the mount of {} was not looked up",
+                    d.owner.short(),
+                    d.raw_path
+                ),
+            })),
+        }
+    }
+}
+
+impl Engine {
+    /// Parses each listed Deployment's annotations: the annotated ones,
+    /// the raw paths each can want (same order), and the annotation errors.
+    pub(super) fn parse<'a>(
+        &self,
+        deployments: &'a [k8s::DeploymentView],
+    ) -> (Vec<Parsed<'a>>, Vec<Vec<String>>, Vec<Problem>) {
+        let mut parsed = Vec::new();
+        let mut raw_paths_of = Vec::new();
+        let mut problems = Vec::new();
+        for d in deployments {
+            let owner = Owner::new(&self.scope.cluster, &d.namespace, &d.name);
+            match annotations::parse(&d.annotations) {
+                Ok(Some(spec)) => {
+                    let refs = desired::required_secrets(&spec, &d.references);
+                    self.metrics
+                        .secrets_discovered
+                        .with_label_values(&[d.namespace.as_str(), d.name.as_str()])
+                        .set(refs.len() as i64);
+                    let mut raw_paths = Vec::new();
+                    let mut secrets = Vec::new();
+                    if spec.reconcile != annotations::Reconcile::Off {
+                        if let annotations::Mode::Custom(_) = spec.mode {
+                            raw_paths.push(spec.path.clone());
+                        }
+                        for r in refs {
+                            if spec.mode == annotations::Mode::AutoDiscover {
+                                raw_paths.push(format!("{}/{}", spec.path, r.name));
+                            }
+                            secrets.push(r.name);
+                        }
+                    }
+                    raw_paths_of.push(raw_paths);
+                    parsed.push(Parsed {
+                        owner,
+                        spec,
+                        deployment: d,
+                        secrets,
+                        locations: Vec::new(),
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics
+                        .config_parse_errors
+                        .with_label_values(&[
+                            d.namespace.as_str(),
+                            d.name.as_str(),
+                            e.metric_label(),
+                        ])
+                        .inc();
+                    problems.push(Problem {
+                        path: d.annotations.get(annotations::PATH).cloned(),
+                        owner,
+                        secret: None,
+                        kind: e.metric_label(),
+                        message: format!("Deployment {}/{}: {e}", d.namespace, d.name),
+                    });
+                }
+            }
+        }
+        (parsed, raw_paths_of, problems)
+    }
+
+    /// One lookup per mount: a known mount that prefixes a path is its mount.
+    pub(super) async fn look_up_mounts(&self, raw_paths: impl Iterator<Item = &String>) -> Mounts {
+        let mut mounts = Mounts {
+            table: MountTable::default(),
+            errors: BTreeMap::new(),
+            cluster_prefix: self.scope.cluster_prefix.clone(),
+        };
+        for raw in raw_paths {
+            if mounts.table.find(raw).is_some() || mounts.errors.contains_key(raw) {
+                continue;
+            }
+            match self.vault.lookup_mount(raw).await {
+                Ok(m) => mounts.table.insert(m),
+                Err(e) => {
+                    self.metrics.count_vault_error(e.metric_label());
+                    mounts.errors.insert(raw.clone(), e);
+                }
+            }
+        }
+        mounts
+    }
+
+    /// Fetches each needed Secret once: a GET each, or with
+    /// `--read-secrets list` paged LISTs of their namespaces. A namespace
+    /// whose LIST is forbidden falls back to GETs.
+    pub(super) async fn fetch_secrets(
+        &self,
+        wanted: BTreeSet<(String, String)>,
+        bar: &crate::render::progress::Stage,
+    ) -> BTreeMap<(String, String), SecretFetch> {
+        let mut by_namespace: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (ns, name) in wanted {
+            by_namespace.entry(ns).or_default().insert(name);
+        }
+        let mut fetched = BTreeMap::new();
+        let mut to_get = Vec::new();
+        if self.scope.read_secrets == k8s::SecretReads::List {
+            let listed: Vec<_> = stream::iter(by_namespace)
+                .map(|(ns, names)| async move {
+                    let result = k8s::list_secrets(&self.kube, &ns, &names).await;
+                    (ns, names, result)
+                })
+                .buffer_unordered(self.scope.concurrency)
+                .collect()
+                .await;
+            for (ns, names, result) in listed {
+                match result {
+                    Ok(found) => {
+                        for (name, fetch) in found {
+                            bar.inc();
+                            fetched.insert((ns.clone(), name), fetch);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            namespace = ns.as_str(),
+                            error_type = e.metric_label(),
+                            "{e}; reading its Secrets one GET at a time instead"
+                        );
+                        to_get.extend(names.into_iter().map(|name| (ns.clone(), name)));
+                    }
+                }
+            }
+        } else {
+            to_get = by_namespace
+                .into_iter()
+                .flat_map(|(ns, names)| names.into_iter().map(move |name| (ns.clone(), name)))
+                .collect();
+        }
+        let got: Vec<_> = stream::iter(to_get)
+            .map(|(ns, name)| async move {
+                let fetch = k8s::get_secret(&self.kube, &ns, &name).await;
+                bar.inc();
+                ((ns, name), fetch)
+            })
+            .buffer_unordered(self.scope.concurrency)
+            .collect()
+            .await;
+        fetched.extend(got);
+        fetched
+    }
+
+    /// One KV read per location.
+    pub(super) async fn observe(
+        &self,
+        locations: BTreeSet<KvLocation>,
+        bar: &crate::render::progress::Stage,
+    ) -> BTreeMap<KvLocation, Observed> {
+        stream::iter(locations)
+            .map(|loc| async move {
+                let observed = match self.vault.read(&loc).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        let e = self.vault.explain(e).await;
+                        self.metrics.count_vault_error(e.metric_label());
+                        Observed::Failed {
+                            kind: e.metric_label(),
+                            message: e.to_string(),
+                        }
+                    }
+                };
+                bar.inc();
+                (loc, observed)
+            })
+            .buffer_unordered(self.scope.concurrency)
+            .collect()
+            .await
+    }
+}
