@@ -10,7 +10,7 @@ use super::{Applied, Engine, IndexState, Prepared};
 use crate::core::index::{Index, IndexEntry};
 use crate::core::plan::{Action, Change, Plan};
 use crate::core::vault_path::{self, KvLocation};
-use crate::render::progress::Progress;
+use crate::render::progress::{Progress, Stage};
 use crate::vault::VaultError;
 
 impl Engine {
@@ -24,7 +24,7 @@ impl Engine {
         plan: &Plan,
         index: &mut Option<IndexState>,
         errors: &mut Vec<(&'static str, String)>,
-        progress: &Progress,
+        bar: &Stage,
     ) -> BTreeMap<usize, VaultError> {
         let reason = match index {
             None => "the vault-sync index is unusable, and a path created now would go untracked",
@@ -47,7 +47,7 @@ impl Engine {
                     })
                     .collect();
                 match self.update_index(state, &owned, &BTreeSet::new()).await {
-                    Ok(()) => return self.write_all(plan, |_| true, progress).await,
+                    Ok(()) => return self.write_all(plan, |_| true, bar).await,
                     Err(e) => {
                         self.metrics.count_vault_error(e.metric_label());
                         errors.push((
@@ -61,7 +61,7 @@ impl Engine {
             }
         };
         let only_updates = |c: &Change| matches!(c.action, Action::Update { .. });
-        let mut failures = self.write_all(plan, only_updates, progress).await;
+        let mut failures = self.write_all(plan, only_updates, bar).await;
         for (i, c) in plan.changes.iter().enumerate() {
             if c.write.is_some() && !only_updates(c) {
                 tracing::warn!(path = c.path.as_str(), "not created: {reason}");
@@ -116,7 +116,7 @@ impl Engine {
         &self,
         plan: &Plan,
         select: impl Fn(&Change) -> bool,
-        progress: &Progress,
+        bar: &Stage,
     ) -> BTreeMap<usize, VaultError> {
         let writes: Vec<usize> = plan
             .changes
@@ -125,22 +125,19 @@ impl Engine {
             .filter(|(_, c)| c.write.is_some() && c.location.is_some() && select(c))
             .map(|(i, _)| i)
             .collect();
-        let bar = progress.bar("writing Vault", writes.len() as u64);
-        let failures = self
-            .for_each_change(plan, writes, &bar, |change| async move {
-                match (&change.location, &change.write) {
-                    (Some(loc), Some(write)) => {
-                        let timer = self.metrics.sync_duration.start_timer();
-                        let r = self.vault.write(loc, write).await;
-                        timer.observe_duration();
-                        r
-                    }
-                    _ => Ok(()),
+        bar.grow(writes.len() as u64);
+        self.for_each_change(plan, writes, bar, |change| async move {
+            match (&change.location, &change.write) {
+                (Some(loc), Some(write)) => {
+                    let timer = self.metrics.sync_duration.start_timer();
+                    let r = self.vault.write(loc, write).await;
+                    timer.observe_duration();
+                    r
                 }
-            })
-            .await;
-        bar.finish();
-        failures
+                _ => Ok(()),
+            }
+        })
+        .await
     }
 
     async fn delete_all(&self, plan: &Plan, progress: &Progress) -> BTreeMap<usize, VaultError> {

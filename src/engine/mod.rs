@@ -199,6 +199,14 @@ impl Engine {
             "reading Vault",
             parsed.iter().map(|p| p.locations.len() as u64).sum(),
         );
+        let write_bar = progress.growing(
+            "writing Vault",
+            if writes {
+                parsed.iter().map(|p| p.locations.len() as u64).sum()
+            } else {
+                0
+            },
+        );
         let mut gathered = Gathered {
             changes: Vec::with_capacity(parsed.iter().map(|p| p.locations.len().max(1)).sum()),
             ..Gathered::default()
@@ -240,7 +248,7 @@ impl Engine {
             drop(observed);
             if writes {
                 let failures = self
-                    .write_batch(&batch_plan, &mut index, &mut errors, progress)
+                    .write_batch(&batch_plan, &mut index, &mut errors, &write_bar)
                     .await;
                 let offset = gathered.changes.len();
                 gathered
@@ -262,6 +270,7 @@ impl Engine {
         }
         secrets_bar.finish();
         vault_bar.finish();
+        write_bar.finish();
         // Annotation errors: no path to read, only a change to show.
         let parse_problems = plan::plan(
             Vec::new(),

@@ -65,6 +65,16 @@ impl Progress {
         Stage(Some(bar))
     }
 
+    /// A bar whose length grows as work is found (batch by batch); shown
+    /// when up to `at_most` items may come.
+    pub fn growing(&self, label: &str, at_most: u64) -> Stage {
+        let stage = self.bar(label, at_most);
+        if let Some(b) = &stage.0 {
+            b.set_length(0);
+        }
+        stage
+    }
+
     pub fn spinner(&self, label: &str) -> Stage {
         if !self.enabled {
             return Stage(None);
@@ -87,6 +97,13 @@ impl Stage {
     pub fn inc(&self) {
         if let Some(b) = &self.0 {
             b.inc(1);
+        }
+    }
+
+    /// `n` more items to do.
+    pub fn grow(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc_length(n);
         }
     }
 

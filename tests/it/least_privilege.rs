@@ -97,6 +97,20 @@ async fn plan_run_check_prune_with_the_shipped_rbac_and_policy_only() {
             && listed.stderr.contains("one GET at a time"),
         "no fallback warning:\n{listed}"
     );
+    // `check` probes that grant when the mode asks for it, and says how.
+    let check = as_sa(&["check", "-o", "json", "--read-secrets", "list"]).await;
+    check.assert_code(1);
+    let report = check.json();
+    let probe = format!("kubernetes: may list secrets in namespace {}", ns.name);
+    let failed = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == probe.as_str()))
+        .unwrap_or_else(|| panic!("no check {probe:?}\n{check}"));
+    assert_eq!(failed["ok"], false, "{check}");
+    assert!(
+        failed.to_string().contains("--read-secrets list"),
+        "the fix should name the option: {failed}"
+    );
 
     // The owner goes away: confirming that needs `get deployments` (a 404,
     // not a 403), deleting needs the policy's delete grants.
