@@ -100,6 +100,11 @@ impl Case {
     /// `run -o json` with a token of `policy` (HCL) only, plus `default`.
     /// The token is leak-checked as well.
     async fn run_with_policy(&self, label: &str, policy: &str) -> CliOutput {
+        self.run_with_policy_args(label, policy, &[]).await
+    }
+
+    /// [`Case::run_with_policy`] with more arguments.
+    async fn run_with_policy_args(&self, label: &str, policy: &str, args: &[&str]) -> CliOutput {
         let name = format!("{}-{label}", self.cluster);
         let vault = &self.ns.vault;
         let (status, body) = vault
@@ -124,9 +129,9 @@ impl Case {
             .as_str()
             .expect("client_token")
             .to_owned();
-        let out = self
-            .cli_env(&["run", "-o", "json"], &[("VAULT_TOKEN", &token)])
-            .await;
+        let mut full = vec!["run", "-o", "json"];
+        full.extend_from_slice(args);
+        let out = self.cli_env(&full, &[("VAULT_TOKEN", &token)]).await;
         crate::harness::assert_no_leak(&[&out.stdout, &out.stderr], &[&token]);
         let _ = vault
             .post("auth/token/revoke", &json!({ "token": token }))
@@ -1294,6 +1299,59 @@ async fn failed_delete_is_reported_as_failed_in_json() {
     assert_eq!(c["action"], "delete", "{c}");
     assert_eq!(c["result"], "failed", "{c}");
     assert_eq!(c["error_type"], "permission_denied", "{c}");
+}
+
+/// A write Vault refuses in one batch is reported against its own path,
+/// not a neighbour's: three Deployments in batches of one, the middle one's
+/// content readable but not writable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_in_one_batch_is_reported_on_its_own_path() {
+    let case = Case::new("orph-batchfail").await;
+    let mut data = BTreeMap::new();
+    for d in ["a", "b", "c"] {
+        let secret = format!("{d}-sec");
+        data.insert(d, case.secret(&secret, &["k"]).await);
+        case.ns
+            .deployment(
+                d,
+                &[(PATH, &format!("{MOUNT}/{d}"))],
+                &PodRefs::new().env_from(&secret),
+            )
+            .await;
+    }
+    // The more specific path wins over `secret/data/*`: read only.
+    let policy = format!(
+        "{NO_DELETE_POLICY}\npath \"secret/data/{}\" {{ capabilities = [\"read\"] }}\n",
+        case.rel("b/b-sec")
+    );
+    let run = case
+        .run_with_policy_args("batchfail", &policy, &["--batch-size", "1"])
+        .await;
+    run.assert_code(1);
+    for (d, result) in [("a", "applied"), ("b", "failed"), ("c", "applied")] {
+        let c = change(&run, &case.display(&format!("{d}/{d}-sec")));
+        assert_eq!(c["action"], "create", "{d}: {c}");
+        assert_eq!(c["result"], result, "{d}: {c}");
+    }
+    let b = change(&run, &case.display("b/b-sec"));
+    assert_eq!(b["error_type"], "permission_denied", "{b}");
+    for d in ["a", "c"] {
+        let got = case
+            .ns
+            .vault
+            .kv2_read(MOUNT, &case.rel(&format!("{d}/{d}-sec")))
+            .await
+            .unwrap_or_else(|| panic!("{d} not written:\n{run}"));
+        assert_eq!(got.data, data[d], "{d}");
+    }
+    assert!(
+        case.ns
+            .vault
+            .kv2_read(MOUNT, &case.rel("b/b-sec"))
+            .await
+            .is_none(),
+        "b was written despite the policy"
+    );
 }
 
 /// Everything under the cluster prefix, but not the index.
