@@ -256,9 +256,10 @@ impl Vault {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.record_vault_request(method.as_str(), None);
+                // reqwest's message names the URL: fine, paths are not secret.
                 let error = VaultError::Connection {
                     addr: self.addr.clone(),
-                    message: describe_reqwest_error(&e),
+                    message: crate::error_chain(&e),
                 };
                 // A certificate that does not verify will not verify on the
                 // next attempt either.
@@ -275,7 +276,7 @@ impl Vault {
         let bytes = response.bytes().await.map_err(|e| {
             Attempt::Retry(VaultError::Connection {
                 addr: self.addr.clone(),
-                message: describe_reqwest_error(&e),
+                message: crate::error_chain(&e),
             })
         })?;
         let body: Value = if bytes.is_empty() {
@@ -322,11 +323,6 @@ fn method_name(m: &Method) -> &'static str {
         _ if m.as_str() == "LIST" => "list",
         _ => "write",
     }
-}
-
-fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    // reqwest includes the URL, which is fine (paths are not secret).
-    crate::error_chain(e)
 }
 
 /// Percent-encodes an API path (the part before vault-sync's own `?query`),

@@ -135,14 +135,19 @@ impl Vault {
             (KvVersion::V2, None) => json!({ "data": map }),
             (KvVersion::V1, _) => Value::Object(map),
         };
+        self.post(loc, &loc.data_path(), body).await
+    }
+
+    /// POSTs a write of `loc` to `api`. The body is dropped once serialized,
+    /// and the bytes, which may hold values, are zeroed once sent.
+    async fn post(&self, loc: &KvLocation, api: &str, body: Value) -> Result<(), VaultError> {
         let bytes = Zeroizing::new(serde_json::to_vec(&body).map_err(|e| VaultError::Decode {
             path: loc.to_string(),
             message: e.to_string(),
         })?);
         drop(body);
-        let api = loc.data_path();
-        let reply = self.request(Method::POST, &api, Some(&bytes), JSON).await?;
-        check_write(&reply, &api, loc)
+        let reply = self.request(Method::POST, api, Some(&bytes), JSON).await?;
+        check_write(&reply, api, loc)
     }
 
     /// Whether the path's current content is exactly `wanted`.
@@ -234,17 +239,8 @@ impl Vault {
         loc: &KvLocation,
         metadata: &BTreeMap<String, String>,
     ) -> Result<(), VaultError> {
-        let body = Zeroizing::new(
-            serde_json::to_vec(&json!({ "custom_metadata": metadata })).map_err(|e| {
-                VaultError::Decode {
-                    path: loc.to_string(),
-                    message: e.to_string(),
-                }
-            })?,
-        );
-        let api = loc.metadata_path();
-        let reply = self.request(Method::POST, &api, Some(&body), JSON).await?;
-        check_write(&reply, &api, loc)
+        let body = json!({ "custom_metadata": metadata });
+        self.post(loc, &loc.metadata_path(), body).await
     }
 
     /// Writes a KV v2 secret of plain strings with check-and-set.
@@ -254,17 +250,8 @@ impl Vault {
         data: &BTreeMap<String, String>,
         cas: u64,
     ) -> Result<(), VaultError> {
-        let api = loc.data_path();
-        let body = Zeroizing::new(
-            serde_json::to_vec(&json!({"data": data, "options": {"cas": cas}})).map_err(|e| {
-                VaultError::Decode {
-                    path: api.clone(),
-                    message: e.to_string(),
-                }
-            })?,
-        );
-        let reply = self.request(Method::POST, &api, Some(&body), JSON).await?;
-        check_write(&reply, &api, loc)
+        let body = json!({"data": data, "options": {"cas": cas}});
+        self.post(loc, &loc.data_path(), body).await
     }
 }
 
