@@ -14,7 +14,8 @@ use serde::Serialize;
 use super::{CommandError, Exit};
 use crate::cli::GlobalArgs;
 use crate::config;
-use crate::core::annotations::{self, Mode};
+use crate::core::annotations;
+use crate::core::desired;
 use crate::core::vault_path::{self, KvVersion, MountTable};
 use crate::k8s;
 use crate::metrics::Metrics;
@@ -278,16 +279,7 @@ async fn vault_checks(
     let mut raw_paths = BTreeSet::new();
     for d in deployments {
         if let Ok(Some(spec)) = annotations::parse(&d.annotations) {
-            match &spec.mode {
-                Mode::Custom(_) => {
-                    raw_paths.insert(spec.path.clone());
-                }
-                Mode::AutoDiscover => {
-                    for r in &d.references {
-                        raw_paths.insert(format!("{}/{}", spec.path, r.name));
-                    }
-                }
-            }
+            raw_paths.extend(desired::wanted_paths(&spec, &d.references));
         }
     }
     let index_raw = format!(

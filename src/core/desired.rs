@@ -143,6 +143,23 @@ pub fn required_secrets(spec: &SyncSpec, discovered: &[SecretReference]) -> Vec<
     }
 }
 
+/// The raw path auto-discovery writes one Secret to: `<path>/<secret>`.
+fn secret_path(spec: &SyncSpec, secret: &str) -> String {
+    format!("{}/{}", spec.path, secret)
+}
+
+/// Every raw path a Deployment can want, known before any Secret is read:
+/// custom mode names it, auto-discovery derives one per referenced Secret.
+pub fn wanted_paths(spec: &SyncSpec, discovered: &[SecretReference]) -> Vec<String> {
+    match &spec.mode {
+        Mode::Custom(_) => vec![spec.path.clone()],
+        Mode::AutoDiscover => discovered
+            .iter()
+            .map(|r| secret_path(spec, &r.name))
+            .collect(),
+    }
+}
+
 /// What was fetched for the Secrets of one Deployment's namespace.
 pub trait Secrets {
     fn secret(&self, name: &str) -> Option<&SecretFetch>;
@@ -185,7 +202,7 @@ pub fn desire(
     match &spec.mode {
         Mode::AutoDiscover => {
             for reference in required_secrets(spec, discovered) {
-                let raw_path = format!("{}/{}", spec.path, reference.name);
+                let raw_path = secret_path(spec, &reference.name);
                 match secrets.secret(&reference.name) {
                     Some(SecretFetch::Found(data)) => {
                         match decode_all(namespace, &reference.name, data) {
@@ -518,5 +535,31 @@ mod tests {
             sel("b", &["j"], Some("Y")),
         ]);
         assert_eq!(names(required_secrets(&spec, &[])), ["a", "b"]);
+    }
+
+    #[test]
+    fn wanted_paths_match_what_desire_builds() {
+        assert_eq!(
+            wanted_paths(&auto("secret/app"), &secret_references(&pod())),
+            ["secret/app/db", "secret/app/opt", "secret/app/tls"]
+        );
+        let spec = custom(vec![sel("a", &["k"], None), sel("b", &["j"], None)]);
+        assert_eq!(wanted_paths(&spec, &[]), ["secret/app"]);
+        let secrets = BTreeMap::from([
+            ("db".to_owned(), found(&[("k", "v")])),
+            ("opt".to_owned(), found(&[("k", "v")])),
+            ("tls".to_owned(), found(&[("k", "v")])),
+        ]);
+        let d = desire(
+            &owner(),
+            &auto("secret/app"),
+            &secret_references(&pod()),
+            &secrets,
+        );
+        let built: Vec<_> = d.paths.iter().map(|p| p.raw_path.clone()).collect();
+        assert_eq!(
+            built,
+            wanted_paths(&auto("secret/app"), &secret_references(&pod()))
+        );
     }
 }

@@ -93,19 +93,15 @@ impl Engine {
                         .secrets_discovered
                         .with_label_values(&[d.namespace.as_str(), d.name.as_str()])
                         .set(refs.len() as i64);
-                    let mut raw_paths = Vec::new();
-                    let mut secrets = Vec::new();
-                    if spec.reconcile != annotations::Reconcile::Off {
-                        if let annotations::Mode::Custom(_) = spec.mode {
-                            raw_paths.push(spec.path.clone());
-                        }
-                        for r in refs {
-                            if spec.mode == annotations::Mode::AutoDiscover {
-                                raw_paths.push(format!("{}/{}", spec.path, r.name));
-                            }
-                            secrets.push(r.name);
-                        }
-                    }
+                    // Reconcile "off": nothing is read, its paths are held.
+                    let (raw_paths, secrets) = if spec.reconcile == annotations::Reconcile::Off {
+                        (Vec::new(), Vec::new())
+                    } else {
+                        (
+                            desired::wanted_paths(&spec, &d.references),
+                            refs.into_iter().map(|r| r.name).collect(),
+                        )
+                    };
                     raw_paths_of.push(raw_paths);
                     parsed.push(Parsed {
                         owner,
