@@ -343,16 +343,7 @@ fn record_plan(metrics: &Metrics, plan: &Plan, failures: &BTreeMap<usize, VaultE
         };
         metrics.paths.with_label_values(&[action]).inc();
     }
-    for action in [
-        "create",
-        "update",
-        "delete",
-        "unchanged",
-        "kept",
-        "conflict",
-        "refused",
-        "error",
-    ] {
+    for action in Action::NAMES {
         // Present every action so dashboards see zeros, not gaps.
         metrics.paths.with_label_values(&[action]);
     }

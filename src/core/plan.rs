@@ -107,6 +107,18 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every [`Action::name`], for metrics that must show zeros too.
+    pub const NAMES: [&'static str; 8] = [
+        "create",
+        "update",
+        "delete",
+        "unchanged",
+        "kept",
+        "conflict",
+        "refused",
+        "error",
+    ];
+
     /// Stable lower-case name, used in JSON output and metrics.
     pub fn name(&self) -> &'static str {
         match self {
@@ -591,6 +603,43 @@ mod tests {
             &BTreeMap::new(),
             &PlanOptions { adopt },
         )
+    }
+
+    #[test]
+    fn every_action_name_is_listed() {
+        let all = [
+            Action::Create { keys: vec![] },
+            Action::Update {
+                added: vec![],
+                changed: vec![],
+                removed: vec![],
+                metadata_only: false,
+            },
+            Action::Unchanged,
+            Action::Conflict {
+                reason: String::new(),
+            },
+            Action::Error {
+                kind: "unknown",
+                message: String::new(),
+                secret: None,
+            },
+            Action::Delete {
+                reason: String::new(),
+                destroy: false,
+            },
+            Action::Keep {
+                reason: String::new(),
+            },
+            Action::Refused {
+                reason: String::new(),
+            },
+        ];
+        let mut names: Vec<&str> = all.iter().map(Action::name).collect();
+        let mut listed = Action::NAMES.to_vec();
+        names.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(names, listed);
     }
 
     #[test]
