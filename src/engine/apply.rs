@@ -90,16 +90,15 @@ impl Engine {
             return applied;
         };
         let deletes = self.delete_all(plan, progress).await;
+        // A path whose delete failed stays indexed for the next run.
+        let failed: BTreeSet<&KvLocation> = deletes
+            .keys()
+            .filter_map(|&i| plan.changes[i].location.as_ref())
+            .collect();
         let gone: BTreeSet<KvLocation> = prepared
             .forget
             .iter()
-            .filter(|loc| {
-                !plan
-                    .changes
-                    .iter()
-                    .enumerate()
-                    .any(|(i, c)| c.location.as_ref() == Some(*loc) && deletes.contains_key(&i))
-            })
+            .filter(|loc| !failed.contains(loc))
             .cloned()
             .collect();
         applied.failures.extend(deletes);
