@@ -29,7 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -43,10 +43,11 @@ use serde_json::{Value, json};
 
 use crate::fixtures::{
     BaoHttp, BaoProcess, Fault, PathState, TcpProxy, assert_no_panic, audit_requests, changes,
-    failures, free_port, port_of, restricted_service_account,
+    deref_to_server, failures, free_port, join_acceptor, port_of, private_env,
+    restricted_service_account, spawn_acceptor,
 };
 use crate::harness::{
-    AuditEntries, CliOutput, PodRefs, STACK, TestNs, audit_mark, random_hex, run_cli,
+    AuditEntries, CliOutput, PodRefs, STACK, TestNs, audit_mark, only_deletes, random_hex, run_cli,
     run_cli_within,
 };
 
@@ -71,18 +72,7 @@ struct DurableBao {
     unseal_key: String,
 }
 
-impl std::ops::Deref for DurableBao {
-    type Target = BaoProcess;
-    fn deref(&self) -> &BaoProcess {
-        &self.server
-    }
-}
-
-impl std::ops::DerefMut for DurableBao {
-    fn deref_mut(&mut self) -> &mut BaoProcess {
-        &mut self.server
-    }
-}
+deref_to_server!(DurableBao);
 
 impl DurableBao {
     async fn start() -> Self {
@@ -258,22 +248,16 @@ impl HttpFaultProxy {
     }
 
     fn start(upstream_port: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let port = listener.local_addr().expect("proxy addr").port();
         let state = Arc::new(HttpState::default());
-        let acceptor = {
+        let stopped = {
             let state = state.clone();
-            std::thread::spawn(move || {
-                for client in listener.incoming() {
-                    if state.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(client) = client else { continue };
-                    let state = state.clone();
-                    std::thread::spawn(move || serve_one(client, upstream_port, &state));
-                }
-            })
+            move || state.stop.load(Ordering::SeqCst)
         };
+        let serving = state.clone();
+        let (port, acceptor) = spawn_acceptor(stopped, move |client| {
+            let state = serving.clone();
+            std::thread::spawn(move || serve_one(client, upstream_port, &state));
+        });
         Self {
             port,
             state,
@@ -338,10 +322,7 @@ impl Drop for HttpFaultProxy {
     fn drop(&mut self) {
         self.state.stop.store(true, Ordering::SeqCst);
         self.open();
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
+        join_acceptor(self.port, self.acceptor.take());
     }
 }
 
@@ -667,6 +648,23 @@ async fn assert_all_hold(bao: &BaoHttp, layout: &Layout, seeded: &BTreeMap<Strin
     }
 }
 
+/// `rel` holds one version, soft-deleted.
+async fn assert_soft_deleted(bao: &BaoHttp, rel: &str) {
+    let state = bao.state("secret", rel).await;
+    assert!(
+        matches!(state, PathState::SoftDeleted { version: 1, .. }),
+        "{rel}: expected version 1 soft-deleted, found {state:?}"
+    );
+}
+
+/// The paths the index `<mount>/vault-sync/index/<cluster>` lists, sorted
+/// (duplicates kept).
+async fn sorted_index(bao: &BaoHttp, mount: &str, cluster: &str) -> Vec<String> {
+    let mut paths = bao.index(mount, cluster).await;
+    paths.sort();
+    paths
+}
+
 /// How the paths of an interrupted run ended up.
 #[derive(Debug, Default)]
 struct Outcome {
@@ -872,16 +870,15 @@ impl ListingCase {
         self.cli("run", args).await
     }
 
-    fn kubeconfig(&self, port: u16) -> String {
-        kubeconfig_via(self.dir.path(), port, STACK.get("KUBE_ADMIN_TOKEN"))
+    /// A proxy in front of the API server, and an admin kubeconfig through it.
+    fn api_proxy(&self) -> (TcpProxy, String) {
+        let proxy = TcpProxy::start(port_of(STACK.get("KUBE_API_URL")), Duration::ZERO);
+        let kubeconfig = kubeconfig_via(self.dir.path(), proxy.port, STACK.get("KUBE_ADMIN_TOKEN"));
+        (proxy, kubeconfig)
     }
 
     async fn index(&self) -> Vec<String> {
-        let mut paths = BaoHttp::shared()
-            .index(&self.b.index_mount, "default")
-            .await;
-        paths.sort();
-        paths
+        sorted_index(&BaoHttp::shared(), &self.b.index_mount, "default").await
     }
 
     /// Nothing deleted: `old/x`, `web` as first written, still indexed.
@@ -929,8 +926,7 @@ impl ListingCase {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_lost_while_listing_deletes_nothing_and_next_run_converges() {
     let case = ListingCase::new("flt-list").await;
-    let proxy = TcpProxy::start(port_of(STACK.get("KUBE_API_URL")), Duration::ZERO);
-    let kubeconfig = case.kubeconfig(proxy.port);
+    let (proxy, kubeconfig) = case.api_proxy();
     let via_proxy = ["--kubeconfig", kubeconfig.as_str()];
 
     // 1. Gone for good after A's listing.
@@ -1037,15 +1033,7 @@ async fn api_server_lost_while_listing_deletes_nothing_and_next_run_converges() 
             ),
         ]
     );
-    assert!(
-        matches!(
-            BaoHttp::shared()
-                .state("secret", &case.la.rel("old", "x"))
-                .await,
-            PathState::SoftDeleted { version: 1, .. }
-        ),
-        "old/x soft-deleted"
-    );
+    assert_soft_deleted(&BaoHttp::shared(), &case.la.rel("old", "x")).await;
     assert_eq!(
         case.index().await,
         [case.la.display("api", "db"), case.lb.display("web", "web")]
@@ -1062,8 +1050,7 @@ async fn api_server_lost_while_listing_deletes_nothing_and_next_run_converges() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_listing_names_its_namespace() {
     let case = ListingCase::new("flt-listns").await;
-    let proxy = TcpProxy::start(port_of(STACK.get("KUBE_API_URL")), Duration::ZERO);
-    let kubeconfig = case.kubeconfig(proxy.port);
+    let (proxy, kubeconfig) = case.api_proxy();
     proxy.trip_after(32 * 1024, Fault::Drop);
     let out = case.run(&["--kubeconfig", &kubeconfig]).await;
     assert_eq!(proxy.tripped(), 1, "the fault never tripped:\n{out}");
@@ -1084,8 +1071,7 @@ async fn lost_listing_names_its_namespace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_stalled_while_listing_fails_within_a_bound() {
     let case = ListingCase::new("flt-stall").await;
-    let proxy = TcpProxy::start(port_of(STACK.get("KUBE_API_URL")), Duration::ZERO);
-    let kubeconfig = case.kubeconfig(proxy.port);
+    let (proxy, kubeconfig) = case.api_proxy();
     proxy.trip_after(32 * 1024, Fault::Stall);
     let args: Vec<String> = [
         "run",
@@ -1126,12 +1112,11 @@ async fn api_server_stalled_while_listing_fails_within_a_bound() {
     });
     out.assert_code(1);
     assert_eq!(listing_errors(&out).len(), 1, "{out}");
-    let deletes: Vec<_> = case
-        .writes(&mark.entries())
-        .into_iter()
-        .filter(|(op, _)| op == "delete")
-        .collect();
-    assert_eq!(deletes, [], "nothing deleted");
+    assert_eq!(
+        only_deletes(case.writes(&mark.entries())),
+        [],
+        "nothing deleted"
+    );
     case.assert_nothing_deleted().await;
     proxy.restore();
     eprintln!("API server stalled: the run ended after {took:?}");
@@ -1160,12 +1145,9 @@ async fn vault_fault_mid_apply(label: &str, fault: VaultFault) {
     let layout = Layout::plain(&ns);
     let mut bao = DurableBao::start().await;
     let proxy = TcpProxy::start(bao.port, Duration::from_millis(10));
-    let env = [
-        ("VAULT_ADDR", proxy.addr()),
-        ("VAULT_TOKEN", bao.root_token.clone()),
-        ("VAULT_SYNC_INDEX_MOUNT", "secret".to_owned()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Owned: the saboteur below needs `bao` mutably while the run uses `env`.
+    let (addr, token) = (proxy.addr(), bao.root_token.clone());
+    let env = private_env(&addr, &token);
     let timeout = "2s";
 
     let mut seeded = seed(&ns, &layout, &["d0", "d1", "d2"], 15).await;
@@ -1314,10 +1296,7 @@ async fn vault_fault_mid_apply(label: &str, fault: VaultFault) {
         let version = if old.contains_key(rel) { 2 } else { 1 };
         assert_holds(&root, rel, &new[rel], version, &layout.owner(&s.deployment)).await;
     }
-    assert!(matches!(
-        root.state("secret", &layout.rel("gone", "orphan")).await,
-        PathState::SoftDeleted { version: 1, .. }
-    ));
+    assert_soft_deleted(&root, &layout.rel("gone", "orphan")).await;
     // One content write per path not done before, none for the others.
     let content_writes = audit_requests(&bao.audit()[mark..], &["create", "update"], &needle);
     assert_eq!(
@@ -1351,12 +1330,9 @@ async fn openbao_sealed_before_the_run_fails_fast_and_next_run_converges() {
     let ns = TestNs::new("flt-sealed").await;
     let layout = Layout::plain(&ns);
     let mut bao = DurableBao::start().await;
-    let env = [
-        ("VAULT_ADDR", bao.addr.clone()),
-        ("VAULT_TOKEN", bao.root_token.clone()),
-        ("VAULT_SYNC_INDEX_MOUNT", "secret".to_owned()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Owned: unsealing needs `bao` mutably while `env` lives.
+    let (addr, token) = (bao.addr.clone(), bao.root_token.clone());
+    let env = private_env(&addr, &token);
     let seeded = seed(&ns, &layout, &["d0", "d1"], 2).await;
     let first = ns.cli_env(&["run", "-o", "json"], &env).await;
     first.assert_code(0);
@@ -1417,13 +1393,7 @@ async fn openbao_sealed_before_the_run_fails_fast_and_next_run_converges() {
     for (rel, s) in &seeded {
         match new.get(rel) {
             Some(data) => assert_holds(&root, rel, data, 2, &layout.owner(&s.deployment)).await,
-            None => assert!(
-                matches!(
-                    root.state("secret", rel).await,
-                    PathState::SoftDeleted { version: 1, .. }
-                ),
-                "{rel} soft-deleted"
-            ),
+            None => assert_soft_deleted(&root, rel).await,
         }
     }
     let plan = ns.cli_env(&["plan", "-o", "json"], &env).await;
@@ -1551,13 +1521,7 @@ async fn lost_answer_to_a_create_still_marks_the_path() {
     again.assert_code(0);
     assert_eq!(again.json()["summary"]["delete"], 4, "{again}");
     for rel in seeded.keys() {
-        assert!(
-            matches!(
-                vault.state("secret", rel).await,
-                PathState::SoftDeleted { version: 1, .. }
-            ),
-            "{rel} left behind"
-        );
+        assert_soft_deleted(&vault, rel).await;
     }
 }
 
@@ -1585,8 +1549,7 @@ async fn lost_answer_to_the_index_create_still_marks_the_index() {
     run.assert_code(0);
     let vault = BaoHttp::shared();
     assert_all_hold(&vault, &layout, &seeded).await;
-    let mut index = vault.index(&ns.index_mount, "default").await;
-    index.sort();
+    let index = sorted_index(&vault, &ns.index_mount, "default").await;
     let expected: Vec<String> = seeded.keys().map(|r| format!("secret/{r}")).collect();
     assert_eq!(index, expected);
     let md = ns
@@ -1678,8 +1641,7 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
         vault.index(&ns.index_mount, &cluster).await.len(),
         all.len()
     );
-    let mut index = vault.index(&ns.index_mount, &cluster).await;
-    index.sort();
+    let index = sorted_index(&vault, &ns.index_mount, &cluster).await;
     assert_eq!(index, all, "every path indexed exactly once");
 
     // 2. Every Secret changes; two runs at once, and a foreign write to X
@@ -1756,8 +1718,7 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
     assert!(per_path.values().all(|n| *n == 1), "{per_path:?}");
     let refused_x = audit.failed_writes(&format!("secret/data/{x}")).len();
     assert_eq!(refused_x, 2, "both stale writes of {x} refused by CAS");
-    let mut index = vault.index(&ns.index_mount, &cluster).await;
-    index.sort();
+    let index = sorted_index(&vault, &ns.index_mount, &cluster).await;
     assert_eq!(index, all, "every path indexed exactly once");
 
     // 3. The next run re-plans: X is ours and differs, so it is updated.
@@ -1791,8 +1752,7 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
     let noop = ns.cli(&run_args).await;
     noop.assert_code(0);
     assert_eq!(mark.entries().writes_by(&client), [], "a no-op run wrote");
-    let mut index = vault.index(&ns.index_mount, &cluster).await;
-    index.sort();
+    let index = sorted_index(&vault, &ns.index_mount, &cluster).await;
     assert_eq!(index, all);
 }
 
@@ -1911,8 +1871,7 @@ async fn forbidden_namespace_with_owned_paths_deletes_nothing() {
             "{label}: nothing written or deleted"
         );
         assert_all_hold(&vault, &layout, &seeded).await;
-        let mut index = vault.index(&owned.index_mount, "default").await;
-        index.sort();
+        let index = sorted_index(&vault, &owned.index_mount, "default").await;
         assert_eq!(index, all, "{label}: index unchanged");
     }
 
@@ -1922,10 +1881,7 @@ async fn forbidden_namespace_with_owned_paths_deletes_nothing() {
     assert_eq!(run.json()["summary"]["delete"], 2, "{run}");
     for (rel, s) in &seeded {
         if s.deployment == "d1" {
-            assert!(matches!(
-                vault.state("secret", rel).await,
-                PathState::SoftDeleted { version: 1, .. }
-            ));
+            assert_soft_deleted(&vault, rel).await;
         } else {
             assert_holds(&vault, rel, &s.data, 1, &layout.owner(&s.deployment)).await;
         }
@@ -1985,10 +1941,7 @@ async fn failed_ownership_recheck_is_reported_as_the_vault_error() {
 
     let again = ns.cli(&["run", "-o", "json"]).await;
     again.assert_code(0);
-    assert!(matches!(
-        BaoHttp::shared().state("secret", rel).await,
-        PathState::SoftDeleted { version: 1, .. }
-    ));
+    assert_soft_deleted(&BaoHttp::shared(), rel).await;
 }
 
 /// The index is lost (its metadata deleted, every version with it) while
@@ -2029,11 +1982,7 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
         let ns = &ns;
         async move { ns.cli(&args).await }
     };
-    let index = || async {
-        let mut paths = vault.index(&ns.index_mount, &cluster).await;
-        paths.sort();
-        paths
-    };
+    let index = || sorted_index(&vault, &ns.index_mount, &cluster);
     let first = cli("run", &[]).await;
     first.assert_code(0);
     assert_eq!(
@@ -2175,10 +2124,7 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
         BTreeMap::from([(layout.display("old", "x"), "delete".to_owned())]),
         "{prune}"
     );
-    assert!(matches!(
-        vault.state("secret", &layout.rel("old", "x")).await,
-        PathState::SoftDeleted { version: 1, .. }
-    ));
+    assert_soft_deleted(&vault, &layout.rel("old", "x")).await;
     assert_eq!(
         index().await,
         [

@@ -8,7 +8,8 @@
 //!   own file audit log, killed (SIGKILL) on drop;
 //! - [`TcpProxy`]: bytes between vault-sync and a server, with delays and
 //!   faults tripped by traffic;
-//! - a restricted ServiceAccount, and helpers reading `-o json` output.
+//! - a restricted ServiceAccount, vault-sync's own ServiceAccount token in a
+//!   file, and helpers reading `-o json` output.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -236,6 +237,16 @@ impl BaoHttp {
     }
 }
 
+/// The environment of a run against a private server at `addr` with
+/// `token`, the index in `secret/` (a private server's only KV mount).
+pub fn private_env<'a>(addr: &'a str, token: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("VAULT_ADDR", addr),
+        ("VAULT_TOKEN", token),
+        ("VAULT_SYNC_INDEX_MOUNT", "secret"),
+    ]
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -349,6 +360,26 @@ impl Drop for BaoProcess {
     }
 }
 
+/// `Deref` and `DerefMut` to the [`BaoProcess`] in the field `server` of a
+/// private server type that wraps one with state of its own.
+macro_rules! deref_to_server {
+    ($wrapper:ty) => {
+        impl std::ops::Deref for $wrapper {
+            type Target = $crate::fixtures::BaoProcess;
+            fn deref(&self) -> &Self::Target {
+                &self.server
+            }
+        }
+
+        impl std::ops::DerefMut for $wrapper {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.server
+            }
+        }
+    };
+}
+pub(crate) use deref_to_server;
+
 /// Request entries with one of `ops` on paths containing `needle`, as
 /// (operation, path).
 pub fn audit_requests(entries: &[Value], ops: &[&str], needle: &str) -> Vec<(String, String)> {
@@ -461,50 +492,44 @@ impl TcpState {
 impl TcpProxy {
     /// `delay`: added before each chunk sent from the client upstream.
     pub fn start(upstream_port: u16, delay: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let port = listener.local_addr().expect("proxy addr").port();
         let state = Arc::new(TcpState::default());
-        let acceptor = {
+        let stopped = {
             let state = state.clone();
-            std::thread::spawn(move || {
-                for client in listener.incoming() {
-                    if state.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(client) = client else { continue };
-                    if state.down.load(Ordering::SeqCst) {
-                        let _ = client.shutdown(Shutdown::Both);
-                        continue;
-                    }
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
-                        let _ = client.shutdown(Shutdown::Both);
-                        continue;
-                    };
-                    {
-                        let mut conns = state.conns.lock().expect("conns");
-                        for s in [&client, &server] {
-                            if let Ok(c) = s.try_clone() {
-                                conns.push(c);
-                            }
-                        }
-                    }
-                    // A cut that raced with this accept.
-                    if state.down.load(Ordering::SeqCst) {
-                        let _ = client.shutdown(Shutdown::Both);
-                        let _ = server.shutdown(Shutdown::Both);
-                        continue;
-                    }
-                    let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone())
-                    else {
-                        continue;
-                    };
-                    let up = state.clone();
-                    std::thread::spawn(move || pump_up(client, server, delay, &up));
-                    let down = state.clone();
-                    std::thread::spawn(move || pump_down(server2, client2, &down));
-                }
-            })
+            move || state.stop.load(Ordering::SeqCst)
         };
+        let serving = state.clone();
+        let (port, acceptor) = spawn_acceptor(stopped, move |client| {
+            let state = &serving;
+            if state.down.load(Ordering::SeqCst) {
+                let _ = client.shutdown(Shutdown::Both);
+                return;
+            }
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                let _ = client.shutdown(Shutdown::Both);
+                return;
+            };
+            {
+                let mut conns = state.conns.lock().expect("conns");
+                for s in [&client, &server] {
+                    if let Ok(c) = s.try_clone() {
+                        conns.push(c);
+                    }
+                }
+            }
+            // A cut that raced with this accept.
+            if state.down.load(Ordering::SeqCst) {
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+                return;
+            }
+            let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+                return;
+            };
+            let up = state.clone();
+            std::thread::spawn(move || pump_up(client, server, delay, &up));
+            let down = state.clone();
+            std::thread::spawn(move || pump_down(server2, client2, &down));
+        });
         Self {
             port,
             state,
@@ -557,11 +582,38 @@ impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.state.stop.store(true, Ordering::SeqCst);
         self.state.cut();
-        // Wake the acceptor so it sees `stop`.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
+        join_acceptor(self.port, self.acceptor.take());
+    }
+}
+
+/// Listens on a free port of 127.0.0.1 and, on a thread of its own (the
+/// acceptor), hands each connection to `serve` until `stopped()`, which it
+/// checks as each connection comes in (see [`join_acceptor`]). Returns the
+/// port and the acceptor.
+pub fn spawn_acceptor(
+    stopped: impl Fn() -> bool + Send + 'static,
+    mut serve: impl FnMut(TcpStream) + Send + 'static,
+) -> (u16, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let port = listener.local_addr().expect("proxy addr").port();
+    let acceptor = std::thread::spawn(move || {
+        for client in listener.incoming() {
+            if stopped() {
+                break;
+            }
+            let Ok(client) = client else { continue };
+            serve(client);
         }
+    });
+    (port, acceptor)
+}
+
+/// Once its `stopped()` is true, wakes the acceptor of [`spawn_acceptor`]
+/// on `port` (a connection, so that it sees it) and waits for it.
+pub fn join_acceptor(port: u16, acceptor: Option<JoinHandle<()>>) {
+    let _ = TcpStream::connect(("127.0.0.1", port));
+    if let Some(acceptor) = acceptor {
+        let _ = acceptor.join();
     }
 }
 
@@ -620,7 +672,7 @@ fn pump_down(mut from: TcpStream, mut to: TcpStream, state: &TcpState) {
 }
 
 // ---------------------------------------------------------------------------
-// A restricted ServiceAccount
+// ServiceAccount tokens
 // ---------------------------------------------------------------------------
 
 /// ServiceAccount `restricted` in `home`, which may list/get Deployments
@@ -658,6 +710,34 @@ pub async fn restricted_service_account(home: &TestNs) -> String {
         .await
         .expect("create RoleBinding");
     crate::stack::service_account_token(kube, ns, "restricted").await
+}
+
+/// A TokenRequest token of vault-sync's own ServiceAccount
+/// (`VAULT_SYNC_SA_NAMESPACE`/`VAULT_SYNC_SA_NAME`) in a temp file, for
+/// `--vault-jwt-file`.
+pub struct JwtFile {
+    _dir: tempfile::TempDir,
+    /// The file.
+    pub path: String,
+    /// The token, for the leak guard.
+    pub jwt: String,
+}
+
+pub async fn tool_jwt_file(ns: &TestNs) -> JwtFile {
+    let jwt = crate::stack::service_account_token(
+        &ns.kube,
+        STACK.get("VAULT_SYNC_SA_NAMESPACE"),
+        STACK.get("VAULT_SYNC_SA_NAME"),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("token");
+    std::fs::write(&path, &jwt).expect("write jwt");
+    JwtFile {
+        path: path.display().to_string(),
+        _dir: dir,
+        jwt,
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -228,6 +228,14 @@ impl VaultHttp {
         self.request(Method::POST, path, Some(body)).await
     }
 
+    /// A `POST` that must succeed (2xx); returns the body. `what` names the
+    /// request in the failure message.
+    pub async fn must_post(&self, path: &str, body: &Value, what: &str) -> Value {
+        let (status, reply) = self.post(path, body).await;
+        assert!((200..300).contains(&status), "{what}: {status} {reply}");
+        reply
+    }
+
     pub async fn delete(&self, path: &str) -> u16 {
         self.request(Method::DELETE, path, None).await.0
     }
@@ -288,16 +296,12 @@ impl VaultHttp {
     /// Replaces the custom_metadata map.
     pub async fn kv2_set_custom_metadata(&self, mount: &str, rel: &str, md: &[(&str, &str)]) {
         let map: BTreeMap<&str, &str> = md.iter().copied().collect();
-        let (status, body) = self
-            .post(
-                &format!("{mount}/metadata/{rel}"),
-                &json!({ "custom_metadata": map }),
-            )
-            .await;
-        assert!(
-            (200..300).contains(&status),
-            "metadata {mount}/metadata/{rel}: {status} {body}"
-        );
+        self.must_post(
+            &format!("{mount}/metadata/{rel}"),
+            &json!({ "custom_metadata": map }),
+            &format!("metadata {mount}/metadata/{rel}"),
+        )
+        .await;
     }
 
     /// Reads a KV v1 secret; `None` if absent.
@@ -318,6 +322,34 @@ impl VaultHttp {
         })
         .await
     }
+
+    /// Writes the ACL policy `name` (HCL text); fails unless Vault accepts it.
+    pub async fn write_policy(&self, name: &str, hcl: &str) {
+        self.must_post(
+            &format!("sys/policies/acl/{name}"),
+            &json!({ "policy": hcl }),
+            &format!("policy {name}"),
+        )
+        .await;
+    }
+
+    /// `auth/token/create` with `request` (policies, ttl, display_name, …);
+    /// fails unless 200. Returns the new token and Vault's whole answer.
+    pub async fn create_token(&self, request: &Value) -> (String, Value) {
+        let (status, body) = self.post("auth/token/create", request).await;
+        assert_eq!(status, 200, "create token {request}: {body}");
+        let token = body["auth"]["client_token"]
+            .as_str()
+            .expect("client_token")
+            .to_owned();
+        (token, body)
+    }
+}
+
+/// The policy vault-sync ships, `examples/vault-policy.hcl`, as HCL text.
+pub fn example_policy() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vault-policy.hcl");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Every leaf under `folder`, sorted, walking it with `list` (which gives a
@@ -587,6 +619,14 @@ pub struct AuditEntries(pub Vec<AuditEntry>);
 
 pub const WRITE_OPS: &[&str] = &["create", "update", "patch", "delete"];
 
+/// The deletes among `writes` (operation, API path), in order.
+pub fn only_deletes(writes: Vec<(String, String)>) -> Vec<(String, String)> {
+    writes
+        .into_iter()
+        .filter(|(op, _)| op == "delete")
+        .collect()
+}
+
 impl AuditEntries {
     /// Request entries whose path contains `needle`.
     pub fn requests<'a>(&'a self, needle: &'a str) -> impl Iterator<Item = &'a AuditEntry> + 'a {
@@ -780,28 +820,17 @@ impl TestNs {
             .await
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
         let vault = VaultHttp::root();
-        let (status, body) = vault
-            .post(
-                "auth/token/create",
-                &json!({"policies": ["root"], "display_name": name, "ttl": "2h"}),
-            )
+        let (cli_token, _) = vault
+            .create_token(&json!({"policies": ["root"], "display_name": name, "ttl": "2h"}))
             .await;
-        assert_eq!(status, 200, "create test token: {body}");
-        let cli_token = body["auth"]["client_token"]
-            .as_str()
-            .expect("client_token")
-            .to_owned();
         let index_mount = format!("{INDEX_MOUNT_PREFIX}{name}");
-        let (status, body) = vault
-            .post(
+        vault
+            .must_post(
                 &format!("sys/mounts/{index_mount}"),
                 &json!({"type": "kv", "options": {"version": "2"}}),
+                &format!("mount {index_mount}"),
             )
             .await;
-        assert!(
-            (200..300).contains(&status),
-            "mount {index_mount}: {status} {body}"
-        );
         Self {
             name,
             kube,

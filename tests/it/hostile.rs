@@ -41,7 +41,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{
     AuditEntries, CliOutput, STACK, TestNs, VaultHttp, assert_no_leak, audit_mark,
-    block_on_own_runtime, random_hex,
+    block_on_own_runtime, example_policy, random_hex,
 };
 
 const PATH: &str = "vault-sync.io/path";
@@ -1612,13 +1612,13 @@ struct ScratchMount {
 impl ScratchMount {
     async fn enable(engine: &str) -> Self {
         let path = format!("hx-{engine}-{}", random_hex(8));
-        let (status, body) = VaultHttp::root()
-            .post(&format!("sys/mounts/{path}"), &json!({ "type": engine }))
+        VaultHttp::root()
+            .must_post(
+                &format!("sys/mounts/{path}"),
+                &json!({ "type": engine }),
+                &format!("mount {engine} at {path}"),
+            )
             .await;
-        assert!(
-            (200..300).contains(&status),
-            "mount {engine} at {path}: {status} {body}"
-        );
         Self { path }
     }
 }
@@ -1646,40 +1646,23 @@ struct PolicyToken {
 impl PolicyToken {
     async fn shipped_policy(name: &str) -> Self {
         let root = VaultHttp::root();
-        let file =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vault-policy.hcl");
-        let hcl =
-            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let policy = format!("hx-{name}");
-        let (status, body) = root
-            .post(
-                &format!("sys/policies/acl/{policy}"),
-                &json!({ "policy": hcl }),
-            )
+        root.write_policy(&policy, &example_policy()).await;
+        let (token, body) = root
+            .create_token(&json!({
+                "policies": [policy],
+                "no_default_policy": true,
+                "display_name": policy,
+                "ttl": "1h",
+            }))
             .await;
-        assert!(
-            (200..300).contains(&status),
-            "write policy {policy}: {status} {body}"
-        );
-        let (status, body) = root
-            .post(
-                "auth/token/create",
-                &json!({
-                    "policies": [policy],
-                    "no_default_policy": true,
-                    "display_name": policy,
-                    "ttl": "1h",
-                }),
-            )
-            .await;
-        assert_eq!(status, 200, "create token: {body}");
         assert_eq!(
             strings(&body["auth"]["policies"]),
             [policy.as_str()],
             "the token must carry only {policy}: {body}"
         );
         Self {
-            token: text(&body["auth"]["client_token"]).to_owned(),
+            token,
             audit_client: format!("token-{policy}"),
             policy,
         }

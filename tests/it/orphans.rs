@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use crate::fixtures::{change, changes, restricted_service_account};
 use crate::harness::{
     AuditEntries, CliOutput, Kv2Secret, PodRefs, STACK, TestNs, VaultHttp, audit_mark,
-    block_on_own_runtime, delete_cluster_paths,
+    block_on_own_runtime, delete_cluster_paths, only_deletes,
 };
 
 const PATH: &str = "vault-sync.io/path";
@@ -107,28 +107,11 @@ impl Case {
     async fn run_with_policy_args(&self, label: &str, policy: &str, args: &[&str]) -> CliOutput {
         let name = format!("{}-{label}", self.cluster);
         let vault = &self.ns.vault;
-        let (status, body) = vault
-            .post(
-                &format!("sys/policies/acl/{name}"),
-                &json!({ "policy": policy }),
-            )
-            .await;
-        assert!(
-            (200..300).contains(&status),
-            "policy {name}: {status} {body}"
-        );
+        vault.write_policy(&name, policy).await;
         self.policies.lock().expect("policies").push(name.clone());
-        let (status, body) = vault
-            .post(
-                "auth/token/create",
-                &json!({"policies": [name], "display_name": name, "ttl": "10m"}),
-            )
+        let (token, _) = vault
+            .create_token(&json!({"policies": [name], "display_name": name, "ttl": "10m"}))
             .await;
-        assert_eq!(status, 200, "token {name}: {body}");
-        let token = body["auth"]["client_token"]
-            .as_str()
-            .expect("client_token")
-            .to_owned();
         let mut full = vec!["run", "-o", "json"];
         full.extend_from_slice(args);
         let out = self.cli_env(&full, &[("VAULT_TOKEN", &token)]).await;
@@ -162,6 +145,22 @@ impl Case {
 
     fn index_rel(&self) -> String {
         format!("vault-sync/index/{}", self.cluster)
+    }
+
+    /// The write request (operation, API path) of the soft delete of `rest`.
+    fn soft_delete_write(&self, rest: &str) -> (String, String) {
+        (
+            "delete".to_owned(),
+            format!("secret/data/{}", self.rel(rest)),
+        )
+    }
+
+    /// The write request (operation, API path) of an index update.
+    fn index_write(&self) -> (String, String) {
+        (
+            "update".to_owned(),
+            format!("secret/data/{}", self.index_rel()),
+        )
     }
 
     /// The index (display path → entry JSON); empty if there is none.
@@ -461,13 +460,9 @@ async fn deleted_deployment_soft_deletes_its_path() {
     );
     let audit = mark.entries();
     let writes = case.writes(&audit);
-    let deletes: Vec<_> = writes.iter().filter(|(op, _)| op == "delete").collect();
     assert_eq!(
-        deletes,
-        [&(
-            "delete".to_owned(),
-            format!("secret/data/{}", case.rel("app/db"))
-        )],
+        only_deletes(writes.clone()),
+        [case.soft_delete_write("app/db")],
         "one soft delete of the data path: {writes:?}"
     );
 
@@ -476,15 +471,14 @@ async fn deleted_deployment_soft_deletes_its_path() {
     assert!(!index.contains_key(&path), "still indexed: {index:?}");
 
     // Undeletable: the data comes back intact.
-    let (status, body) = case
-        .ns
+    case.ns
         .vault
-        .post(
+        .must_post(
             &format!("{MOUNT}/undelete/{}", case.rel("app/db")),
             &json!({"versions": [1]}),
+            "undelete",
         )
         .await;
-    assert!((200..300).contains(&status), "undelete: {status} {body}");
     assert_intact(&case, "app/db", &db, 1).await;
 
     // Forgotten: the next plan says nothing about it.
@@ -594,16 +588,7 @@ async fn unreferenced_secret_sub_path_is_deleted_others_untouched() {
     writes.sort();
     assert_eq!(
         writes,
-        [
-            (
-                "delete".to_owned(),
-                format!("secret/data/{}", case.rel("app/sec-b"))
-            ),
-            (
-                "update".to_owned(),
-                format!("secret/data/{}", case.index_rel())
-            ),
-        ],
+        [case.soft_delete_write("app/sec-b"), case.index_write()],
         "writes of the run"
     );
     let index: BTreeSet<String> = case.index().await.into_keys().collect();
@@ -697,14 +682,7 @@ async fn preserve_on_delete_keeps_the_path_and_forgets_it() {
         BTreeMap::from([(path.clone(), "kept".into())])
     );
     let writes = case.writes(&mark.entries());
-    assert_eq!(
-        writes,
-        [(
-            "update".to_owned(),
-            format!("secret/data/{}", case.index_rel())
-        )],
-        "only the index changes"
-    );
+    assert_eq!(writes, [case.index_write()], "only the index changes");
     assert_intact(&case, "app/db", &db, 1).await;
     let md = case.metadata("app/db").await.expect("metadata");
     assert!(
@@ -740,13 +718,8 @@ async fn destroy_removes_every_version_and_the_metadata() {
 
     let mark = audit_mark();
     case.json("run", &["--destroy"]).await.assert_code(0);
-    let deletes: Vec<_> = case
-        .writes(&mark.entries())
-        .into_iter()
-        .filter(|(op, _)| op == "delete")
-        .collect();
     assert_eq!(
-        deletes,
+        only_deletes(case.writes(&mark.entries())),
         [(
             "delete".to_owned(),
             format!("secret/metadata/{}", case.rel("app/db"))
@@ -828,16 +801,7 @@ async fn prune_deletes_orphans_only_and_needs_yes_off_a_terminal() {
     writes.sort();
     assert_eq!(
         writes,
-        [
-            (
-                "delete".to_owned(),
-                format!("secret/data/{}", case.rel("old/db"))
-            ),
-            (
-                "update".to_owned(),
-                format!("secret/data/{}", case.index_rel())
-            ),
-        ],
+        [case.soft_delete_write("old/db"), case.index_write()],
         "prune: the orphan's delete and the index, nothing else"
     );
     assert_soft_deleted(&case, "old/db", 1).await;
@@ -887,12 +851,11 @@ async fn max_deletes_guard_refuses_every_deletion() {
             "says how to proceed: {c}"
         );
     }
-    let deletes: Vec<_> = case
-        .writes(&mark.entries())
-        .into_iter()
-        .filter(|(op, _)| op == "delete")
-        .collect();
-    assert_eq!(deletes, [], "nothing deleted");
+    assert_eq!(
+        only_deletes(case.writes(&mark.entries())),
+        [],
+        "nothing deleted"
+    );
     for (name, data) in &fixtures {
         assert_intact(&case, &format!("app/{name}"), data, 1).await;
     }
@@ -1012,10 +975,7 @@ async fn tampered_index_entries_are_refused_and_dropped() {
     let writes = case.writes(&mark.entries());
     assert_eq!(
         writes,
-        [(
-            "update".to_owned(),
-            format!("secret/data/{}", case.index_rel())
-        )],
+        [case.index_write()],
         "no delete; the index drops the entries"
     );
     for (rest, value, _) in &fixtures {
@@ -1113,12 +1073,11 @@ async fn forbidden_namespace_makes_listing_incomplete_and_deletes_nothing() {
         .collect();
     assert_eq!(listing.len(), 1, "{run}");
     assert_eq!(listing[0]["error_type"], "forbidden", "{run}");
-    let deletes: Vec<_> = case
-        .writes(&mark.entries())
-        .into_iter()
-        .filter(|(op, _)| op == "delete")
-        .collect();
-    assert_eq!(deletes, [], "nothing deleted");
+    assert_eq!(
+        only_deletes(case.writes(&mark.entries())),
+        [],
+        "nothing deleted"
+    );
     assert_intact(&case, "app/db", &db, 1).await;
     assert!(case.index().await.contains_key(&path), "still indexed");
 
@@ -1224,17 +1183,9 @@ async fn selector_scoped_run_spares_deployments_that_left_the_selector() {
         actions(&run),
         BTreeMap::from([(gone.clone(), "delete".into())])
     );
-    let deletes: Vec<_> = case
-        .writes(&mark.entries())
-        .into_iter()
-        .filter(|(op, _)| op == "delete")
-        .collect();
     assert_eq!(
-        deletes,
-        [(
-            "delete".to_owned(),
-            format!("secret/data/{}", case.rel("gone/db"))
-        )]
+        only_deletes(case.writes(&mark.entries())),
+        [case.soft_delete_write("gone/db")]
     );
     assert_soft_deleted(&case, "gone/db", 1).await;
     assert_intact(&case, "moved/db", &db, 1).await;

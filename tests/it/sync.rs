@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::fixtures::{change, changes};
+use crate::fixtures::{change, changes, tool_jwt_file};
 use crate::harness::{CliOutput, PodRefs, STACK, TestNs, audit_mark};
 
 const PATH: &str = "vault-sync.io/path";
@@ -1183,16 +1183,7 @@ async fn kubernetes_auth_run_with_least_privilege_policy() {
     )
     .await;
 
-    let jwt = crate::stack::service_account_token(
-        &ns.kube,
-        STACK.get("VAULT_SYNC_SA_NAMESPACE"),
-        STACK.get("VAULT_SYNC_SA_NAME"),
-    )
-    .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let jwt_file = dir.path().join("token");
-    std::fs::write(&jwt_file, &jwt).expect("write jwt");
-    let jwt_file = jwt_file.display().to_string();
+    let jwt = tool_jwt_file(&ns).await;
 
     let run = ns
         .cli_env(
@@ -1205,7 +1196,7 @@ async fn kubernetes_auth_run_with_least_privilege_policy() {
                 "--vault-role",
                 STACK.get("VAULT_SYNC_K8S_ROLE"),
                 "--vault-jwt-file",
-                &jwt_file,
+                &jwt.path,
                 // Its own cluster name: paths under secret/clusters/<ns>/ and
                 // its own index secret/vault-sync/index/<ns>, shared with no
                 // other run.
@@ -1216,7 +1207,7 @@ async fn kubernetes_auth_run_with_least_privilege_policy() {
             &[("VAULT_TOKEN", ""), ("VAULT_SYNC_INDEX_MOUNT", "secret")],
         )
         .await;
-    assert_no_jwt(&run, &jwt);
+    assert_no_jwt(&run, &jwt.jwt);
     run.assert_code(1);
     assert_eq!(change_of(&run, "allowed")["result"], "applied", "{run}");
     // The policy has no grant on team/: OpenBao answers the mount lookup

@@ -22,12 +22,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::fixtures::{
-    BaoHttp, BaoProcess, Fault, PathState, TcpProxy, assert_no_panic, audit_requests, failures,
-    free_port,
+    BaoHttp, BaoProcess, Fault, PathState, TcpProxy, assert_no_panic, audit_requests,
+    deref_to_server, failures, free_port, private_env, tool_jwt_file,
 };
 use crate::harness::{
     CliOutput, PodRefs, STACK, TestNs, VaultHttp, assert_no_leak, audit_mark, block_on_own_runtime,
-    random_hex,
+    example_policy, random_hex,
 };
 use crate::stack::service_account_token;
 
@@ -45,18 +45,7 @@ struct PrivateBao {
     ca_file: Option<PathBuf>,
 }
 
-impl std::ops::Deref for PrivateBao {
-    type Target = BaoProcess;
-    fn deref(&self) -> &BaoProcess {
-        &self.server
-    }
-}
-
-impl std::ops::DerefMut for PrivateBao {
-    fn deref_mut(&mut self) -> &mut BaoProcess {
-        &mut self.server
-    }
-}
+deref_to_server!(PrivateBao);
 
 impl PrivateBao {
     async fn start() -> Self {
@@ -196,11 +185,6 @@ impl PrivateBao {
     }
 }
 
-fn example_policy() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vault-policy.hcl");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 // ---------------------------------------------------------------------------
 // Objects on the shared server
 // ---------------------------------------------------------------------------
@@ -255,17 +239,7 @@ impl Drop for SharedCleanup {
 
 /// Creates a policy on the shared server (removed by `cleanup`).
 async fn shared_policy(ns: &TestNs, cleanup: &mut SharedCleanup, name: &str, text: &str) {
-    let (status, body) = ns
-        .vault
-        .post(
-            &format!("sys/policies/acl/{name}"),
-            &json!({ "policy": text }),
-        )
-        .await;
-    assert!(
-        (200..300).contains(&status),
-        "policy {name}: {status} {body}"
-    );
+    ns.vault.write_policy(name, text).await;
     cleanup.delete(format!("sys/policies/acl/{name}"));
 }
 
@@ -280,47 +254,39 @@ fn index_stanza(ns: &TestNs) -> String {
 
 /// A child token of root with these policies; returns the token.
 async fn shared_token(ns: &TestNs, policies: &[&str]) -> String {
-    let (status, body) = ns
+    let (token, _) = ns
         .vault
-        .post(
-            "auth/token/create",
-            &json!({"policies": policies, "ttl": "15m", "display_name": ns.name}),
+        .create_token(&json!({"policies": policies, "ttl": "15m", "display_name": ns.name}))
+        .await;
+    token
+}
+
+/// An auth method of type `kind` (`approle`, `jwt`) enabled at a mount of
+/// its own, `<kind>-<random>`, on the shared server, and the policy
+/// `<ns>-index` ([`index_stanza`]) for its roles; both removed by
+/// `cleanup`. Returns the mount and the policy name.
+async fn shared_auth_mount(
+    ns: &TestNs,
+    cleanup: &mut SharedCleanup,
+    kind: &str,
+) -> (String, String) {
+    let mount = format!("{kind}-{}", random_hex(8));
+    let policy = format!("{}-index", ns.name);
+    shared_policy(ns, cleanup, &policy, &index_stanza(ns)).await;
+    ns.vault
+        .must_post(
+            &format!("sys/auth/{mount}"),
+            &json!({ "type": kind }),
+            &format!("enable {kind}"),
         )
         .await;
-    assert_eq!(status, 200, "token create: {body}");
-    body["auth"]["client_token"]
-        .as_str()
-        .expect("client_token")
-        .to_owned()
+    cleanup.delete(format!("sys/auth/{mount}"));
+    (mount, policy)
 }
 
 // ---------------------------------------------------------------------------
 // Fixtures and output helpers
 // ---------------------------------------------------------------------------
-
-/// A ServiceAccount token of vault-sync/vault-sync in a temp file.
-struct JwtFile {
-    _dir: tempfile::TempDir,
-    path: String,
-    jwt: String,
-}
-
-async fn tool_jwt_file(ns: &TestNs) -> JwtFile {
-    let jwt = service_account_token(
-        &ns.kube,
-        STACK.get("VAULT_SYNC_SA_NAMESPACE"),
-        STACK.get("VAULT_SYNC_SA_NAME"),
-    )
-    .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("token");
-    std::fs::write(&path, &jwt).expect("write jwt");
-    JwtFile {
-        path: path.display().to_string(),
-        _dir: dir,
-        jwt,
-    }
-}
 
 /// One Deployment `app` auto-discovering Secret `db` (two keys) at
 /// `secret/it/<ns>/app/db`; returns the expected content.
@@ -747,11 +713,7 @@ async fn expiring_kubernetes_token_is_renewed_by_logging_in_again() {
                 "--vault-jwt-file",
                 &jwt.path,
             ],
-            &[
-                ("VAULT_ADDR", &proxy.addr()),
-                ("VAULT_TOKEN", ""),
-                ("VAULT_SYNC_INDEX_MOUNT", "secret"),
-            ],
+            &private_env(&proxy.addr(), ""),
         )
         .await;
     let took = started.elapsed();
@@ -808,11 +770,7 @@ async fn expiring_static_token_fails_cleanly_naming_paths() {
     let run = ns
         .cli_env(
             &["run", "-o", "json", "--concurrency", "1"],
-            &[
-                ("VAULT_ADDR", &proxy.addr()),
-                ("VAULT_TOKEN", &token),
-                ("VAULT_SYNC_INDEX_MOUNT", "secret"),
-            ],
+            &private_env(&proxy.addr(), &token),
         )
         .await;
     let took = started.elapsed();
@@ -886,23 +844,14 @@ async fn approle_login_at_a_custom_mount() {
     let ns = TestNs::new("vc-approle").await;
     let data = one_path(&ns).await;
     let mut cleanup = SharedCleanup::default();
-    let mount = format!("approle-{}", random_hex(8));
-    let policy = format!("{}-index", ns.name);
-    shared_policy(&ns, &mut cleanup, &policy, &index_stanza(&ns)).await;
-    let (status, body) = ns
-        .vault
-        .post(&format!("sys/auth/{mount}"), &json!({"type": "approle"}))
-        .await;
-    assert!((200..300).contains(&status), "enable approle: {body}");
-    cleanup.delete(format!("sys/auth/{mount}"));
-    let (status, body) = ns
-        .vault
-        .post(
+    let (mount, policy) = shared_auth_mount(&ns, &mut cleanup, "approle").await;
+    ns.vault
+        .must_post(
             &format!("auth/{mount}/role/vault-sync"),
             &json!({"token_policies": ["vault-sync", policy], "token_ttl": "10m"}),
+            "approle role",
         )
         .await;
-    assert!((200..300).contains(&status), "approle role: {body}");
     let (_, body) = ns
         .vault
         .get(&format!("auth/{mount}/role/vault-sync/role-id"))
@@ -1032,27 +981,17 @@ async fn jwt_login_with_a_key_the_test_controls() {
     let (other_key, _) = rsa_key_pair(dir.path(), "other");
 
     let mut cleanup = SharedCleanup::default();
-    let mount = format!("jwt-{}", random_hex(8));
-    let policy = format!("{}-index", ns.name);
-    shared_policy(&ns, &mut cleanup, &policy, &index_stanza(&ns)).await;
-    let (status, body) = ns
-        .vault
-        .post(&format!("sys/auth/{mount}"), &json!({"type": "jwt"}))
-        .await;
-    assert!((200..300).contains(&status), "enable jwt: {body}");
-    cleanup.delete(format!("sys/auth/{mount}"));
-    let (status, body) = ns
-        .vault
-        .post(
+    let (mount, policy) = shared_auth_mount(&ns, &mut cleanup, "jwt").await;
+    ns.vault
+        .must_post(
             &format!("auth/{mount}/config"),
             &json!({ "jwt_validation_pubkeys": [public] }),
+            "jwt config",
         )
         .await;
-    assert!((200..300).contains(&status), "jwt config: {body}");
     let audience = format!("vault-sync-it-{}", random_hex(6));
-    let (status, body) = ns
-        .vault
-        .post(
+    ns.vault
+        .must_post(
             &format!("auth/{mount}/role/ci"),
             &json!({
                 "role_type": "jwt",
@@ -1061,9 +1000,9 @@ async fn jwt_login_with_a_key_the_test_controls() {
                 "token_policies": ["vault-sync", policy],
                 "token_ttl": "10m",
             }),
+            "jwt role",
         )
         .await;
-    assert!((200..300).contains(&status), "jwt role: {body}");
 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1146,11 +1085,7 @@ async fn tls_with_cacert_without_it_and_skip_verify() {
     let data = one_path(&ns).await;
     let bao = PrivateBao::start_tls().await;
     let ca = bao.ca_file();
-    let base = [
-        ("VAULT_ADDR", bao.addr.as_str()),
-        ("VAULT_TOKEN", "root"),
-        ("VAULT_SYNC_INDEX_MOUNT", "secret"),
-    ];
+    let base = private_env(&bao.addr, "root");
     let with = |extra: &[(&'static str, &'static str)]| {
         let mut env: Vec<(&str, &str)> = base.to_vec();
         env.extend_from_slice(extra);
@@ -1366,11 +1301,7 @@ async fn vault_down_before_the_run_fails_fast_and_writes_nothing() {
     let run = ns
         .cli_env(
             &["run", "-o", "json", "--vault-timeout", "3s"],
-            &[
-                ("VAULT_ADDR", &proxy.addr()),
-                ("VAULT_TOKEN", "root"),
-                ("VAULT_SYNC_INDEX_MOUNT", "secret"),
-            ],
+            &private_env(&proxy.addr(), "root"),
         )
         .await;
     let took = started.elapsed();
@@ -1404,12 +1335,8 @@ async fn vault_cut_mid_run_leaves_nothing_half_written_and_next_run_converges() 
     let bao = PrivateBao::start().await;
     let proxy = TcpProxy::start(bao.port, Duration::from_millis(10));
     let expected = many_paths(&ns, 3, 20).await;
-    let env = [
-        ("VAULT_ADDR", proxy.addr()),
-        ("VAULT_TOKEN", "root".to_owned()),
-        ("VAULT_SYNC_INDEX_MOUNT", "secret".to_owned()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let addr = proxy.addr();
+    let env = private_env(&addr, "root");
 
     // Cut once ten contents are written: mid-way through 60 paths.
     let (run, after_cut) = run_and_cut(&ns, &bao, &proxy, &env, ["4", "1s"], 10, 5).await;
@@ -1466,12 +1393,8 @@ async fn vault_cut_between_content_and_marker_is_completed_by_the_next_run() {
     let bao = PrivateBao::start().await;
     let proxy = TcpProxy::start(bao.port, Duration::ZERO);
     let expected = many_paths(&ns, 3, 6).await;
-    let env = [
-        ("VAULT_ADDR", proxy.addr()),
-        ("VAULT_TOKEN", "root".to_owned()),
-        ("VAULT_SYNC_INDEX_MOUNT", "secret".to_owned()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let addr = proxy.addr();
+    let env = private_env(&addr, "root");
     let metadata_prefix = format!("POST /v1/secret/metadata/{}", ns.rel(""));
     proxy.trip_at(&metadata_prefix, 8, Fault::Down);
 
@@ -1545,12 +1468,8 @@ async fn vault_cut_mid_run_ends_the_run_within_a_bound() {
     let bao = PrivateBao::start().await;
     let proxy = TcpProxy::start(bao.port, Duration::ZERO);
     let expected = many_paths(&ns, 4, 50).await;
-    let env = [
-        ("VAULT_ADDR", proxy.addr()),
-        ("VAULT_TOKEN", "root".to_owned()),
-        ("VAULT_SYNC_INDEX_MOUNT", "secret".to_owned()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let addr = proxy.addr();
+    let env = private_env(&addr, "root");
     let (run, after_cut) = run_and_cut(&ns, &bao, &proxy, &env, ["1", "3s"], 1, 2).await;
     assert_no_panic(&run);
     run.assert_code(1);
@@ -1584,11 +1503,7 @@ async fn namespace_flag_and_env_write_into_the_namespace() {
         )
         .await;
     let a = one_path(&ns).await;
-    let env = [
-        ("VAULT_ADDR", bao.addr.as_str()),
-        ("VAULT_TOKEN", "root"),
-        ("VAULT_SYNC_INDEX_MOUNT", "secret"),
-    ];
+    let env = private_env(&bao.addr, "root");
 
     // Audit entries of vault-sync's own requests (not the test's checks).
     let mut sent = Vec::new();
@@ -1675,11 +1590,7 @@ async fn check_in_a_namespace_passes() {
     let check = ns
         .cli_env(
             &["check", "-o", "json", "--vault-namespace", "team-a"],
-            &[
-                ("VAULT_ADDR", bao.addr.as_str()),
-                ("VAULT_TOKEN", "root"),
-                ("VAULT_SYNC_INDEX_MOUNT", "secret"),
-            ],
+            &private_env(&bao.addr, "root"),
         )
         .await;
     check.assert_code(0);
