@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::desired::DesiredPath;
+use super::index::Index;
 use super::ownership::{self, Owner, Ownership};
 use super::value::{SecretMap, SecretValue, ValueDigest};
 use super::vault_path::{KvLocation, KvVersion};
@@ -298,15 +299,16 @@ impl Plan {
 
 /// Diffs the desired paths against what Vault holds.
 ///
-/// `problems` are carried into the plan as errors. `index_owners` is what
-/// the index records; it decides ownership of KV v1 paths (which have no
-/// metadata), and completes KV v2 creates interrupted before their marker.
+/// `problems` are carried into the plan as errors. `index` is what the
+/// vault-sync index records; it decides ownership of KV v1 paths (which
+/// have no metadata), and completes KV v2 creates interrupted before their
+/// marker.
 pub fn plan(
     located: Vec<Located>,
     problems: Vec<Problem>,
     notes: Vec<Note>,
     observed: &BTreeMap<KvLocation, Observed>,
-    index_owners: &BTreeMap<KvLocation, Owner>,
+    index: &Index,
     opts: &PlanOptions,
 ) -> Plan {
     let mut changes = Vec::with_capacity(located.len() + problems.len());
@@ -355,7 +357,7 @@ pub fn plan(
             });
             continue;
         }
-        let (action, write) = diff_one(&l, observed.get(&l.location), index_owners, opts);
+        let (action, write) = diff_one(&l, observed.get(&l.location), index, opts);
         changes.push(Change {
             path,
             location: Some(l.location),
@@ -389,9 +391,10 @@ pub fn plan(
 fn diff_one(
     l: &Located,
     observed: Option<&Observed>,
-    index_owners: &BTreeMap<KvLocation, Owner>,
+    index: &Index,
     opts: &PlanOptions,
 ) -> (Action, Option<Write>) {
+    let indexed_owner = index.get(&l.location).map(|e| &e.owner);
     let d = &l.desired;
     let v2 = l.location.version == KvVersion::V2;
     let stamp = |existing: &BTreeMap<String, String>| {
@@ -462,14 +465,14 @@ fn diff_one(
             // exists, and it holds exactly what this Deployment wants. Any
             // other unmarked content stays someone else's.
             Ownership::Unowned => {
-                index_owners.get(&l.location) == Some(&d.owner)
+                indexed_owner == Some(&d.owner)
                     && secret.version == 1
                     && !secret.deleted
                     && same_content(&d.data, &secret.data)
             }
         }
     } else {
-        match index_owners.get(&l.location) {
+        match indexed_owner {
             Some(owner) if *owner == d.owner => true,
             Some(owner) => {
                 return conflict(format!(
@@ -527,6 +530,24 @@ fn diff_one(
             metadata,
         }),
     )
+}
+
+/// Whether what was read at `location` may be another run's create caught
+/// between its content and its marker: unmarked KV v2 content at version 1
+/// that `index` does not list. That run recorded the path in the index
+/// before writing it, so an index read now tells whether it is ours; judged
+/// on the index read earlier, it would be a false conflict.
+pub fn may_be_unindexed_create(location: &KvLocation, observed: &Observed, index: &Index) -> bool {
+    match observed {
+        Observed::Present(secret) => {
+            location.version == KvVersion::V2
+                && secret.version == 1
+                && !secret.deleted
+                && ownership::read(&secret.custom_metadata) == Ownership::Unowned
+                && !index.contains_key(location)
+        }
+        Observed::Absent | Observed::Failed { .. } => false,
+    }
 }
 
 /// Whether Vault holds exactly `desired` (compared by digest).
@@ -588,6 +609,15 @@ mod tests {
                 .collect(),
             custom_metadata: md,
         })
+    }
+
+    /// An index that records `location` for Deployment `d`.
+    fn indexed(location: KvLocation, d: &str) -> Index {
+        let entry = crate::core::index::IndexEntry {
+            owner: owner(d),
+            preserve_on_delete: false,
+        };
+        Index::from([(location, entry)])
     }
 
     fn ours(d: &str) -> BTreeMap<String, String> {
@@ -961,8 +991,8 @@ mod tests {
     #[test]
     fn interrupted_create_is_completed_only_when_index_version_and_content_agree() {
         let l = located("app", "api", &[("k", "v")]);
-        let index = BTreeMap::from([(loc("app"), owner("api"))]);
-        let check = |version: u64, value: &str, index: &BTreeMap<KvLocation, Owner>| {
+        let index = indexed(loc("app"), "api");
+        let check = |version: u64, value: &str, index: &Index| {
             let obs = BTreeMap::from([(
                 loc("app"),
                 present(version, &[("k", value)], BTreeMap::new()),
@@ -991,11 +1021,11 @@ mod tests {
             c.action
         );
         assert!(c.write.and_then(|w| w.metadata).is_some());
-        let other_index = BTreeMap::from([(loc("app"), owner("web"))]);
+        let other_index = indexed(loc("app"), "web");
         for (version, value, idx) in [
             (2, "v", &index),
             (1, "other", &index),
-            (1, "v", &BTreeMap::new()),
+            (1, "v", &Index::new()),
             (1, "v", &other_index),
         ] {
             let c = check(version, value, idx);
@@ -1008,6 +1038,44 @@ mod tests {
     }
 
     #[test]
+    fn only_unmarked_first_versions_missing_from_the_index_call_for_a_fresh_index() {
+        let unmarked = present(1, &[("k", "v")], BTreeMap::new());
+        assert!(may_be_unindexed_create(
+            &loc("app"),
+            &unmarked,
+            &Index::new()
+        ));
+
+        let mut deleted = unmarked.clone();
+        if let Observed::Present(s) = &mut deleted {
+            s.deleted = true;
+        }
+        let mut v1 = loc("app");
+        v1.version = KvVersion::V1;
+        for (location, observed, index) in [
+            (loc("app"), unmarked.clone(), indexed(loc("app"), "web")),
+            (
+                loc("app"),
+                present(2, &[("k", "v")], BTreeMap::new()),
+                Index::new(),
+            ),
+            (
+                loc("app"),
+                present(1, &[("k", "v")], ours("api")),
+                Index::new(),
+            ),
+            (loc("app"), deleted, Index::new()),
+            (loc("app"), Observed::Absent, Index::new()),
+            (v1, present(0, &[("k", "v")], BTreeMap::new()), Index::new()),
+        ] {
+            assert!(
+                !may_be_unindexed_create(&location, &observed, &index),
+                "{location} {observed:?} {index:?}"
+            );
+        }
+    }
+
+    #[test]
     fn kv1_ownership_comes_from_the_index() {
         let mut l = located("app", "api", &[("k", "v")]);
         l.location.version = KvVersion::V1;
@@ -1015,7 +1083,7 @@ mod tests {
             l.location.clone(),
             present(0, &[("k", "old")], BTreeMap::new()),
         )]);
-        let index = BTreeMap::from([(l.location.clone(), owner("api"))]);
+        let index = indexed(l.location.clone(), "api");
         let p = plan(
             vec![l.clone()],
             vec![],

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::core::batch;
 use crate::core::desired::{self, SecretFetch};
+use crate::core::index::Index;
 use crate::core::ownership::Owner;
 use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, Problem};
 use crate::core::vault_path::KvLocation;
@@ -174,11 +175,8 @@ impl Engine {
                 None
             }
         };
-        let index_owners: BTreeMap<KvLocation, Owner> = index
-            .iter()
-            .flat_map(|s| s.index.iter())
-            .map(|(l, e)| (l.clone(), e.owner.clone()))
-            .collect();
+        // Without a readable index, planning judges against an empty one.
+        let no_index = Index::new();
         phase("index read");
 
         let mut batcher = batch::Batcher::new(
@@ -237,12 +235,15 @@ impl Engine {
 
             let (located, problems) = self.desire_batch(&members, &fetched, &mounts, &mut gathered);
             drop(fetched);
+            if let Some(state) = &mut index {
+                self.refresh_index_for(state, &observed).await;
+            }
             let batch_plan = plan::plan(
                 located,
                 problems,
                 Vec::new(),
                 &observed,
-                &index_owners,
+                index.as_ref().map_or(&no_index, |s| &s.index),
                 &PlanOptions { adopt: scope.adopt },
             );
             drop(observed);
@@ -277,7 +278,7 @@ impl Engine {
             problems,
             Vec::new(),
             &BTreeMap::new(),
-            &index_owners,
+            &no_index,
             &PlanOptions { adopt: scope.adopt },
         );
         gathered.changes.reserve_exact(parse_problems.changes.len());

@@ -11,7 +11,7 @@ use crate::core::annotations;
 use crate::core::index::{self, Index, IndexEntry};
 use crate::core::orphans::{self, OrphanScope, OwnerState, PathState};
 use crate::core::ownership::{MANAGED_BY_KEY, Owner};
-use crate::core::plan::{Change, Observed};
+use crate::core::plan::{self, Change, Observed};
 use crate::core::vault_path::{self, KvLocation, KvVersion};
 use crate::k8s;
 use crate::vault::VaultError;
@@ -74,6 +74,41 @@ impl Engine {
             marked: raw.custom_metadata.get(MANAGED_BY_KEY).map(String::as_str)
                 == Some(INDEX_MANAGER),
         })
+    }
+
+    /// Re-reads the index when a batch found unmarked content that may be
+    /// a concurrent run's create caught before its marker (see
+    /// [`plan::may_be_unindexed_create`]): that run recorded the path
+    /// before writing it, so the fresh index tells it apart from someone
+    /// else's secret. If the read fails, the index as read stands and such
+    /// a path is planned as a conflict, which the next run clears.
+    pub(super) async fn refresh_index_for(
+        &self,
+        state: &mut IndexState,
+        observed: &BTreeMap<KvLocation, Observed>,
+    ) {
+        if !observed
+            .iter()
+            .any(|(l, o)| plan::may_be_unindexed_create(l, o, &state.index))
+        {
+            return;
+        }
+        match self.read_index().await {
+            Ok(fresh) => {
+                tracing::debug!(
+                    version = fresh.version,
+                    "re-read the vault-sync index: unmarked content may be a concurrent run's create"
+                );
+                *state = fresh;
+            }
+            Err(e) => {
+                self.metrics.count_vault_error(e.metric_label());
+                tracing::warn!(
+                    error_type = e.metric_label(),
+                    "cannot re-read the vault-sync index; unmarked paths stay conflicts this run: {e}"
+                );
+            }
+        }
     }
 
     /// Adds and removes entries with check-and-set. When another run

@@ -1655,15 +1655,7 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
     let foreign = Data::from([("foreign".to_owned(), ns.value("foreign"))]);
     let mark = audit_mark();
     let third_writer = async {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while proxy.held() < 2 {
-            assert!(
-                Instant::now() < deadline,
-                "both runs' writes of {x} never arrived ({} held)",
-                proxy.held()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_held(&proxy, 2, &format!("both runs' writes of {x}")).await;
         let version = vault.write("secret", &x, &foreign).await;
         proxy.open();
         version
@@ -1754,6 +1746,85 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
     assert_eq!(mark.entries().writes_by(&client), [], "a no-op run wrote");
     let index = sorted_index(&vault, &ns.index_mount, &cluster).await;
     assert_eq!(index, all);
+}
+
+/// Waits until `proxy` holds `n` requests at its gate.
+async fn wait_held(proxy: &HttpFaultProxy, n: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.held() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{what} never arrived ({} held)",
+            proxy.held()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A second run reads a path another run has just created, between its
+/// content and its marker, judged on an index read before that run
+/// recorded the path. The order is forced with two proxies: the plan's
+/// read of X waits until the run has written X's content and holds its
+/// marker write. The plan re-reads the index, finds X recorded for the
+/// same Deployment, and plans the marker (an update), not a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_caught_before_its_marker_is_no_conflict_for_a_concurrent_run() {
+    let ns = TestNs::new("flt-unmarked").await;
+    let layout = Layout::clustered(&ns);
+    let cluster = ns.name.clone();
+    let seeded = seed(&ns, &layout, &["d0"], 3).await;
+    let x = seeded.keys().next().expect("a path").clone();
+
+    let plan_proxy = HttpFaultProxy::shared();
+    plan_proxy.gate(&format!("GET /v1/secret/data/{x} "));
+    let run_proxy = HttpFaultProxy::shared();
+    run_proxy.gate(&format!("POST /v1/secret/metadata/{x} "));
+    let plan_env = [("VAULT_ADDR", plan_proxy.addr())];
+    let run_env = [("VAULT_ADDR", run_proxy.addr())];
+    let (plan_env, run_env) = (
+        plan_env.each_ref().map(|(k, v)| (*k, v.as_str())),
+        run_env.each_ref().map(|(k, v)| (*k, v.as_str())),
+    );
+    let (plan_args, run_args) = (
+        ["plan", "-o", "json", "--cluster-name", cluster.as_str()],
+        ["run", "-o", "json", "--cluster-name", cluster.as_str()],
+    );
+
+    // The plan reads the index, then waits at X; once it has its answer,
+    // the run may write X's marker.
+    let plan = async {
+        let out = ns.cli_env(&plan_args, &plan_env).await;
+        run_proxy.open();
+        out
+    };
+    let run = async {
+        wait_held(&plan_proxy, 1, "the plan's read of X").await;
+        let run = ns.cli_env(&run_args, &run_env);
+        let release_plan = async {
+            wait_held(&run_proxy, 1, "the run's marker write of X").await;
+            plan_proxy.open();
+        };
+        tokio::join!(run, release_plan).0
+    };
+    let (plan, run) = tokio::join!(plan, run);
+
+    assert_no_panic(&plan);
+    assert_eq!(failures(&plan), [], "{plan}");
+    plan.assert_code(2);
+    assert_eq!(
+        actions(&plan)
+            .get(&format!("secret/{x}"))
+            .map(String::as_str),
+        Some("update"),
+        "X has the run's content and no marker yet: only the marker is pending\n{plan}"
+    );
+    assert_no_panic(&run);
+    run.assert_code(0);
+
+    let vault = BaoHttp::shared();
+    assert_all_hold(&vault, &layout, &seeded).await;
+    let after = ns.cli(&plan_args).await;
+    after.assert_code(0);
 }
 
 // ---------------------------------------------------------------------------
