@@ -28,7 +28,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    CliOutput, STACK, TestNs, init_crypto, leaves_under, status_and_body, string_map,
+    CliOutput, STACK, TestNs, index_lines, init_crypto, leaves_under, status_and_body, string_map,
 };
 
 type Data = BTreeMap<String, String>;
@@ -198,17 +198,9 @@ impl BaoHttp {
             Some("vault-sync-index/v1"),
             "{data:?}"
         );
-        data.iter()
-            .filter(|(k, _)| k.starts_with("entries-"))
-            .flat_map(|(_, chunk)| chunk.lines().map(str::to_owned).collect::<Vec<_>>())
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let v: Value = serde_json::from_str(&l).expect("index line is JSON");
-                v["path"]
-                    .as_str()
-                    .expect("index line has a path")
-                    .to_owned()
-            })
+        index_lines(&data)
+            .into_iter()
+            .map(|(path, _)| path)
             .collect()
     }
 

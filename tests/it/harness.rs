@@ -396,6 +396,22 @@ pub async fn index_text(vault: &VaultHttp, mount: &str, cluster: &str) -> String
         .unwrap_or_default()
 }
 
+/// The entries of a stored index (`format` plus `entries-NNNN` chunks of
+/// JSON lines, each carrying its display path): (display path, line), in
+/// stored order, duplicates kept.
+pub fn index_lines(data: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    data.iter()
+        .filter(|(k, _)| k.starts_with("entries-"))
+        .flat_map(|(_, chunk)| chunk.lines())
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("index line is JSON");
+            let path = v["path"].as_str().expect("index line has a path");
+            (path.to_owned(), line.to_owned())
+        })
+        .collect()
+}
+
 /// A JSON object's values as strings (non-strings as JSON text).
 pub fn string_map(v: &Value) -> BTreeMap<String, String> {
     v.as_object()

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use crate::fixtures::{change, changes, restricted_service_account};
 use crate::harness::{
     AuditEntries, CliOutput, Kv2Secret, PodRefs, STACK, TestNs, VaultHttp, audit_mark,
-    block_on_own_runtime, delete_cluster_paths, only_deletes,
+    block_on_own_runtime, delete_cluster_paths, index_lines, only_deletes,
 };
 
 const PATH: &str = "vault-sync.io/path";
@@ -179,21 +179,7 @@ impl Case {
                 || data.get("format").map(String::as_str) == Some("vault-sync-index/v1"),
             "unexpected index format: {data:?}"
         );
-        data.iter()
-            .filter(|(k, _)| k.starts_with("entries-"))
-            .flat_map(|(_, chunk)| chunk.lines().map(str::to_owned).collect::<Vec<_>>())
-            .filter(|line| !line.is_empty())
-            .map(|line| {
-                let v: Value = serde_json::from_str(&line).expect("index line is JSON");
-                (
-                    v["path"]
-                        .as_str()
-                        .expect("index line has a path")
-                        .to_owned(),
-                    line,
-                )
-            })
-            .collect()
+        index_lines(&data).into_iter().collect()
     }
 
     async fn read(&self, rest: &str) -> Option<Kv2Secret> {
