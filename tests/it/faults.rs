@@ -1483,11 +1483,10 @@ async fn transient_503s_are_retried_and_each_path_is_written_once() {
 /// path must be complete, content and marker, and `plan` must exit 0; when
 /// the Deployment goes, the next run deletes all of its paths.
 ///
-/// Today the retry is taken for a lost race against a twin run ("the winner
-/// writes the marker"), but this run *is* the winner: the path keeps its
-/// content without the marker, and once the Deployment is gone the next run
-/// refuses to delete it ("no vault-sync owner marker"), drops it from the
-/// index and leaves the secret in Vault for good.
+/// Guards against taking the mismatch for a lost race against a twin run
+/// and leaving the marker to it: this run *is* the winner, and without its
+/// marker the path would be refused deletion ("no vault-sync owner marker")
+/// and left in Vault for good once the Deployment is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_answer_to_a_create_still_marks_the_path() {
     let ns = TestNs::new("flt-lost").await;
