@@ -54,7 +54,7 @@ complete -c vault-sync -n "__fish_vault_sync_needs_command" -l log-format -d 'Lo
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l require-push -d 'A failed push fails the run (default: a warning)'
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -s v -l verbose -d 'More output (repeat for more); also shows unchanged paths'
-complete -c vault-sync -n "__fish_vault_sync_needs_command" -s q -l quiet -d 'Errors only; no progress bars'
+complete -c vault-sync -n "__fish_vault_sync_needs_command" -s q -l quiet -d 'Errors only: no progress bars, no log line below ERROR on stderr, and no table on stdout (the exit code says what happened); `-o json` still prints its document'
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -s V -l version -d 'Print version'
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -f -a "plan" -d 'Show what `run` would change (key names only, never values)'
@@ -98,7 +98,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l no-prune 
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l destroy -d 'Delete orphans with all versions and metadata (default: soft delete of the current version, undoable with `vault kv undelete`)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l require-push -d 'A failed push fails the run (default: a warning)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s v -l verbose -d 'More output (repeat for more); also shows unchanged paths'
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s q -l quiet -d 'Errors only; no progress bars'
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s q -l quiet -d 'Errors only: no progress bars, no log line below ERROR on stderr, and no table on stdout (the exit code says what happened); `-o json` still prints its document'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l max-deletes -d 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
@@ -135,7 +135,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l no-prune -
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l destroy -d 'Delete orphans with all versions and metadata (default: soft delete of the current version, undoable with `vault kv undelete`)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l require-push -d 'A failed push fails the run (default: a warning)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s v -l verbose -d 'More output (repeat for more); also shows unchanged paths'
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s q -l quiet -d 'Errors only; no progress bars'
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s q -l quiet -d 'Errors only: no progress bars, no log line below ERROR on stderr, and no table on stdout (the exit code says what happened); `-o json` still prints its document'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l max-deletes -d 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l scan -d 'Path prefix to scan with --rebuild-index, e.g. `secret/apps`' -r
@@ -172,7 +172,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l destroy 
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l rebuild-index -d 'Rebuild the index from the ownership metadata of every path under --scan, then prune as usual'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l require-push -d 'A failed push fails the run (default: a warning)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s v -l verbose -d 'More output (repeat for more); also shows unchanged paths'
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s q -l quiet -d 'Errors only; no progress bars'
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s q -l quiet -d 'Errors only: no progress bars, no log line below ERROR on stderr, and no table on stdout (the exit code says what happened); `-o json` still prints its document'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l context -d 'Kubeconfig context to use' -r
@@ -204,7 +204,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l log-form
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l require-push -d 'A failed push fails the run (default: a warning)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s v -l verbose -d 'More output (repeat for more); also shows unchanged paths'
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s q -l quiet -d 'Errors only; no progress bars'
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s q -l quiet -d 'Errors only: no progress bars, no log line below ERROR on stderr, and no table on stdout (the exit code says what happened); `-o json` still prints its document'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l context -d 'Kubeconfig context to use' -r
@@ -236,7 +236,7 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l lo
 json\t''"
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l require-push -d 'A failed push fails the run (default: a warning)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s v -l verbose -d 'More output (repeat for more); also shows unchanged paths'
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s q -l quiet -d 'Errors only; no progress bars'
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s q -l quiet -d 'Errors only: no progress bars, no log line below ERROR on stderr, and no table on stdout (the exit code says what happened); `-o json` still prints its document'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand help; and not __fish_seen_subcommand_from plan run prune check completions help" -f -a "plan" -d 'Show what `run` would change (key names only, never values)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand help; and not __fish_seen_subcommand_from plan run prune check completions help" -f -a "run" -d 'Apply the plan: write what differs and delete orphans (paths vault-sync wrote that nothing wants any more; see --no-prune)'

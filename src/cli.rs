@@ -268,7 +268,9 @@ pub struct GlobalArgs {
     #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Errors only; no progress bars.
+    /// Errors only: no progress bars, no log line below ERROR on stderr,
+    /// and no table on stdout (the exit code says what happened); `-o json`
+    /// still prints its document.
     #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
 }
@@ -290,12 +292,22 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// One name, one identity, one index, one path prefix: a name must be a
+/// DNS label (so no two spellings reach the same `clusters/<name>/` path),
+/// and `default` is taken by the unnamed cluster, which writes without a
+/// prefix: a cluster named `default` would share its identity and index
+/// while writing elsewhere, and the two would prune each other's paths.
 fn parse_cluster_name(s: &str) -> Result<String, String> {
-    if crate::core::annotations::is_dns_subdomain(s) && !s.contains('.') {
+    use crate::core::ownership::DEFAULT_CLUSTER;
+    if s == DEFAULT_CLUSTER {
+        Err(format!(
+            "{s:?} is the identity of the unnamed cluster (no --cluster-name); pick another name, or leave --cluster-name unset to keep writing without a clusters/<name>/ prefix"
+        ))
+    } else if crate::core::annotations::is_dns_subdomain(s) && !s.contains('.') && s.len() <= 63 {
         Ok(s.to_owned())
     } else {
         Err(format!(
-            "{s:?} is not a valid cluster name (lowercase letters, digits and '-')"
+            "{s:?} is not a valid cluster name (a DNS label: at most 63 lowercase letters, digits and '-')"
         ))
     }
 }
@@ -316,5 +328,8 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_cluster_name("prod-eu").is_ok());
         assert!(parse_cluster_name("Prod/eu").is_err());
+        assert!(parse_cluster_name("Prod").is_err());
+        assert!(parse_cluster_name("default").is_err());
+        assert!(parse_cluster_name(&"a".repeat(64)).is_err());
     }
 }

@@ -12,7 +12,7 @@
 //! - [`engine`]: the shell that feeds adapters' data through the core and
 //!   applies the plan.
 //! - [`render`]: the only code that writes to stdout (table, JSON, progress).
-//! - [`cli`], [`config`], [`telemetry`], [`metrics`]: wiring.
+//! - [`cli`], [`config`], [`telemetry`], [`metrics`], [`shutdown`]: wiring.
 //!
 //! Invariants:
 //! - `run` applies exactly the plan that `plan` prints.
@@ -30,6 +30,7 @@ pub mod k8s;
 pub mod metrics;
 pub mod pushgateway;
 pub mod render;
+pub mod shutdown;
 pub mod telemetry;
 pub mod vault;
 

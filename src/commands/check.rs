@@ -16,6 +16,7 @@ use crate::cli::GlobalArgs;
 use crate::config;
 use crate::core::annotations;
 use crate::core::desired;
+use crate::core::ownership::DEFAULT_CLUSTER;
 use crate::core::vault_path::{self, KvVersion, MountTable};
 use crate::k8s;
 use crate::metrics::Metrics;
@@ -282,9 +283,11 @@ async fn vault_checks(
             raw_paths.extend(desired::wanted_paths(&spec, &d.references));
         }
     }
+    // Any path under the index mount finds its mount.
     let index_raw = format!(
-        "{}/vault-sync/index/x",
-        global.index_mount.trim_end_matches('/')
+        "{}/{}",
+        global.index_mount.trim_end_matches('/'),
+        vault_path::INDEX_FOLDER
     );
     let mut mounts = MountTable::default();
     let mut wanted: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
@@ -319,8 +322,13 @@ async fn vault_checks(
         };
         mount_results.entry(mount.path.clone()).or_insert(entry);
         let is_index = raw == &index_raw;
-        let Ok(loc) = vault_path::locate(raw, &mount, if is_index { None } else { cluster }) else {
-            continue;
+        let loc = if is_index {
+            vault_path::index_location(&mount, cluster.unwrap_or(DEFAULT_CLUSTER))
+        } else {
+            match vault_path::locate(raw, &mount, cluster) {
+                Ok(loc) => loc,
+                Err(_) => continue,
+            }
         };
         if wanted.len() >= MAX_CAPABILITY_PATHS && !is_index {
             continue;

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cli::{Cli, Command, DeleteArgs, GlobalArgs, PruneArgs, SyncArgs};
-use crate::core::ownership::Owner;
+use crate::core::ownership::{DEFAULT_CLUSTER, Owner};
 use crate::core::plan::{Action, Plan};
-use crate::engine::{Applied, Engine, Prepared, Scope};
+use crate::engine::{Applied, Engine, IndexFailure, Prepared, Scope};
 use crate::k8s::{self, KubeError};
 use crate::metrics::Metrics;
 use crate::render::progress::Progress;
 use crate::render::{self, Report};
+use crate::shutdown::Shutdown;
 use crate::vault::{Vault, VaultError};
 use crate::{config, pushgateway};
 
@@ -28,6 +29,10 @@ pub enum Exit {
     Failure = 1,
     /// `plan` only: changes pending.
     Changes = 2,
+    /// Stopped by SIGINT (128 + 2), after reporting.
+    Interrupted = 130,
+    /// Stopped by SIGTERM (128 + 15), after reporting.
+    Terminated = 143,
 }
 
 /// A failure that stops a command before it can do per-item work.
@@ -37,6 +42,8 @@ pub enum CommandError {
     Kube(#[from] KubeError),
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error(transparent)]
+    Index(#[from] IndexFailure),
     #[error("{0}")]
     Config(String),
     #[error("metrics: {0}")]
@@ -48,6 +55,7 @@ impl CommandError {
         match self {
             Self::Kube(e) => e.metric_label(),
             Self::Vault(e) => e.metric_label(),
+            Self::Index(e) => e.metric_label(),
             Self::Config(_) | Self::Metrics(_) => "config",
         }
     }
@@ -106,7 +114,7 @@ fn scope(global: &GlobalArgs, mode: &Mode) -> Scope {
         cluster: global
             .cluster_name
             .clone()
-            .unwrap_or_else(|| "default".to_owned()),
+            .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned()),
         cluster_prefix: global.cluster_name.clone(),
         namespaces: global.namespaces.clone(),
         selector: global.selector.clone(),
@@ -133,7 +141,7 @@ async fn connect(
         workers = tokio::runtime::Handle::current().metrics().num_workers(),
         vault_addr = vault_config.addr.as_str(),
         auth = vault_config.auth.name(),
-        cluster = global.cluster_name.as_deref().unwrap_or("default"),
+        cluster = global.cluster_name.as_deref().unwrap_or(DEFAULT_CLUSTER),
         "starting"
     );
     let kube = k8s::connect(
@@ -150,8 +158,19 @@ async fn connect(
 async fn sync(global: &GlobalArgs, mode: &Mode) -> Result<Exit, CommandError> {
     let started = Instant::now();
     let metrics = Arc::new(Metrics::new()?);
-    let outcome = sync_inner(global, mode, &metrics).await;
-    let succeeded = matches!(outcome, Ok(Exit::Success | Exit::Changes));
+    let shutdown = Shutdown::listen();
+    let outcome = tokio::select! {
+        outcome = sync_inner(global, mode, &metrics, &shutdown) => outcome,
+        () = async {
+            shutdown.wait().await;
+            tokio::time::sleep(crate::shutdown::GRACE).await;
+        } => Err(CommandError::Config(format!(
+            "stopped: requests still in flight {} s after the signal were abandoned",
+            crate::shutdown::GRACE.as_secs()
+        ))),
+    };
+    let stopped = shutdown.requested().is_some();
+    let succeeded = !stopped && matches!(outcome, Ok(Exit::Success | Exit::Changes));
     if let Err(e) = &outcome {
         metrics.count_vault_error(e.metric_label());
     }
@@ -162,12 +181,22 @@ async fn sync(global: &GlobalArgs, mode: &Mode) -> Result<Exit, CommandError> {
     if push {
         let pushed = publish_metrics(global, &metrics, started, succeeded).await;
         if let Err(e) = &pushed {
-            if global.require_push && outcome.is_ok() {
+            if global.require_push && outcome.is_ok() && !stopped {
                 tracing::error!("{e}");
                 return Ok(Exit::Failure);
             }
             tracing::warn!("{e}");
         }
+    }
+    if let Some(code) = shutdown.exit_code() {
+        if let Err(e) = &outcome {
+            tracing::error!("{e}");
+        }
+        return Ok(if code == Exit::Interrupted as u8 {
+            Exit::Interrupted
+        } else {
+            Exit::Terminated
+        });
     }
     outcome
 }
@@ -176,14 +205,17 @@ async fn sync_inner(
     global: &GlobalArgs,
     mode: &Mode,
     metrics: &Arc<Metrics>,
+    shutdown: &Shutdown,
 ) -> Result<Exit, CommandError> {
     let (kube, vault) = connect(global, metrics).await?;
+    let vault = vault.with_shutdown(shutdown.clone());
     let progress = Progress::detect(global.quiet);
     let engine = Engine {
         kube,
         vault,
         scope: scope(global, mode),
         metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
     };
     if let Mode::Prune(args) = mode
         && args.rebuild_index
@@ -192,10 +224,10 @@ async fn sync_inner(
     }
     let mut prepared = engine
         .prepare(&progress, matches!(mode, Mode::Run(_)))
-        .await;
-    log_problems(&prepared.plan);
+        .await?;
     if let Mode::Prune(_) = mode {
-        // prune touches orphans only: show and apply nothing else.
+        // prune touches orphans only: show, log, count and apply nothing
+        // else (a conflict is `run`'s to report).
         prepared.plan.changes.retain(|c| {
             matches!(
                 c.action,
@@ -203,12 +235,16 @@ async fn sync_inner(
             )
         });
     }
+    log_problems(&prepared.plan);
     let report = |prepared: &Prepared, applied: Option<&Applied>| {
         let errors: Vec<_> = prepared
             .run_errors()
             .into_iter()
             .chain(applied.iter().flat_map(|a| a.errors.iter().cloned()))
             .collect();
+        if global.quiet && global.output == render::OutputFormat::Table {
+            return;
+        }
         render::emit(
             &Report {
                 command: mode.name(),
@@ -284,7 +320,7 @@ async fn rebuild_index(engine: &Engine, args: &PruneArgs) -> Result<(), CommandE
         return Ok(());
     };
     let found = engine.rebuild_index(scan).await?;
-    let mut state = engine.read_index().await?;
+    let mut state = engine.read_index_for_rebuild().await?;
     let added = found
         .keys()
         .filter(|k| !state.index.contains_key(*k))
@@ -403,7 +439,7 @@ async fn publish_metrics(
         global
             .cluster_name
             .clone()
-            .unwrap_or_else(|| "default".to_owned()),
+            .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned()),
     )];
     labels.extend(global.push_labels.iter().cloned());
     let pushed = pushgateway::push(

@@ -9,7 +9,11 @@
 //!
 //! The index is a hint, never the authority: before anything is deleted, the
 //! path's own `custom_metadata` must name this cluster's vault-sync and the
-//! same owner. A lost index is rebuilt from metadata with
+//! same owner (KV v1, which has no metadata, is bounded by the cluster's
+//! prefix instead). And the index itself is trusted only when its own marker
+//! says it is this cluster's index; an index that is not, or that cannot be
+//! read whole, stops every creation and deletion of the run and is left as
+//! found. A lost index is rebuilt from metadata with
 //! `vault-sync prune --rebuild-index --scan <prefix>`.
 
 use std::collections::BTreeMap;
@@ -24,6 +28,23 @@ use super::vault_path::{KvLocation, KvVersion};
 pub struct IndexEntry {
     pub owner: Owner,
     pub preserve_on_delete: bool,
+    /// The KV v2 version vault-sync's write produces when it puts its
+    /// marker on a path that lacked it (a create, a restore, an adoption or
+    /// a takeover), recorded before the write. If the marker never lands
+    /// (a policy without `metadata/`, a kill between content and marker),
+    /// the path is still known as ours while its current version is this
+    /// one: nobody has written it since.
+    pub written: Option<u64>,
+}
+
+impl IndexEntry {
+    pub fn new(owner: Owner, preserve_on_delete: bool) -> Self {
+        Self {
+            owner,
+            preserve_on_delete,
+            written: None,
+        }
+    }
 }
 
 /// Location → entry.
@@ -39,6 +60,8 @@ struct Stored {
     owner: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     preserve: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    written: Option<u64>,
 }
 
 /// Marks the chunked format in the stored KV data.
@@ -68,6 +91,7 @@ pub fn encode(index: &Index) -> BTreeMap<String, String> {
             kv: loc.version.as_u8(),
             owner: e.owner.to_string(),
             preserve: e.preserve_on_delete,
+            written: e.written,
         };
         let line = serde_json::to_string(&stored).unwrap_or_default();
         if !chunk.is_empty() && chunk.len() + line.len() + 1 > CHUNK_BYTES {
@@ -80,10 +104,96 @@ pub fn encode(index: &Index) -> BTreeMap<String, String> {
     out
 }
 
-/// Decodes a stored index. Entries that do not parse are skipped and
-/// returned (by path, or by line), so a tampered index cannot stop a run.
+/// `managed-by` value on the index secret itself, so that no Deployment can
+/// claim (or `--adopt`) the index path.
+pub const INDEX_MANAGER: &str = "vault-sync-index";
+/// The cluster whose index this is, in the index's own custom_metadata.
+pub const INDEX_CLUSTER_KEY: &str = "vault-sync.io/cluster";
+
+/// The custom_metadata that marks the index of `cluster`.
+pub fn marker(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            super::ownership::MANAGED_BY_KEY.to_owned(),
+            INDEX_MANAGER.to_owned(),
+        ),
+        (INDEX_CLUSTER_KEY.to_owned(), cluster.to_owned()),
+    ])
+}
+
+/// Why an index cannot be used: the run creates and deletes nothing, and
+/// leaves the index as it found it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    #[error("{location} is not trusted as the vault-sync index of cluster {cluster:?}: {why}")]
+    Untrusted {
+        location: String,
+        cluster: String,
+        why: String,
+    },
+    #[error(
+        "{location} is stored in format {format:?}, which this version of vault-sync does not read (it reads {FORMAT:?}); upgrade vault-sync"
+    )]
+    UnknownFormat { location: String, format: String },
+    #[error("{location} cannot be read whole: malformed entries at {}", .entries.join(", "))]
+    Malformed {
+        location: String,
+        entries: Vec<String>,
+    },
+    #[error("the current version ({version}) of {location} is deleted")]
+    Deleted { location: String, version: u64 },
+    #[error(
+        "{location} does not exist, but {} already carries this cluster's ownership marker (e.g. {example}): the index was lost, and with it the record of paths to prune",
+        plural(*.marked, "path")
+    )]
+    Lost {
+        location: String,
+        marked: usize,
+        example: String,
+    },
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+impl IndexError {
+    /// JSON `error_type` and metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Untrusted { .. } => "index_untrusted",
+            Self::UnknownFormat { .. } | Self::Malformed { .. } | Self::Deleted { .. } => {
+                "index_unreadable"
+            }
+            Self::Lost { .. } => "index_missing",
+        }
+    }
+
+    /// What the user does about it.
+    pub fn fix(&self, scan_hint: &str) -> String {
+        let rebuild = format!(
+            "rebuild it from the paths' own ownership markers with `vault-sync prune --rebuild-index --scan {scan_hint} --yes` (one --scan per prefix vault-sync writes under)"
+        );
+        match self {
+            Self::UnknownFormat { .. } => {
+                format!("run a vault-sync that reads it, or {rebuild}")
+            }
+            Self::Deleted { version, .. } => format!(
+                "undelete it (`vault kv undelete -versions={version} <path>`), or {rebuild}"
+            ),
+            _ => rebuild,
+        }
+    }
+}
+
+/// Decodes the entries of `data`; any entry that does not parse is an
+/// error, since running on the rest would forget those paths for good.
 /// Also reads the first, one-key-per-path format.
-pub fn decode(data: &BTreeMap<String, String>) -> (Index, Vec<String>) {
+pub fn decode(location: &str, data: &BTreeMap<String, String>) -> Result<Index, IndexError> {
     let mut index = Index::new();
     let mut bad = Vec::new();
     let mut add = |label: &str, path: &str, value: &str| match parse_entry(path, value) {
@@ -92,21 +202,136 @@ pub fn decode(data: &BTreeMap<String, String>) -> (Index, Vec<String>) {
         }
         None => bad.push(label.to_owned()),
     };
-    if data.get(FORMAT_KEY).map(String::as_str) == Some(FORMAT) {
-        for (key, chunk) in data.iter().filter(|(k, _)| k.starts_with("entries-")) {
-            for (n, line) in chunk.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
-                let path = serde_json::from_str::<Stored>(line)
-                    .map(|s| s.path)
-                    .unwrap_or_default();
-                add(&format!("{key} line {}", n + 1), &path, line);
+    match data.get(FORMAT_KEY).map(String::as_str) {
+        Some(FORMAT) => {
+            let (chunks, stray): (Vec<_>, Vec<_>) = data
+                .iter()
+                .filter(|(k, _)| k.as_str() != FORMAT_KEY)
+                .partition(|(k, _)| k.starts_with("entries-"));
+            for (key, chunk) in chunks {
+                for (n, line) in chunk.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+                    let path = serde_json::from_str::<Stored>(line)
+                        .map(|s| s.path)
+                        .unwrap_or_default();
+                    add(&format!("{key} line {}", n + 1), &path, line);
+                }
+            }
+            bad.extend(stray.into_iter().map(|(k, _)| k.clone()));
+        }
+        Some(other) => {
+            return Err(IndexError::UnknownFormat {
+                location: location.to_owned(),
+                format: other.to_owned(),
+            });
+        }
+        None => {
+            for (path, value) in data {
+                add(path, path, value);
             }
         }
+    }
+    if bad.is_empty() {
+        Ok(index)
     } else {
-        for (path, value) in data {
-            add(path, path, value);
+        Err(IndexError::Malformed {
+            location: location.to_owned(),
+            entries: bad,
+        })
+    }
+}
+
+/// What one read of the index location found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexRead {
+    /// A data version exists (possibly deleted).
+    Present {
+        version: u64,
+        deleted: bool,
+        data: BTreeMap<String, String>,
+        custom_metadata: BTreeMap<String, String>,
+    },
+    /// No data version; the metadata, if any (a first write that put its
+    /// marker but not yet its content).
+    Absent {
+        custom_metadata: Option<BTreeMap<String, String>>,
+    },
+}
+
+/// A usable index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub index: Index,
+    /// The check-and-set base (0: no content yet).
+    pub version: u64,
+    /// The marker names this cluster (false: none yet, or an index written
+    /// before the cluster key existed, which is trusted and re-marked).
+    pub marked: bool,
+}
+
+/// Judges what was read at `location` as the index of `cluster`.
+pub fn load(location: &str, cluster: &str, read: IndexRead) -> Result<Loaded, IndexError> {
+    let (version, data, md) = match read {
+        IndexRead::Absent {
+            custom_metadata: None,
+        } => {
+            return Ok(Loaded {
+                index: Index::new(),
+                version: 0,
+                marked: false,
+            });
+        }
+        IndexRead::Absent {
+            custom_metadata: Some(md),
+        } => (0, BTreeMap::new(), md),
+        IndexRead::Present {
+            version,
+            deleted: true,
+            ..
+        } => {
+            return Err(IndexError::Deleted {
+                location: location.to_owned(),
+                version,
+            });
+        }
+        IndexRead::Present {
+            version,
+            data,
+            custom_metadata,
+            ..
+        } => (version, data, custom_metadata),
+    };
+    let untrusted = |why: String| IndexError::Untrusted {
+        location: location.to_owned(),
+        cluster: cluster.to_owned(),
+        why,
+    };
+    match md.get(super::ownership::MANAGED_BY_KEY).map(String::as_str) {
+        Some(INDEX_MANAGER) => {}
+        Some(other) => {
+            return Err(untrusted(format!(
+                "its custom_metadata says managed-by={other:?}, not {INDEX_MANAGER:?}"
+            )));
+        }
+        None => {
+            return Err(untrusted(format!(
+                "it has no managed-by={INDEX_MANAGER:?} marker in its custom_metadata"
+            )));
         }
     }
-    (index, bad)
+    let marked = match md.get(INDEX_CLUSTER_KEY) {
+        Some(c) if c == cluster => true,
+        Some(c) => {
+            return Err(untrusted(format!(
+                "its marker says it is the index of cluster {c:?}"
+            )));
+        }
+        None => false,
+    };
+    Ok(Loaded {
+        index: decode(location, &data)?,
+        version,
+        marked,
+    })
 }
 
 fn parse_entry(path: &str, value: &str) -> Option<(KvLocation, IndexEntry)> {
@@ -129,6 +354,7 @@ fn parse_entry(path: &str, value: &str) -> Option<(KvLocation, IndexEntry)> {
         IndexEntry {
             owner: Owner::parse(&s.owner)?,
             preserve_on_delete: s.preserve,
+            written: s.written,
         },
     ))
 }
@@ -146,10 +372,7 @@ mod tests {
                 rel: "a/b".into(),
                 version: KvVersion::V2,
             },
-            IndexEntry {
-                owner: Owner::new("c", "ns", "d"),
-                preserve_on_delete: true,
-            },
+            IndexEntry::new(Owner::new("c", "ns", "d"), true),
         );
         index.insert(
             KvLocation {
@@ -157,16 +380,11 @@ mod tests {
                 rel: "x".into(),
                 version: KvVersion::V1,
             },
-            IndexEntry {
-                owner: Owner::new("c", "ns", "e"),
-                preserve_on_delete: false,
-            },
+            IndexEntry::new(Owner::new("c", "ns", "e"), false),
         );
         let encoded = encode(&index);
         assert_eq!(encoded.len(), 2, "format + one chunk: {encoded:?}");
-        let (decoded, bad) = decode(&encoded);
-        assert!(bad.is_empty());
-        assert_eq!(decoded, index);
+        assert_eq!(decode("idx", &encoded), Ok(index));
     }
 
     #[test]
@@ -179,10 +397,10 @@ mod tests {
                         rel: format!("clusters/prod/team-{}/app-{i}/credentials", i % 50),
                         version: KvVersion::V2,
                     },
-                    IndexEntry {
-                        owner: Owner::new("prod", format!("team-{}", i % 50), format!("app-{i}")),
-                        preserve_on_delete: i % 7 == 0,
-                    },
+                    IndexEntry::new(
+                        Owner::new("prod", format!("team-{}", i % 50), format!("app-{i}")),
+                        i % 7 == 0,
+                    ),
                 )
             })
             .collect();
@@ -193,9 +411,7 @@ mod tests {
             "far below OpenBao's 1,000 JSON strings"
         );
         assert!(encoded.values().all(|v| v.len() <= CHUNK_BYTES));
-        let (decoded, bad) = decode(&encoded);
-        assert!(bad.is_empty());
-        assert_eq!(decoded, index);
+        assert_eq!(decode("idx", &encoded), Ok(index));
     }
 
     #[test]
@@ -204,11 +420,11 @@ mod tests {
             "secret/e".to_owned(),
             r#"{"mount":"secret/","kv":2,"owner":"c/n/d"}"#.to_owned(),
         )]);
-        assert_eq!(decode(&data).0.len(), 1);
+        assert_eq!(decode("idx", &data).map(|i| i.len()), Ok(1));
     }
 
     #[test]
-    fn garbage_entries_are_skipped_and_reported() {
+    fn any_malformed_entry_makes_the_whole_index_unreadable() {
         let data = BTreeMap::from([
             ("secret/a".to_owned(), "not json".to_owned()),
             (
@@ -228,8 +444,114 @@ mod tests {
                 r#"{"mount":"secret/","kv":2,"owner":"c/n/d"}"#.to_owned(),
             ),
         ]);
-        let (index, bad) = decode(&data);
-        assert_eq!(index.len(), 1);
-        assert_eq!(bad, ["secret/a", "secret/b", "secret/c", "secret/d"]);
+        assert_eq!(
+            decode("idx", &data),
+            Err(IndexError::Malformed {
+                location: "idx".into(),
+                entries: vec![
+                    "secret/a".into(),
+                    "secret/b".into(),
+                    "secret/c".into(),
+                    "secret/d".into()
+                ],
+            })
+        );
+        let mut chunked = encode(&Index::new());
+        chunked.insert("entries-0000".into(), "not json\n".into());
+        chunked.insert("stray".into(), String::new());
+        assert!(matches!(
+            decode("idx", &chunked),
+            Err(IndexError::Malformed { ref entries, .. }) if entries == &["entries-0000 line 1", "stray"]
+        ));
+    }
+
+    #[test]
+    fn a_newer_format_is_not_read() {
+        let data = BTreeMap::from([("format".to_owned(), "vault-sync-index/v99".to_owned())]);
+        assert!(matches!(
+            decode("idx", &data),
+            Err(IndexError::UnknownFormat { ref format, .. }) if format == "vault-sync-index/v99"
+        ));
+    }
+
+    fn present(md: BTreeMap<String, String>) -> IndexRead {
+        IndexRead::Present {
+            version: 3,
+            deleted: false,
+            data: encode(&Index::new()),
+            custom_metadata: md,
+        }
+    }
+
+    #[test]
+    fn only_an_index_marked_for_this_cluster_is_trusted() {
+        let ok = load("idx", "prod", present(marker("prod"))).expect("trusted");
+        assert!(ok.marked);
+        assert_eq!(ok.version, 3);
+        // Written before the cluster key existed: trusted, re-marked later.
+        let legacy = BTreeMap::from([("managed-by".to_owned(), INDEX_MANAGER.to_owned())]);
+        assert!(!load("idx", "prod", present(legacy)).expect("legacy").marked);
+        for md in [
+            BTreeMap::new(),
+            marker("staging"),
+            BTreeMap::from([
+                ("managed-by".to_owned(), "vault-sync".to_owned()),
+                ("vault-sync.io/owner".to_owned(), "prod/ns/d".to_owned()),
+            ]),
+        ] {
+            let e = load("idx", "prod", present(md.clone())).expect_err("untrusted");
+            assert_eq!(e.metric_label(), "index_untrusted", "{md:?}");
+        }
+    }
+
+    #[test]
+    fn absent_deleted_and_marker_only_indexes() {
+        let none = IndexRead::Absent {
+            custom_metadata: None,
+        };
+        assert_eq!(
+            load("idx", "prod", none),
+            Ok(Loaded {
+                index: Index::new(),
+                version: 0,
+                marked: false
+            })
+        );
+        let marker_only = IndexRead::Absent {
+            custom_metadata: Some(marker("prod")),
+        };
+        assert!(
+            load("idx", "prod", marker_only)
+                .expect("first write")
+                .marked
+        );
+        let foreign = IndexRead::Absent {
+            custom_metadata: Some(BTreeMap::new()),
+        };
+        assert!(load("idx", "prod", foreign).is_err());
+        let deleted = IndexRead::Present {
+            version: 7,
+            deleted: true,
+            data: BTreeMap::new(),
+            custom_metadata: marker("prod"),
+        };
+        let e = load("idx", "prod", deleted).expect_err("deleted");
+        assert_eq!(e.metric_label(), "index_unreadable");
+        assert!(e.fix("secret/clusters/prod").contains("-versions=7"));
+    }
+
+    #[test]
+    fn written_versions_round_trip() {
+        let mut entry = IndexEntry::new(Owner::new("c", "ns", "d"), false);
+        entry.written = Some(1);
+        let index = Index::from([(
+            KvLocation {
+                mount: "secret/".into(),
+                rel: "a".into(),
+                version: KvVersion::V2,
+            },
+            entry,
+        )]);
+        assert_eq!(decode("idx", &encode(&index)), Ok(index));
     }
 }

@@ -4,12 +4,12 @@
 //! with what the API server says about its owner *now* and what the path's
 //! own metadata says *now*. Anything uncertain is kept.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::index::{Index, IndexEntry};
-use super::ownership::{self, Owner, Ownership};
+use super::ownership::{self, Owner, Ownership, PathMetadata};
 use super::plan::Action;
-use super::vault_path::{KvLocation, KvVersion};
+use super::vault_path::{self, KvLocation, KvVersion};
 
 /// Which owners a run may judge.
 #[derive(Debug, Clone)]
@@ -17,6 +17,28 @@ pub struct OrphanScope<'a> {
     pub cluster: &'a str,
     /// `-n`: only owners in these namespaces (empty: all).
     pub namespaces: &'a [String],
+    /// `--cluster-name` given: every path this cluster writes is under
+    /// `clusters/<name>/` in its mount.
+    pub prefix: Option<&'a str>,
+}
+
+/// Whether this cluster can have written `loc`: a named cluster only under
+/// its own `clusters/<name>/`; the unnamed cluster never in the reserved
+/// index folder, and, on KV v1 (no metadata to confirm ownership), never
+/// under `clusters/`, where named clusters write. Deletion is bounded by
+/// this whatever the index says.
+pub fn within_reach(loc: &KvLocation, prefix: Option<&str>) -> bool {
+    if vault_path::is_index_path(&loc.rel) {
+        return false;
+    }
+    match prefix {
+        Some(name) => loc
+            .rel
+            .strip_prefix("clusters/")
+            .and_then(|rest| rest.strip_prefix(name))
+            .is_some_and(|rest| rest.starts_with('/')),
+        None => loc.version == KvVersion::V2 || !loc.rel.starts_with("clusters/"),
+    }
 }
 
 /// Index entries that may be orphans: this cluster's, in scope, not desired
@@ -62,8 +84,8 @@ pub enum OwnerState {
 pub enum PathState {
     /// No such path (any more).
     Missing,
-    /// KV v2 custom_metadata.
-    Metadata(BTreeMap<String, String>),
+    /// KV v2 metadata.
+    Metadata(PathMetadata),
     /// KV v1: exists, but has no metadata to check.
     NoMetadata,
     /// The read failed.
@@ -84,8 +106,21 @@ pub fn judge(
     entry: &IndexEntry,
     owner: &OwnerState,
     path: &PathState,
+    scope: &OrphanScope<'_>,
     destroy: bool,
 ) -> Verdict {
+    if !within_reach(loc, scope.prefix) {
+        let reach = match scope.prefix {
+            Some(name) => format!("clusters/{name}/ in its mount"),
+            None => format!(
+                "the unnamed cluster writes neither in {}/ nor, on KV v1, under clusters/",
+                vault_path::INDEX_FOLDER
+            ),
+        };
+        return refused(format!(
+            "the index lists it, but it is outside what this cluster can have written ({reach}); not deleted, dropped from the index"
+        ));
+    }
     let why_orphan = match owner {
         OwnerState::Gone => format!("Deployment {} no longer exists", entry.owner.short()),
         OwnerState::NotAnnotated => format!(
@@ -116,8 +151,13 @@ pub fn judge(
             };
         }
     };
+    let mut unmarked_version = None;
     let preserve_from_metadata = match path {
-        PathState::Missing => {
+        PathState::Missing
+        | PathState::Metadata(PathMetadata {
+            current_deleted: true,
+            ..
+        }) => {
             return Verdict {
                 action: None,
                 forget: true,
@@ -134,7 +174,7 @@ pub fn judge(
             };
         }
         PathState::NoMetadata => entry.preserve_on_delete,
-        PathState::Metadata(md) => match ownership::read(md) {
+        PathState::Metadata(md) => match ownership::read(&md.custom_metadata) {
             Ownership::VaultSync {
                 owner: marked,
                 preserve_on_delete,
@@ -145,7 +185,24 @@ pub fn judge(
                     entry.owner
                 ));
             }
-            _ => {
+            Ownership::OtherManager(manager) => {
+                return refused(format!(
+                    "the index lists it, but it is managed by {manager:?} (custom_metadata managed-by); not deleted, dropped from the index"
+                ));
+            }
+            // Our write whose marker never landed, untouched since.
+            Ownership::Unowned if entry.written == Some(md.current_version) => {
+                unmarked_version = entry.written;
+                entry.preserve_on_delete
+            }
+            Ownership::Unowned if entry.written.is_some() => {
+                return refused(format!(
+                    "vault-sync wrote version {} without its ownership marker, and the path is now at version {}: someone else wrote it since; not deleted, dropped from the index",
+                    entry.written.unwrap_or_default(),
+                    md.current_version
+                ));
+            }
+            Ownership::Unowned | Ownership::Malformed => {
                 return refused(
                     "the index lists it, but its metadata has no vault-sync owner marker; not deleted, dropped from the index"
                         .into(),
@@ -173,6 +230,7 @@ pub fn judge(
         action: Some(Action::Delete {
             reason: format!("{why_orphan} ({how})"),
             destroy: destroy || hard,
+            unmarked_version,
         }),
         forget: true,
     }
@@ -187,6 +245,8 @@ fn refused(reason: String) -> Verdict {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn loc(rel: &str) -> KvLocation {
@@ -198,18 +258,39 @@ mod tests {
     }
 
     fn entry(ns: &str, d: &str) -> IndexEntry {
-        IndexEntry {
-            owner: Owner::new("prod", ns, d),
-            preserve_on_delete: false,
-        }
+        IndexEntry::new(Owner::new("prod", ns, d), false)
+    }
+
+    fn metadata(custom_metadata: BTreeMap<String, String>) -> PathState {
+        PathState::Metadata(PathMetadata {
+            custom_metadata,
+            current_version: 1,
+            current_deleted: false,
+        })
     }
 
     fn marked(ns: &str, d: &str, preserve: bool) -> PathState {
-        PathState::Metadata(ownership::stamp(
+        metadata(ownership::stamp(
             &BTreeMap::new(),
             &Owner::new("prod", ns, d),
             preserve,
         ))
+    }
+
+    /// [`super::judge`] for the unnamed cluster, all namespaces.
+    fn judge(
+        loc: &KvLocation,
+        entry: &IndexEntry,
+        owner: &OwnerState,
+        path: &PathState,
+        destroy: bool,
+    ) -> Verdict {
+        let scope = OrphanScope {
+            cluster: "prod",
+            namespaces: &[],
+            prefix: None,
+        };
+        super::judge(loc, entry, owner, path, &scope, destroy)
     }
 
     #[test]
@@ -220,10 +301,7 @@ mod tests {
         index.insert(loc("c"), entry("other", "x"));
         index.insert(
             loc("d"),
-            IndexEntry {
-                owner: Owner::new("staging", "shop", "api"),
-                preserve_on_delete: false,
-            },
+            IndexEntry::new(Owner::new("staging", "shop", "api"), false),
         );
         index.insert(loc("e"), entry("shop", "held"));
         let desired = BTreeSet::from([loc("b")]);
@@ -232,6 +310,7 @@ mod tests {
         let scope = OrphanScope {
             cluster: "prod",
             namespaces: &namespaces,
+            prefix: None,
         };
         let c: Vec<_> = candidates(&index, &desired, &held, &scope)
             .into_iter()
@@ -241,6 +320,7 @@ mod tests {
         let all = OrphanScope {
             cluster: "prod",
             namespaces: &[],
+            prefix: None,
         };
         let c: Vec<_> = candidates(&index, &desired, &held, &all)
             .into_iter()
@@ -259,7 +339,7 @@ mod tests {
             false,
         );
         assert!(
-            matches!(v.action, Some(Action::Delete { destroy: false, ref reason }) if reason.contains("undelete"))
+            matches!(v.action, Some(Action::Delete { destroy: false, ref reason, .. }) if reason.contains("undelete"))
         );
         assert!(v.forget);
         let v = judge(
@@ -291,9 +371,9 @@ mod tests {
     #[test]
     fn foreign_or_missing_marker_is_never_deleted() {
         for path in [
-            PathState::Metadata(BTreeMap::new()),
+            metadata(BTreeMap::new()),
             marked("shop", "someone-else", false),
-            PathState::Metadata(BTreeMap::from([(
+            metadata(BTreeMap::from([(
                 "managed-by".into(),
                 "external-secrets".into(),
             )])),
@@ -374,7 +454,116 @@ mod tests {
             false,
         );
         assert!(
-            matches!(v.action, Some(Action::Delete { destroy: true, ref reason }) if reason.contains("KV v1"))
+            matches!(v.action, Some(Action::Delete { destroy: true, ref reason, .. }) if reason.contains("KV v1"))
+        );
+    }
+
+    #[test]
+    fn deletion_is_bounded_by_what_the_cluster_can_have_written() {
+        let kv1 = |rel: &str| KvLocation {
+            mount: "kv1/".into(),
+            rel: rel.into(),
+            version: KvVersion::V1,
+        };
+        assert!(within_reach(&kv1("clusters/prod/app"), Some("prod")));
+        assert!(!within_reach(&kv1("app"), Some("prod")));
+        assert!(!within_reach(&kv1("clusters/prod-eu/app"), Some("prod")));
+        assert!(!within_reach(&loc("clusters/staging/app"), Some("prod")));
+        assert!(within_reach(&kv1("app"), None));
+        assert!(!within_reach(&kv1("clusters/prod/app"), None));
+        assert!(within_reach(&loc("clusters/x/app"), None));
+        assert!(!within_reach(&loc("vault-sync/index/prod"), None));
+
+        let scope = OrphanScope {
+            cluster: "prod",
+            namespaces: &[],
+            prefix: Some("prod"),
+        };
+        let v = super::judge(
+            &kv1("victim"),
+            &entry("shop", "api"),
+            &OwnerState::Gone,
+            &PathState::NoMetadata,
+            &scope,
+            false,
+        );
+        assert!(
+            matches!(v.action, Some(Action::Refused { ref reason }) if reason.contains("outside")),
+            "{v:?}"
+        );
+        assert!(v.forget);
+    }
+
+    #[test]
+    fn an_unmarked_write_of_ours_is_deleted_only_while_untouched() {
+        let mut e = entry("shop", "api");
+        e.written = Some(1);
+        let unmarked = |version| {
+            PathState::Metadata(PathMetadata {
+                custom_metadata: BTreeMap::new(),
+                current_version: version,
+                current_deleted: false,
+            })
+        };
+        let v = judge(&loc("a"), &e, &OwnerState::Gone, &unmarked(1), false);
+        assert!(
+            matches!(
+                v.action,
+                Some(Action::Delete {
+                    unmarked_version: Some(1),
+                    ..
+                })
+            ),
+            "{v:?}"
+        );
+        let v = judge(&loc("a"), &e, &OwnerState::Gone, &unmarked(2), false);
+        assert!(
+            matches!(v.action, Some(Action::Refused { ref reason }) if reason.contains("someone else")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn another_tools_path_is_refused_by_name() {
+        let v = judge(
+            &loc("a"),
+            &entry("shop", "api"),
+            &OwnerState::Gone,
+            &metadata(BTreeMap::from([(
+                "managed-by".into(),
+                "external-secrets".into(),
+            )])),
+            false,
+        );
+        assert!(
+            matches!(v.action, Some(Action::Refused { ref reason }) if reason.contains("\"external-secrets\"")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn an_already_deleted_current_version_is_forgotten_not_deleted_again() {
+        let v = judge(
+            &loc("a"),
+            &entry("shop", "api"),
+            &OwnerState::Gone,
+            &PathState::Metadata(PathMetadata {
+                custom_metadata: ownership::stamp(
+                    &BTreeMap::new(),
+                    &Owner::new("prod", "shop", "api"),
+                    false,
+                ),
+                current_version: 2,
+                current_deleted: true,
+            }),
+            false,
+        );
+        assert_eq!(
+            v,
+            Verdict {
+                action: None,
+                forget: true
+            }
         );
     }
 }

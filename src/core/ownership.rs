@@ -11,6 +11,9 @@ use std::fmt;
 /// sharing a mount recognise each other's secrets.
 pub const MANAGED_BY_KEY: &str = "managed-by";
 pub const MANAGED_BY_VALUE: &str = "vault-sync";
+/// The owner's cluster component of a run without `--cluster-name`; no
+/// named cluster may take it (see `cli::parse_cluster_name`).
+pub const DEFAULT_CLUSTER: &str = "default";
 /// `<cluster>/<namespace>/<deployment>`.
 pub const OWNER_KEY: &str = "vault-sync.io/owner";
 /// Recorded at write time so it is honoured after the Deployment is gone.
@@ -57,6 +60,16 @@ impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.cluster, self.namespace, self.deployment)
     }
+}
+
+/// A KV v2 path's metadata, as read right before judging or deleting it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathMetadata {
+    pub custom_metadata: BTreeMap<String, String>,
+    /// 0 when no version was ever written.
+    pub current_version: u64,
+    /// The current version is soft-deleted or destroyed.
+    pub current_deleted: bool,
 }
 
 /// What a path's metadata says about who owns it.

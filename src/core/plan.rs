@@ -66,6 +66,9 @@ pub struct Note {
 pub struct PlanOptions {
     /// Take over existing paths that no tool marked as its own.
     pub adopt: bool,
+    /// Owners of this cluster confirmed gone (the API server answered 404
+    /// for them during this run): their paths may be taken over.
+    pub gone: BTreeSet<Owner>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +83,9 @@ pub enum Action {
         /// Content is equal; only the ownership metadata changes (adoption,
         /// preserve flag flipped).
         metadata_only: bool,
+        /// Taken over from this owner of the same cluster, which no longer
+        /// exists (a renamed or replaced workload).
+        previous_owner: Option<Owner>,
     },
     Unchanged,
     Conflict {
@@ -95,6 +101,9 @@ pub enum Action {
         reason: String,
         /// Every version and the metadata (KV v2 `--destroy`, or KV v1).
         destroy: bool,
+        /// The path carries no marker, but vault-sync wrote this version of
+        /// it (see `IndexEntry::written`): deleted only while still current.
+        unmarked_version: Option<u64>,
     },
     /// An orphan left in Vault (preserve-on-delete).
     Keep {
@@ -145,6 +154,22 @@ pub struct Write {
     pub cas: Option<u64>,
     /// KV v2 custom_metadata to set (user keys kept), if it must change.
     pub metadata: Option<BTreeMap<String, String>>,
+    /// The write puts this owner's marker on a path that did not carry it
+    /// (create, restore, adoption, takeover): the index records the version
+    /// it produces, so the path stays ours if the marker never lands.
+    pub claims: bool,
+}
+
+impl Write {
+    /// The KV v2 version this write produces, recorded in the index when it
+    /// [claims](Write::claims) the path.
+    pub fn claimed_version(&self) -> Option<u64> {
+        self.claims
+            .then_some(self.cas)
+            .flatten()
+            .filter(|_| self.data.is_some())
+            .map(|cas| cas + 1)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -409,6 +434,7 @@ fn diff_one(
                 data: Some(d.data.clone()),
                 cas: v2.then_some(cas),
                 metadata: stamp(existing),
+                claims: true,
             }),
         )
     };
@@ -438,10 +464,15 @@ fn diff_one(
         Some(Observed::Present(secret)) => secret,
     };
 
-    // Who owns it?
-    let ours = if v2 {
+    // Who owns it? `claims`: the write puts our marker on it afresh.
+    let mut previous_owner = None;
+    let (ours, claims) = if v2 {
         match ownership::read(&secret.custom_metadata) {
-            Ownership::VaultSync { owner, .. } if owner == d.owner => true,
+            Ownership::VaultSync { owner, .. } if owner == d.owner => (true, false),
+            Ownership::VaultSync { owner, .. } if opts.gone.contains(&owner) => {
+                previous_owner = Some(owner);
+                (true, true)
+            }
             Ownership::VaultSync { owner, .. } => {
                 return conflict(format!(
                     "owned by vault-sync for Deployment {owner}; remove vault-sync.io/path from that Deployment first"
@@ -459,27 +490,35 @@ fn diff_one(
                         .into(),
                 );
             }
-            Ownership::Malformed => false,
-            // A create interrupted between its content and its marker: the
-            // index recorded the intent before the write, only one version
-            // exists, and it holds exactly what this Deployment wants. Any
-            // other unmarked content stays someone else's.
+            Ownership::Malformed => (false, true),
+            // A write of ours whose marker never landed: the index recorded
+            // the path, and the version the write would produce, before
+            // writing it. Indexes from before that record are judged by the
+            // interrupted create's signature: only one version exists, and
+            // it holds exactly what this Deployment wants. Any other
+            // unmarked content stays someone else's.
             Ownership::Unowned => {
-                indexed_owner == Some(&d.owner)
-                    && secret.version == 1
-                    && !secret.deleted
-                    && same_content(&d.data, &secret.data)
+                let entry = index.get(&l.location).filter(|e| e.owner == d.owner);
+                let untouched = entry.is_some_and(|e| match e.written {
+                    Some(v) => v == secret.version,
+                    None => secret.version == 1 && same_content(&d.data, &secret.data),
+                });
+                (untouched && !secret.deleted, true)
             }
         }
     } else {
         match indexed_owner {
-            Some(owner) if *owner == d.owner => true,
+            Some(owner) if *owner == d.owner => (true, false),
+            Some(owner) if opts.gone.contains(owner) => {
+                previous_owner = Some(owner.clone());
+                (true, false)
+            }
             Some(owner) => {
                 return conflict(format!(
                     "owned by vault-sync for Deployment {owner} (KV v1 index)"
                 ));
             }
-            None => false,
+            None => (false, false),
         }
     };
     if !ours && !opts.adopt {
@@ -514,22 +553,73 @@ fn diff_one(
     let content_changed = !(added.is_empty() && removed.is_empty() && changed.is_empty());
     let metadata = stamp(&secret.custom_metadata).filter(|m| *m != secret.custom_metadata);
 
-    if !content_changed && metadata.is_none() {
+    if !content_changed && metadata.is_none() && previous_owner.is_none() {
         return (Action::Unchanged, None);
     }
+    // A takeover rewrites the content even when it is equal: the content
+    // write is the one that carries check-and-set (a marker write has
+    // none), so a writer that slipped in since the read is caught.
+    let write_content = content_changed || previous_owner.is_some();
     (
         Action::Update {
             added,
             changed,
             removed,
-            metadata_only: !content_changed,
+            metadata_only: !write_content,
+            previous_owner,
         },
         Some(Write {
-            data: content_changed.then(|| d.data.clone()),
+            data: write_content.then(|| d.data.clone()),
             cas: v2.then_some(secret.version),
             metadata,
+            claims,
         }),
     )
+}
+
+/// Owners of this cluster that hold, by their marker (or, on KV v1, by the
+/// index), paths another Deployment of this batch wants: the shell asks
+/// the API server whether each still exists before planning, so a path
+/// whose owner is gone can be taken over instead of staying a conflict.
+pub fn holders_to_check(
+    located: &[Located],
+    observed: &BTreeMap<KvLocation, Observed>,
+    index: &Index,
+    cluster: &str,
+) -> BTreeSet<Owner> {
+    located
+        .iter()
+        .filter_map(|l| {
+            let holder = match (l.location.version, observed.get(&l.location)) {
+                (KvVersion::V2, Some(Observed::Present(secret))) => {
+                    match ownership::read(&secret.custom_metadata) {
+                        Ownership::VaultSync { owner, .. } => Some(owner),
+                        _ => None,
+                    }
+                }
+                (KvVersion::V1, Some(Observed::Present(_))) => {
+                    index.get(&l.location).map(|e| e.owner.clone())
+                }
+                _ => None,
+            }?;
+            (holder != l.desired.owner && holder.cluster == cluster).then_some(holder)
+        })
+        .collect()
+}
+
+/// Whether a desired path is marked as owned by the very Deployment that
+/// wants it although `index` does not list it: vault-sync wrote it, and
+/// its index does not know. A path marked for another owner says nothing
+/// of the sort (anyone with write access can forge a marker); it is a
+/// conflict, or a takeover.
+pub fn marked_but_unindexed(l: &Located, observed: &Observed, index: &Index) -> bool {
+    match observed {
+        Observed::Present(secret) if !index.contains_key(&l.location) => matches!(
+            ownership::read(&secret.custom_metadata),
+            Ownership::VaultSync { owner, .. } if owner == l.desired.owner
+        ),
+        _ => false,
+    }
 }
 
 /// Whether what was read at `location` may be another run's create caught
@@ -613,10 +703,7 @@ mod tests {
 
     /// An index that records `location` for Deployment `d`.
     fn indexed(location: KvLocation, d: &str) -> Index {
-        let entry = crate::core::index::IndexEntry {
-            owner: owner(d),
-            preserve_on_delete: false,
-        };
+        let entry = crate::core::index::IndexEntry::new(owner(d), false);
         Index::from([(location, entry)])
     }
 
@@ -631,7 +718,10 @@ mod tests {
             vec![],
             &obs.into_iter().collect(),
             &BTreeMap::new(),
-            &PlanOptions { adopt },
+            &PlanOptions {
+                adopt,
+                ..PlanOptions::default()
+            },
         )
     }
 
@@ -644,6 +734,7 @@ mod tests {
                 changed: vec![],
                 removed: vec![],
                 metadata_only: false,
+                previous_owner: None,
             },
             Action::Unchanged,
             Action::Conflict {
@@ -657,6 +748,7 @@ mod tests {
             Action::Delete {
                 reason: String::new(),
                 destroy: false,
+                unmarked_version: None,
             },
             Action::Keep {
                 reason: String::new(),
@@ -803,7 +895,8 @@ mod tests {
                 added: vec!["a".into()],
                 changed: vec!["b".into()],
                 removed: vec!["d".into()],
-                metadata_only: false
+                metadata_only: false,
+                previous_owner: None,
             }
         );
         let w = p.changes[0].write.as_ref().unwrap();
@@ -967,6 +1060,7 @@ mod tests {
             action: Action::Delete {
                 reason: "gone".into(),
                 destroy: false,
+                unmarked_version: None,
             },
             write: None,
             preserve_on_delete: false,
@@ -1103,5 +1197,115 @@ mod tests {
             &PlanOptions::default(),
         );
         assert!(matches!(p.changes[0].action, Action::Conflict { .. }));
+    }
+
+    #[test]
+    fn a_path_whose_owner_is_gone_is_taken_over_with_check_and_set() {
+        let held_by_a = || vec![(loc("app"), present(3, &[("k", "v")], ours("a")))];
+        // `a` still exists (not confirmed gone): a conflict, as before.
+        let p = run(vec![located("app", "b", &[("k", "v")])], held_by_a(), false);
+        assert!(matches!(p.changes[0].action, Action::Conflict { .. }));
+
+        let opts = PlanOptions {
+            adopt: false,
+            gone: BTreeSet::from([owner("a")]),
+        };
+        let p = plan(
+            vec![located("app", "b", &[("k", "v")])],
+            vec![],
+            vec![],
+            &held_by_a().into_iter().collect(),
+            &Index::new(),
+            &opts,
+        );
+        assert_eq!(
+            p.changes[0].action,
+            Action::Update {
+                added: vec![],
+                changed: vec![],
+                removed: vec![],
+                metadata_only: false,
+                previous_owner: Some(owner("a")),
+            }
+        );
+        let w = p.changes[0].write.as_ref().expect("a write");
+        assert!(w.data.is_some(), "equal content is rewritten for its CAS");
+        assert_eq!(w.cas, Some(3));
+        assert_eq!(w.claimed_version(), Some(4));
+        assert_eq!(
+            w.metadata.as_ref().map(|m| m[OWNER_KEY].clone()),
+            Some(owner("b").to_string())
+        );
+    }
+
+    #[test]
+    fn only_this_clusters_other_holders_are_checked() {
+        let mut other_cluster = ours("x");
+        other_cluster.insert(OWNER_KEY.into(), "staging/shop/x".into());
+        let observed: BTreeMap<KvLocation, Observed> = [
+            (loc("a"), present(1, &[("k", "v")], ours("old"))),
+            (loc("b"), present(1, &[("k", "v")], ours("b"))),
+            (loc("c"), present(1, &[("k", "v")], other_cluster)),
+            (loc("d"), present(1, &[("k", "v")], BTreeMap::new())),
+        ]
+        .into_iter()
+        .collect();
+        let located = vec![
+            located("a", "new", &[("k", "v")]),
+            located("b", "b", &[("k", "v")]),
+            located("c", "new", &[("k", "v")]),
+            located("d", "new", &[("k", "v")]),
+        ];
+        assert_eq!(
+            holders_to_check(&located, &observed, &Index::new(), "default"),
+            BTreeSet::from([owner("old")])
+        );
+    }
+
+    #[test]
+    fn an_unmarked_write_of_ours_is_ours_while_its_version_is_current() {
+        let mut entry = crate::core::index::IndexEntry::new(owner("api"), false);
+        entry.written = Some(2);
+        let index = Index::from([(loc("app"), entry)]);
+        let check = |version| {
+            plan(
+                vec![located("app", "api", &[("k", "new")])],
+                vec![],
+                vec![],
+                &[(
+                    loc("app"),
+                    present(version, &[("k", "old")], BTreeMap::new()),
+                )]
+                .into_iter()
+                .collect(),
+                &index,
+                &PlanOptions::default(),
+            )
+            .changes
+            .remove(0)
+            .action
+        };
+        assert!(matches!(check(2), Action::Update { .. }), "{:?}", check(2));
+        assert!(
+            matches!(check(3), Action::Conflict { .. }),
+            "{:?}",
+            check(3)
+        );
+    }
+
+    #[test]
+    fn own_marked_paths_missing_from_the_index_are_evidence_of_a_lost_index() {
+        let l = located("a", "api", &[("k", "v")]);
+        let marked = present(1, &[("k", "v")], ours("api"));
+        assert!(marked_but_unindexed(&l, &marked, &Index::new()));
+        assert!(!marked_but_unindexed(
+            &l,
+            &marked,
+            &indexed(loc("a"), "api")
+        ));
+        let someone_else = present(1, &[("k", "v")], ours("web"));
+        assert!(!marked_but_unindexed(&l, &someone_else, &Index::new()));
+        let unmarked = present(1, &[("k", "v")], BTreeMap::new());
+        assert!(!marked_but_unindexed(&l, &unmarked, &Index::new()));
     }
 }

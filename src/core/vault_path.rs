@@ -17,6 +17,12 @@ pub const MAX_PATH_LEN: usize = 512;
 /// policy globs (`*`, `+`), and quoting characters.
 pub const RESERVED_CHARS: &str = "?#%*+\\\"'<>[]{}|^`";
 
+/// The folder, inside every KV mount, where vault-sync keeps its index of
+/// owned paths (`<mount>vault-sync/index/<cluster>`). Reserved in every
+/// mount, not only the `--index-mount` of this run: a path written there by
+/// one run could pose as another run's index.
+pub const INDEX_FOLDER: &str = "vault-sync/index";
+
 /// Top-level Vault paths that are never secrets engines.
 const RESERVED_PREFIXES: &[&str] = &["sys", "auth", "identity", "cubbyhole"];
 
@@ -54,6 +60,16 @@ pub enum PathError {
         "the Vault path {path:?} names the mount {mount:?} itself; add a secret name after it, e.g. \"{mount}my-app\""
     )]
     MountRoot { path: String, mount: String },
+    #[error(
+        "the Vault path {path:?} is under {mount}{INDEX_FOLDER}/, which is reserved for vault-sync's own index of owned paths; choose another path"
+    )]
+    ReservedIndex { path: String, mount: String },
+}
+
+/// Whether a path inside a mount lies in the reserved [`INDEX_FOLDER`].
+pub fn is_index_path(rel: &str) -> bool {
+    rel.strip_prefix(INDEX_FOLDER)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Checks a path as written in an annotation. Returns it trimmed of
@@ -188,6 +204,16 @@ impl fmt::Display for KvLocation {
     }
 }
 
+/// Where the index of `cluster` lives in `mount` (a KV v2 mount): the one
+/// location [`locate`] never yields for an annotation.
+pub fn index_location(mount: &Mount, cluster: &str) -> KvLocation {
+    KvLocation {
+        mount: mount.path.clone(),
+        rel: format!("{INDEX_FOLDER}/{cluster}"),
+        version: KvVersion::V2,
+    }
+}
+
 /// Resolves a validated path against its mount.
 ///
 /// With a cluster name, the secret goes to `<mount>clusters/<cluster>/<rest>`:
@@ -216,6 +242,12 @@ pub fn locate(path: &str, mount: &Mount, cluster: Option<&str>) -> Result<KvLoca
         Some(cluster) => format!("clusters/{cluster}/{rel}"),
         None => rel.to_owned(),
     };
+    if is_index_path(&rel) {
+        return Err(PathError::ReservedIndex {
+            path: path.to_owned(),
+            mount: mount.path.clone(),
+        });
+    }
     Ok(KvLocation {
         mount: mount.path.clone(),
         rel,
@@ -301,6 +333,34 @@ mod tests {
     fn cluster_prefix_goes_inside_the_mount() {
         let loc = locate("secret/data/app", &kv2(), Some("prod")).unwrap();
         assert_eq!(loc.data_path(), "secret/data/clusters/prod/app");
+    }
+
+    #[test]
+    fn the_index_folder_is_reserved_in_every_mount_and_spelling() {
+        let kv1 = Mount {
+            path: "kv1/".into(),
+            engine: "kv".into(),
+            kv_version: Some(KvVersion::V1),
+        };
+        for (raw, mount) in [
+            ("secret/vault-sync/index/prod", kv2()),
+            ("secret/data/vault-sync/index/prod", kv2()),
+            ("secret/vault-sync/index", kv2()),
+            ("kv1/vault-sync/index/x/y", kv1.clone()),
+        ] {
+            assert!(
+                matches!(
+                    locate(raw, &mount, None),
+                    Err(PathError::ReservedIndex { .. })
+                ),
+                "{raw}"
+            );
+        }
+        // Neighbours stay usable, and a cluster prefix moves paths away
+        // from the folder.
+        assert!(locate("secret/vault-sync/indexes", &kv2(), None).is_ok());
+        assert!(locate("secret/vault-sync/app", &kv2(), None).is_ok());
+        assert!(locate("secret/vault-sync/index/x", &kv2(), Some("prod")).is_ok());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use futures::stream::{self, StreamExt};
 
 use super::{Applied, Engine, IndexState, Prepared};
 use crate::core::index::{Index, IndexEntry};
-use crate::core::plan::{Action, Change, Plan};
+use crate::core::plan::{Action, Change, Plan, Write};
 use crate::core::vault_path::{self, KvLocation};
 use crate::render::progress::{Progress, Stage};
 use crate::vault::VaultError;
@@ -39,15 +39,24 @@ impl Engine {
                         )
                     })
                     .filter_map(|c| {
+                        let location = c.location.clone()?;
                         let entry = IndexEntry {
                             owner: c.owner.clone(),
                             preserve_on_delete: c.preserve_on_delete,
+                            written: match c.write.as_ref().and_then(Write::claimed_version) {
+                                Some(v) => Some(v),
+                                None => state.index.get(&location).and_then(|e| e.written),
+                            },
                         };
-                        c.location.clone().map(|l| (l, entry))
+                        Some((location, entry))
                     })
                     .collect();
                 match self.update_index(state, &owned, &BTreeSet::new()).await {
-                    Ok(()) => return self.write_all(plan, |_| true, bar).await,
+                    Ok(()) => {
+                        let failures = self.write_all(plan, |_| true, bar).await;
+                        self.unclaim_failed(plan, &failures, state, errors).await;
+                        return failures;
+                    }
                     Err(e) => {
                         self.metrics.count_vault_error(e.metric_label());
                         errors.push((
@@ -77,6 +86,43 @@ impl Engine {
         failures
     }
 
+    /// A claiming write that lost its check-and-set race did not produce
+    /// the version the index recorded for it: what stands there now is
+    /// someone else's, so that record goes (the entry stays, judged by its
+    /// marker). Other failures leave it: the content may have landed (a
+    /// connection cut after the write), and then the record is what keeps
+    /// the path ours.
+    async fn unclaim_failed(
+        &self,
+        plan: &Plan,
+        failures: &BTreeMap<usize, VaultError>,
+        state: &mut IndexState,
+        errors: &mut Vec<(&'static str, String)>,
+    ) {
+        let unclaim: Index = failures
+            .iter()
+            .filter(|(_, e)| matches!(e, VaultError::CasMismatch { .. }))
+            .filter_map(|(&i, _)| {
+                let c = &plan.changes[i];
+                c.write.as_ref()?.claimed_version()?;
+                let location = c.location.as_ref()?;
+                let mut entry = state.index.get(location)?.clone();
+                entry.written = None;
+                Some((location.clone(), entry))
+            })
+            .collect();
+        if unclaim.is_empty() {
+            return;
+        }
+        if let Err(e) = self.update_index(state, &unclaim, &BTreeSet::new()).await {
+            self.metrics.count_vault_error(e.metric_label());
+            errors.push((
+                e.metric_label(),
+                format!("cannot record failed writes in the vault-sync index (their paths stay tracked, judged by their markers): {e}"),
+            ));
+        }
+    }
+
     /// Finishes a run after [`Engine::prepare`] wrote the batches: deletes
     /// orphans (re-checking each marker), then drops what is gone from the
     /// index. Without an index nothing is deleted.
@@ -89,6 +135,7 @@ impl Engine {
         let Some(index) = &mut prepared.index else {
             return applied;
         };
+
         let deletes = self.delete_all(plan, progress).await;
         // A path whose delete failed stays indexed for the next run.
         let failed: BTreeSet<&KvLocation> = deletes
@@ -150,8 +197,14 @@ impl Engine {
         let bar = progress.bar("deleting orphans", deletes.len() as u64);
         let failures = self
             .for_each_change(plan, deletes, &bar, |change| async move {
-                let (Some(loc), Action::Delete { destroy, .. }) =
-                    (&change.location, &change.action)
+                let (
+                    Some(loc),
+                    Action::Delete {
+                        destroy,
+                        unmarked_version,
+                        ..
+                    },
+                ) = (&change.location, &change.action)
                 else {
                     return Ok(());
                 };
@@ -159,20 +212,27 @@ impl Engine {
                 // deleting, whatever the index and the plan said.
                 if loc.version == vault_path::KvVersion::V2 {
                     use crate::core::ownership::{self, Ownership};
-                    match self.vault.read_metadata(loc).await? {
-                        None => return Ok(()),
-                        Some(md) => match ownership::read(&md) {
-                            Ownership::VaultSync { owner, preserve_on_delete: false }
-                                if owner == change.owner => {}
-                            now => {
-                                return Err(VaultError::NotAttempted {
-                                    path: loc.to_string(),
-                                    reason: format!(
-                                        "its ownership changed since the plan (now {now:?}), so it was not deleted"
-                                    ),
-                                });
-                            }
-                        },
+                    let md = match self.vault.read_metadata(loc).await? {
+                        Some(md) if !md.current_deleted => md,
+                        _ => return Ok(()),
+                    };
+                    match ownership::read(&md.custom_metadata) {
+                        Ownership::VaultSync {
+                            owner,
+                            preserve_on_delete: false,
+                        } if owner == change.owner => {}
+                        Ownership::Unowned
+                            if unmarked_version.is_some()
+                                && *unmarked_version == Some(md.current_version) => {}
+                        now => {
+                            return Err(VaultError::NotAttempted {
+                                path: loc.to_string(),
+                                reason: format!(
+                                    "its ownership changed since the plan (now {now:?}, version {}), so it was not deleted",
+                                    md.current_version
+                                ),
+                            });
+                        }
                     }
                 }
                 self.vault.delete(loc, *destroy).await

@@ -9,6 +9,8 @@ mod read;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use futures::stream::{self, StreamExt};
+
 use crate::core::batch;
 use crate::core::desired::{self, SecretFetch};
 use crate::core::index::Index;
@@ -18,8 +20,9 @@ use crate::core::vault_path::KvLocation;
 use crate::k8s::{self, KubeError};
 use crate::metrics::Metrics;
 use crate::render::progress::Progress;
+use crate::shutdown::Shutdown;
 use crate::vault::{Vault, VaultError};
-pub use orphans::IndexState;
+pub use orphans::{IndexFailure, IndexState};
 use read::{Mounts, Parsed};
 
 /// What a run works on, from the command line.
@@ -96,6 +99,8 @@ pub struct Engine {
     pub vault: Vault,
     pub scope: Scope,
     pub metrics: Arc<Metrics>,
+    /// A stop request: no further batch, no orphan judged or deleted.
+    pub shutdown: Shutdown,
 }
 
 /// Secret bytes a batch aims to hold: with `--batch-size` as the cap on
@@ -123,7 +128,10 @@ impl Engine {
     /// Reads Kubernetes and Vault and builds the plan, batch by batch. With
     /// `writes` (`run`), each batch's creates and updates are applied before
     /// the next batch is read; deletions wait for [`Engine::apply`].
-    pub async fn prepare(&self, progress: &Progress, writes: bool) -> Prepared {
+    ///
+    /// Fails as a whole only when no request can succeed (the token is
+    /// invalid): that is said once, not once per Deployment.
+    pub async fn prepare(&self, progress: &Progress, writes: bool) -> Result<Prepared, VaultError> {
         let scope = &self.scope;
         let started = std::time::Instant::now();
         let phase = |name: &str| {
@@ -155,6 +163,9 @@ impl Engine {
                 .collect();
         }
         drop(raw_paths);
+        if let Some(fatal) = self.vault.fatal() {
+            return Err(fatal);
+        }
         phase("mount lookups");
 
         // The index is read before planning: it decides ownership of KV v1
@@ -163,18 +174,13 @@ impl Engine {
         let mut index = match self.read_index().await {
             Ok(state) => Some(state),
             Err(e) => {
-                self.metrics.count_vault_error(e.metric_label());
-                tracing::error!(
-                    error_type = e.metric_label(),
-                    "cannot read the vault-sync index: {e}"
-                );
-                errors.push((
-                    e.metric_label(),
-                    format!("cannot read the vault-sync index, so nothing will be deleted: {e}"),
-                ));
+                self.index_unusable(&e, &mut errors);
                 None
             }
         };
+        if let Some(fatal) = self.vault.fatal() {
+            return Err(fatal);
+        }
         // Without a readable index, planning judges against an empty one.
         let no_index = Index::new();
         phase("index read");
@@ -211,6 +217,9 @@ impl Engine {
         };
         let mut batch_number = 0;
         while let Some(members) = batcher.next_batch(limit) {
+            if self.shutdown.requested().is_some() {
+                break;
+            }
             batch_number += 1;
             let members: Vec<&Parsed> = members.into_iter().map(|i| &parsed[i]).collect();
             let wanted: BTreeSet<(String, String)> = members
@@ -236,16 +245,19 @@ impl Engine {
             let (located, problems) = self.desire_batch(&members, &fetched, &mounts, &mut gathered);
             drop(fetched);
             if let Some(state) = &mut index {
-                self.refresh_index_for(state, &observed).await;
+                self.refresh_index_for(state, &located, &observed).await;
+                if let Err(e) = self.check_not_lost(state, &located, &observed) {
+                    self.index_unusable(&e, &mut errors);
+                    index = None;
+                }
             }
-            let batch_plan = plan::plan(
-                located,
-                problems,
-                Vec::new(),
-                &observed,
-                index.as_ref().map_or(&no_index, |s| &s.index),
-                &PlanOptions { adopt: scope.adopt },
-            );
+            let index_now = index.as_ref().map_or(&no_index, |s| &s.index);
+            let holders = plan::holders_to_check(&located, &observed, index_now, &scope.cluster);
+            let opts = PlanOptions {
+                adopt: scope.adopt,
+                gone: self.gone_owners(holders).await,
+            };
+            let batch_plan = plan::plan(located, problems, Vec::new(), &observed, index_now, &opts);
             drop(observed);
             if writes {
                 let failures = self
@@ -279,15 +291,25 @@ impl Engine {
             Vec::new(),
             &BTreeMap::new(),
             &no_index,
-            &PlanOptions { adopt: scope.adopt },
+            &PlanOptions::default(),
         );
         gathered.changes.reserve_exact(parse_problems.changes.len());
         gathered.changes.extend(parse_problems.changes);
         phase("plan");
 
+        // Stopped by a signal: the batches left were neither read nor
+        // planned, so no orphan may be judged from this plan.
+        let interrupted = self.shutdown.reason().map(|reason| {
+            errors.push((
+                "interrupted",
+                format!("{reason}; the Deployments not reached yet were not synced, and nothing is deleted"),
+            ));
+        });
         let mut forget = BTreeSet::new();
         // After a failed index update `index` is gone: nothing is deleted.
-        if let (true, true, Some(state)) = (scope.prune, listing.complete, &index) {
+        if let (true, true, None, Some(state)) =
+            (scope.prune, listing.complete, interrupted, &index)
+        {
             let Gathered {
                 changes,
                 held,
@@ -320,14 +342,14 @@ impl Engine {
             forget.remove(&loc);
         }
         phase("orphans");
-        Prepared {
+        Ok(Prepared {
             plan,
             listing_failures: listing.failures,
             errors,
             index,
             forget,
             write_failures,
-        }
+        })
     }
 
     /// The desired state of one batch's Deployments: the located paths to
@@ -355,7 +377,7 @@ impl Engine {
             for (path, e) in outcome.errors {
                 problems.push(Problem {
                     owner: p.owner.clone(),
-                    path,
+                    path: path.map(|raw| mounts.display(&raw)),
                     secret: Some(e.secret().to_owned()),
                     kind: e.metric_label(),
                     message: format!("Deployment {}: {e}", p.owner.short()),
@@ -378,6 +400,41 @@ impl Engine {
             }
         }
         (located, problems)
+    }
+
+    /// An index that cannot be used: said once, counted, and the run goes
+    /// on creating and deleting nothing (`index` becomes `None`).
+    fn index_unusable(&self, e: &IndexFailure, errors: &mut Vec<(&'static str, String)>) {
+        self.metrics.count_vault_error(e.metric_label());
+        tracing::error!(
+            error_type = e.metric_label(),
+            "cannot use the vault-sync index: {e}"
+        );
+        let what = match e {
+            IndexFailure::Vault(_) => "cannot read the vault-sync index",
+            IndexFailure::Index { .. } => "cannot use the vault-sync index",
+        };
+        errors.push((
+            e.metric_label(),
+            format!("{what}, so nothing is created or deleted and the index is left as found: {e}"),
+        ));
+    }
+
+    /// Of the owners holding paths others want, those the API server says
+    /// are gone (404). One GET per owner; a failed GET keeps the conflict.
+    async fn gone_owners(&self, holders: BTreeSet<Owner>) -> BTreeSet<Owner> {
+        stream::iter(holders)
+            .map(|owner| async move {
+                let gone = matches!(
+                    k8s::get_deployment(&self.kube, &owner.namespace, &owner.deployment).await,
+                    Ok(None)
+                );
+                gone.then_some(owner)
+            })
+            .buffer_unordered(self.scope.concurrency)
+            .filter_map(|o| async move { o })
+            .collect()
+            .await
     }
 
     fn count_desire_errors(&self, errors: &[(Option<String>, desired::DesiredError)]) {

@@ -8,17 +8,13 @@ use futures::stream::{self, StreamExt};
 
 use super::Engine;
 use crate::core::annotations;
-use crate::core::index::{self, Index, IndexEntry};
+use crate::core::index::{self, Index, IndexEntry, IndexError};
 use crate::core::orphans::{self, OrphanScope, OwnerState, PathState};
-use crate::core::ownership::{MANAGED_BY_KEY, Owner};
-use crate::core::plan::{self, Change, Observed};
+use crate::core::ownership::Owner;
+use crate::core::plan::{self, Change, Located, Observed};
 use crate::core::vault_path::{self, KvLocation, KvVersion};
 use crate::k8s;
 use crate::vault::VaultError;
-
-/// `managed-by` value on the index secret itself, so that no Deployment can
-/// claim (or `--adopt`) the index path.
-pub const INDEX_MANAGER: &str = "vault-sync-index";
 
 /// The index as read at the start of a run.
 #[derive(Debug, Clone)]
@@ -27,8 +23,45 @@ pub struct IndexState {
     /// KV v2 version read (0: no index yet); the check-and-set base.
     pub version: u64,
     pub index: Index,
-    /// The index secret carries its own `managed-by` marker.
+    /// The index secret carries its own marker, naming this cluster.
     pub marked: bool,
+    /// There was no index when the run started: paths found carrying this
+    /// cluster's marker then mean the index was lost.
+    pub absent_at_start: bool,
+    /// What stands at the location is unusable and is written over by the
+    /// next update, even one that changes no entry (`--rebuild-index`).
+    pub replace: bool,
+}
+
+impl IndexState {
+    fn new(location: KvLocation, loaded: index::Loaded, absent_at_start: bool) -> Self {
+        Self {
+            location,
+            version: loaded.version,
+            index: loaded.index,
+            marked: loaded.marked,
+            absent_at_start,
+            replace: false,
+        }
+    }
+}
+
+/// Why the index could not be read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexFailure {
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("{error}; {fix}")]
+    Index { error: IndexError, fix: String },
+}
+
+impl IndexFailure {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Vault(e) => e.metric_label(),
+            Self::Index { error, .. } => error.metric_label(),
+        }
+    }
 }
 
 /// Orphan actions found by a run.
@@ -50,56 +83,94 @@ impl Engine {
                 message: "the index mount (--index-mount) must be a KV v2 mount".into(),
             });
         }
-        let raw = format!("{}vault-sync/index/{}", mount.path, self.scope.cluster);
-        vault_path::locate(&raw, &mount, None).map_err(|e| VaultError::InvalidPath {
-            path: raw,
-            message: e.to_string(),
-        })
+        Ok(vault_path::index_location(&mount, &self.scope.cluster))
     }
 
-    pub async fn read_index(&self) -> Result<IndexState, VaultError> {
-        let location = self.index_location().await?;
-        let raw = self.vault.read_raw(&location).await?;
-        let (index, bad) = index::decode(&raw.data);
-        for path in bad {
-            tracing::warn!(
-                path = path.as_str(),
-                "ignoring a malformed entry in the vault-sync index"
-            );
+    /// Where a rebuild would scan, for error messages.
+    fn scan_hint(&self, location: &KvLocation) -> String {
+        match &self.scope.cluster_prefix {
+            Some(name) => format!("{}clusters/{name}", location.mount),
+            None => format!("{}<prefix>", location.mount),
         }
-        Ok(IndexState {
-            location,
-            version: raw.version,
-            index,
-            marked: raw.custom_metadata.get(MANAGED_BY_KEY).map(String::as_str)
-                == Some(INDEX_MANAGER),
-        })
     }
 
-    /// Re-reads the index when a batch found unmarked content that may be
-    /// a concurrent run's create caught before its marker (see
-    /// [`plan::may_be_unindexed_create`]): that run recorded the path
-    /// before writing it, so the fresh index tells it apart from someone
-    /// else's secret. If the read fails, the index as read stands and such
-    /// a path is planned as a conflict, which the next run clears.
+    fn index_failure(&self, location: &KvLocation, error: IndexError) -> IndexFailure {
+        let fix = error.fix(&self.scan_hint(location));
+        IndexFailure::Index { error, fix }
+    }
+
+    /// Reads the index and judges whether it may be used: it must carry
+    /// this cluster's index marker and decode whole.
+    pub async fn read_index(&self) -> Result<IndexState, IndexFailure> {
+        let location = self.index_location().await?;
+        let read = self.vault.read_record(&location).await?;
+        let absent_at_start = matches!(read, index::IndexRead::Absent { .. });
+        match index::load(&location.to_string(), &self.scope.cluster, read) {
+            Ok(loaded) => Ok(IndexState::new(location, loaded, absent_at_start)),
+            Err(e) => Err(self.index_failure(&location, e)),
+        }
+    }
+
+    /// The index for `prune --rebuild-index`, which replaces what it cannot
+    /// use: an untrusted, unreadable or deleted index starts empty (said
+    /// in a warning), so the rebuilt one is written over it.
+    pub async fn read_index_for_rebuild(&self) -> Result<IndexState, VaultError> {
+        let location = self.index_location().await?;
+        let read = self.vault.read_record(&location).await?;
+        let version = match &read {
+            index::IndexRead::Present { version, .. } => *version,
+            index::IndexRead::Absent { .. } => 0,
+        };
+        match index::load(&location.to_string(), &self.scope.cluster, read) {
+            Ok(loaded) => Ok(IndexState::new(location, loaded, false)),
+            Err(e) => {
+                tracing::warn!(
+                    error_type = e.metric_label(),
+                    "{e}; --rebuild-index replaces it with what the scan finds"
+                );
+                Ok(IndexState {
+                    location,
+                    version,
+                    index: Index::new(),
+                    marked: false,
+                    absent_at_start: false,
+                    replace: true,
+                })
+            }
+        }
+    }
+
+    /// Re-reads the index when a batch found what a stale index would
+    /// misjudge: unmarked content that may be a concurrent run's create
+    /// caught before its marker (see [`plan::may_be_unindexed_create`]),
+    /// or, with no index at the start, paths marked by this cluster (a
+    /// concurrent first run, or a lost index). If the read fails, the
+    /// index as read stands: such a path is a conflict for this run only.
     pub(super) async fn refresh_index_for(
         &self,
         state: &mut IndexState,
+        located: &[Located],
         observed: &BTreeMap<KvLocation, Observed>,
     ) {
-        if !observed
-            .iter()
-            .any(|(l, o)| plan::may_be_unindexed_create(l, o, &state.index))
-        {
+        let stale = |state: &IndexState| {
+            observed
+                .iter()
+                .any(|(l, o)| plan::may_be_unindexed_create(l, o, &state.index))
+                || (state.absent_at_start && !self.lost(state, located, observed).is_empty())
+        };
+        if !stale(state) {
             return;
         }
         match self.read_index().await {
             Ok(fresh) => {
                 tracing::debug!(
                     version = fresh.version,
-                    "re-read the vault-sync index: unmarked content may be a concurrent run's create"
+                    "re-read the vault-sync index: another run may have changed it"
                 );
-                *state = fresh;
+                *state = IndexState {
+                    absent_at_start: state.absent_at_start,
+                    ..fresh
+                };
             }
             Err(e) => {
                 self.metrics.count_vault_error(e.metric_label());
@@ -111,6 +182,52 @@ impl Engine {
         }
     }
 
+    /// With no index at the start of the run, paths that carry this
+    /// cluster's marker but are not in the index (read afresh) mean the
+    /// index was lost: the run must not go on as if nothing had been
+    /// written before, forgetting every orphan for good.
+    pub(super) fn check_not_lost(
+        &self,
+        state: &IndexState,
+        located: &[Located],
+        observed: &BTreeMap<KvLocation, Observed>,
+    ) -> Result<(), IndexFailure> {
+        if !state.absent_at_start {
+            return Ok(());
+        }
+        let lost = self.lost(state, located, observed);
+        match lost.first() {
+            None => Ok(()),
+            Some(example) => Err(self.index_failure(
+                &state.location,
+                IndexError::Lost {
+                    location: state.location.to_string(),
+                    marked: lost.len(),
+                    example: example.to_string(),
+                },
+            )),
+        }
+    }
+
+    /// Desired paths marked by the Deployment that wants them but missing
+    /// from the index.
+    fn lost<'a>(
+        &self,
+        state: &IndexState,
+        located: &'a [Located],
+        observed: &BTreeMap<KvLocation, Observed>,
+    ) -> Vec<&'a KvLocation> {
+        located
+            .iter()
+            .filter(|l| {
+                observed
+                    .get(&l.location)
+                    .is_some_and(|o| plan::marked_but_unindexed(l, o, &state.index))
+            })
+            .map(|l| &l.location)
+            .collect()
+    }
+
     /// Adds and removes entries with check-and-set. When another run
     /// changed the index in between (CAS mismatch), the index is read again
     /// and the same change applied to it: concurrent runs merge, never
@@ -120,15 +237,18 @@ impl Engine {
         state: &mut IndexState,
         add: &Index,
         remove: &BTreeSet<KvLocation>,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(), IndexFailure> {
         const ATTEMPTS: usize = 5;
         for attempt in 1..=ATTEMPTS {
             // Most batches add nothing new: spare the copy of a large index.
             let changes = add.iter().any(|(l, e)| state.index.get(l) != Some(e))
                 || remove.iter().any(|l| state.index.contains_key(l));
-            if !changes {
-                return self.mark_index(state).await;
+            if !changes && !state.replace {
+                return Ok(());
             }
+            // A new index carries its marker before its content, so that
+            // no content ever stands at the index location unmarked.
+            self.mark_index(state).await?;
             let mut new = state.index.clone();
             new.extend(add.iter().map(|(l, e)| (l.clone(), e.clone())));
             new.retain(|l, _| !remove.contains(l));
@@ -140,28 +260,33 @@ impl Engine {
                 Ok(()) => {
                     state.version += 1;
                     state.index = new;
-                    return self.mark_index(state).await;
+                    state.replace = false;
+                    return Ok(());
                 }
                 Err(VaultError::CasMismatch { .. }) if attempt < ATTEMPTS => {
                     tracing::debug!(attempt, "the index changed concurrently; merging");
+                    let absent_at_start = state.absent_at_start;
                     *state = self.read_index().await?;
+                    state.absent_at_start = absent_at_start;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Err(VaultError::CasMismatch {
             path: state.location.to_string(),
-        })
+        }
+        .into())
     }
 
-    /// Writes the index's own marker if it is missing (first write, or a
-    /// first write whose answer was lost), so no Deployment can claim it.
+    /// Writes the index's own marker if it does not name this cluster yet
+    /// (a first write, or an index written before the cluster key).
     async fn mark_index(&self, state: &mut IndexState) -> Result<(), VaultError> {
-        if state.marked || state.version == 0 {
+        if state.marked {
             return Ok(());
         }
-        let marker = BTreeMap::from([(MANAGED_BY_KEY.to_owned(), INDEX_MANAGER.to_owned())]);
-        self.vault.write_metadata(&state.location, &marker).await?;
+        self.vault
+            .write_metadata(&state.location, &index::marker(&self.scope.cluster))
+            .await?;
         state.marked = true;
         Ok(())
     }
@@ -177,6 +302,7 @@ impl Engine {
         let scope = OrphanScope {
             cluster: &self.scope.cluster,
             namespaces: &self.scope.namespaces,
+            prefix: self.scope.cluster_prefix.as_deref(),
         };
         let candidates = orphans::candidates(index, desired, held, &scope);
         if candidates.is_empty() {
@@ -213,6 +339,7 @@ impl Engine {
                 .collect()
                 .await;
 
+        let scope = &scope;
         let verdicts: Vec<_> = stream::iter(candidates)
             .map(|(loc, entry)| {
                 let owner_state = owner_states
@@ -220,14 +347,22 @@ impl Engine {
                     .cloned()
                     .unwrap_or(OwnerState::Unknown("not looked up".into()));
                 async move {
-                    let path_state = if owner_state == OwnerState::OutOfScope {
+                    let path_state = if owner_state == OwnerState::OutOfScope
+                        || !orphans::within_reach(&loc, scope.prefix)
+                    {
                         // Not judged: spare the read.
                         PathState::Unknown(String::new())
                     } else {
                         self.path_state(&loc).await
                     };
-                    let verdict =
-                        orphans::judge(&loc, &entry, &owner_state, &path_state, self.scope.destroy);
+                    let verdict = orphans::judge(
+                        &loc,
+                        &entry,
+                        &owner_state,
+                        &path_state,
+                        scope,
+                        self.scope.destroy,
+                    );
                     (loc, entry, verdict)
                 }
             })
@@ -304,20 +439,17 @@ impl Engine {
                     rel,
                     version: KvVersion::V2,
                 };
+                // A path whose current version is already deleted has
+                // nothing left to prune: not recorded, never deleted again.
                 if let Some(md) = self.vault.read_metadata(&loc).await?
+                    && !md.current_deleted
                     && let crate::core::ownership::Ownership::VaultSync {
                         owner,
                         preserve_on_delete,
-                    } = crate::core::ownership::read(&md)
+                    } = crate::core::ownership::read(&md.custom_metadata)
                     && owner.cluster == self.scope.cluster
                 {
-                    found.insert(
-                        loc,
-                        IndexEntry {
-                            owner,
-                            preserve_on_delete,
-                        },
-                    );
+                    found.insert(loc, IndexEntry::new(owner, preserve_on_delete));
                 }
             }
         }

@@ -44,6 +44,15 @@ impl Mounts {
         ))
     }
 
+    /// The path as the plan shows it: where it is written (cluster prefix
+    /// included) when that is known, else as the annotation spells it.
+    pub fn display(&self, raw: &str) -> String {
+        match self.locate(raw) {
+            Some(Ok(location)) => location.to_string(),
+            _ => raw.to_owned(),
+        }
+    }
+
     /// A desired path at its location, or the problem that stops it.
     pub fn resolve(&self, d: desired::DesiredPath) -> Result<Located, Box<Problem>> {
         match (self.errors.get(&d.raw_path), self.locate(&d.raw_path)) {

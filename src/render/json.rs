@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::ser::{SerializeSeq, Serializer};
 
 use super::Report;
+use crate::core::ownership::Owner;
 use crate::core::plan::{Action, Change};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -115,6 +116,9 @@ struct ChangeOut<'a> {
     mount: Option<&'a str>,
     namespace: &'a str,
     path: &'a str,
+    /// A takeover: the owner (`namespace/deployment`) that is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_owner: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,6 +141,7 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
         mount: c.location.as_ref().map(|l| l.mount.as_str()),
         namespace: &c.owner.namespace,
         path: &c.path,
+        previous_owner: None,
         reason: None,
         result: None,
         secret: None,
@@ -154,6 +159,7 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
             changed,
             removed,
             metadata_only,
+            previous_owner,
         } => {
             out.keys = Some(Keys {
                 added,
@@ -161,12 +167,15 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
                 removed,
             });
             out.metadata_only = Some(*metadata_only);
+            out.previous_owner = previous_owner.as_ref().map(Owner::short);
         }
         Action::Unchanged => {}
         Action::Conflict { reason } | Action::Keep { reason } | Action::Refused { reason } => {
             out.reason = Some(reason);
         }
-        Action::Delete { reason, destroy } => {
+        Action::Delete {
+            reason, destroy, ..
+        } => {
             out.reason = Some(reason);
             out.destroy = Some(*destroy);
         }

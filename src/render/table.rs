@@ -35,11 +35,15 @@ fn detail(action: &Action) -> String {
             changed,
             removed,
             metadata_only,
+            previous_owner,
         } => {
             if *metadata_only {
                 return "ownership metadata only".into();
             }
             let mut parts = Vec::new();
+            if let Some(previous) = previous_owner {
+                parts.push(format!("owner {} is gone: taken over", previous.short()));
+            }
             if !added.is_empty() {
                 parts.push(format!("+ {}", list(added)));
             }

@@ -16,8 +16,9 @@ use vaultrs::client::{VaultClient, VaultClientSettings};
 use zeroize::Zeroizing;
 
 use super::auth::AuthMethod;
-use super::error::{VaultError, error_messages};
+use super::error::{ServerSays, VaultError, error_messages, server_says};
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 
 /// How to reach Vault. Built by the CLI from flags and `VAULT_*`/`BAO_*`.
 #[derive(Clone)]
@@ -64,6 +65,10 @@ pub struct Vault {
     /// thousands of paths ends within about one `--vault-timeout` instead of
     /// waiting it out path by path.
     gave_up: std::sync::OnceLock<VaultError>,
+    /// A given token (`VAULT_TOKEN`): whether it passed a self-lookup.
+    given_token_valid: tokio::sync::OnceCell<bool>,
+    /// Once a stop is requested, no new request is started.
+    shutdown: Shutdown,
 }
 
 impl Vault {
@@ -130,7 +135,15 @@ impl Vault {
             timeout: config.timeout,
             metrics,
             gave_up: std::sync::OnceLock::new(),
+            given_token_valid: tokio::sync::OnceCell::new(),
+            shutdown: Shutdown::default(),
         })
+    }
+
+    /// Stops starting requests once `shutdown` is requested.
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     pub fn addr(&self) -> &str {
@@ -154,6 +167,15 @@ impl Vault {
             .inc();
         *self.token.write().await = result?;
         Ok(())
+    }
+
+    /// The failure that ends the run for every request: the token is not
+    /// valid and cannot be renewed by a login.
+    pub fn fatal(&self) -> Option<VaultError> {
+        self.gave_up
+            .get()
+            .filter(|e| matches!(e, VaultError::AuthFailed { .. }))
+            .cloned()
     }
 
     /// Retries `op` with jittered exponential backoff while it fails with a
@@ -197,20 +219,57 @@ impl Vault {
         body: Option<&Zeroizing<Vec<u8>>>,
         content_type: &str,
     ) -> Result<Reply, VaultError> {
+        if let Some(reason) = self.shutdown.reason() {
+            return Err(VaultError::NotAttempted {
+                path: path.to_owned(),
+                reason,
+            });
+        }
         let reply = self
             .with_retry(|| self.send_once(method.clone(), path, body, content_type))
             .await?;
-        if reply.status == StatusCode::FORBIDDEN
-            && self.auth.can_relogin()
-            && !self.token_is_valid().await
+        if reply.status != StatusCode::FORBIDDEN {
+            return Ok(reply);
+        }
+        if self.auth.can_relogin() {
+            if !self.token_is_valid().await {
+                tracing::info!("Vault token expired or was revoked; logging in again");
+                self.login().await?;
+                return self
+                    .with_retry(|| self.send_once(method.clone(), path, body, content_type))
+                    .await;
+            }
+        } else if !*self
+            .given_token_valid
+            .get_or_init(|| self.given_token_checked())
+            .await
         {
-            tracing::info!("Vault token expired or was revoked; logging in again");
-            self.login().await?;
-            return self
-                .with_retry(|| self.send_once(method.clone(), path, body, content_type))
-                .await;
+            // A 403 from a token that cannot even look itself up is not a
+            // missing policy on this path: say so once, and stop every
+            // request after this one.
+            let e = VaultError::AuthFailed {
+                method: self.auth.name().to_owned(),
+                message: "the Vault token is invalid, expired or revoked (a lookup of the token itself was denied); set VAULT_TOKEN to a valid token".into(),
+            };
+            let _ = self.gave_up.set(e.clone());
+            return Err(e);
         }
         Ok(reply)
+    }
+
+    /// Whether the given token works, asked once per run, on its first
+    /// 403 (`auth/token/lookup-self` is in Vault's default policy).
+    async fn given_token_checked(&self) -> bool {
+        let valid = self.token_is_valid().await;
+        if !valid {
+            // A given token counts as a successful login at start, since
+            // nothing is sent then; now it proved not to be one.
+            let method = self.auth.name();
+            let attempts = &self.metrics.auth_attempts;
+            let _ = attempts.remove_label_values(&[method, "success"]);
+            attempts.with_label_values(&[method, "failure"]).inc();
+        }
+        valid
     }
 
     async fn token_is_valid(&self) -> bool {
@@ -292,7 +351,7 @@ impl Vault {
                 message: error_messages(&body),
             })),
             503 => {
-                let sealed = error_messages(&body).contains("sealed");
+                let sealed = server_says(&body) == ServerSays::Sealed;
                 Err(Attempt::Retry(if sealed {
                     VaultError::Sealed
                 } else {

@@ -1,5 +1,7 @@
-//! Typed Vault errors, classified from status codes and Vault's error body,
-//! never from guessing at message substrings.
+//! Typed Vault errors, classified from status codes and Vault's error body.
+//! Where the status alone does not tell (a 400 or a 503), one function,
+//! [`server_says`], reads the server's error text, and names the text it
+//! relies on.
 
 /// A Vault request that failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,6 +28,10 @@ pub enum VaultError {
     CasMismatch { path: String },
     #[error("Vault is sealed (503); unseal it, then run again")]
     Sealed,
+    #[error(
+        "Vault refused the write of {path} as too large: {message}; the server's request limits (listener settings max_request_json_strings, max_request_size, max_json_string_value_length) are exceeded: split the Secret's keys across paths with vault-sync.io/secrets, or raise the limit"
+    )]
+    RequestTooLarge { path: String, message: String },
     #[error("Vault answered {status} to {operation} {path}: {message}")]
     Status {
         status: u16,
@@ -61,6 +67,7 @@ impl VaultError {
             Self::PermissionDenied { .. } => "permission_denied",
             Self::InvalidPath { .. } => "invalid_path",
             Self::CasMismatch { .. } => "cas_mismatch",
+            Self::RequestTooLarge { .. } => "request_too_large",
             Self::NotAttempted { .. } => "not_attempted",
             Self::Status { .. } | Self::Decode { .. } | Self::Config(_) => "unknown",
         }
@@ -75,6 +82,35 @@ fn explain_denial(capability: &str, granted: Option<&str>) -> String {
         None => format!(
             "the token's policy needs the {capability:?} capability on that path, or the token has expired"
         ),
+    }
+}
+
+/// What a 400 or 503 answer means, where the status does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerSays {
+    /// KV v2: "check-and-set parameter did not match the current version".
+    CasMismatch,
+    /// 503: "Vault is sealed".
+    Sealed,
+    /// OpenBao and Vault: "refused JSON input due to high complexity:
+    /// exceeded maximum number of strings" (and the like, for depth, size
+    /// and string length).
+    RequestTooLarge,
+    Other,
+}
+
+/// The one place that reads the server's error text; Vault gives no
+/// error codes beyond the HTTP status.
+pub(crate) fn server_says(body: &serde_json::Value) -> ServerSays {
+    let text = error_messages(body);
+    if text.contains("check-and-set") {
+        ServerSays::CasMismatch
+    } else if text.contains("sealed") {
+        ServerSays::Sealed
+    } else if text.contains("refused JSON input") || text.contains("request body too large") {
+        ServerSays::RequestTooLarge
+    } else {
+        ServerSays::Other
     }
 }
 

@@ -8,7 +8,9 @@ use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
 use super::client::{Reply, Vault};
-use super::error::{VaultError, error_messages};
+use super::error::{ServerSays, VaultError, error_messages, server_says};
+use crate::core::index::IndexRead;
+use crate::core::ownership::PathMetadata;
 use crate::core::plan::{Observed, ObservedSecret, Write};
 use crate::core::value::ValueDigest;
 use crate::core::vault_path::{KvLocation, KvVersion, Mount};
@@ -160,16 +162,17 @@ impl Vault {
         }
     }
 
-    /// Reads only the custom_metadata (for the ownership check right before
-    /// a delete). `None` when the path has no metadata.
+    /// Reads a KV v2 path's metadata (for the ownership check right before
+    /// a delete): custom_metadata and the state of the current version.
+    /// `None` when the path has no metadata.
     pub async fn read_metadata(
         &self,
         loc: &KvLocation,
-    ) -> Result<Option<BTreeMap<String, String>>, VaultError> {
+    ) -> Result<Option<PathMetadata>, VaultError> {
         let api = loc.metadata_path();
         let reply = self.request(Method::GET, &api, None, JSON).await?;
         match reply.status {
-            s if s.is_success() => Ok(Some(string_map(&reply.body["data"]["custom_metadata"]))),
+            s if s.is_success() => Ok(Some(path_metadata(&reply.body["data"]))),
             StatusCode::NOT_FOUND => Ok(None),
             StatusCode::FORBIDDEN => Err(VaultError::denied("read", api, "read")),
             status => Err(unexpected(status, "read", &api, &reply.body)),
@@ -192,17 +195,29 @@ impl Vault {
         }
     }
 
-    /// Reads a KV v2 secret as plain strings (for vault-sync's own records):
-    /// version (0 when absent), data and custom_metadata.
-    pub async fn read_raw(&self, loc: &KvLocation) -> Result<RawSecret, VaultError> {
+    /// Reads a KV v2 secret of plain strings (vault-sync's own index): its
+    /// content, or, when there is none, its metadata alone (a first write
+    /// puts the marker before the content).
+    pub async fn read_record(&self, loc: &KvLocation) -> Result<IndexRead, VaultError> {
         let api = loc.data_path();
         let reply = self.request(Method::GET, &api, None, JSON).await?;
         let metadata = &reply.body["data"]["metadata"];
         match reply.status {
-            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(RawSecret {
-                version: metadata["version"].as_u64().unwrap_or(0),
-                data: string_map(&reply.body["data"]["data"]),
-                custom_metadata: string_map(&metadata["custom_metadata"]),
+            s if (s.is_success() || s == StatusCode::NOT_FOUND) && metadata.is_object() => {
+                Ok(match parse_v2_read(&reply) {
+                    Observed::Present(secret) => IndexRead::Present {
+                        version: secret.version,
+                        deleted: secret.deleted,
+                        data: string_map(&reply.body["data"]["data"]),
+                        custom_metadata: secret.custom_metadata,
+                    },
+                    Observed::Absent | Observed::Failed { .. } => IndexRead::Absent {
+                        custom_metadata: None,
+                    },
+                })
+            }
+            StatusCode::NOT_FOUND => Ok(IndexRead::Absent {
+                custom_metadata: self.read_metadata(loc).await?.map(|m| m.custom_metadata),
             }),
             StatusCode::FORBIDDEN => Err(VaultError::denied("read", api, "read")),
             status => Err(unexpected(status, "read", &api, &reply.body)),
@@ -286,6 +301,20 @@ fn observed_data(v: &Value) -> BTreeMap<String, Option<ValueDigest>> {
         .unwrap_or_default()
 }
 
+/// `data` of a KV v2 metadata read.
+fn path_metadata(data: &Value) -> PathMetadata {
+    let current_version = data["current_version"].as_u64().unwrap_or(0);
+    let current = &data["versions"][current_version.to_string()];
+    PathMetadata {
+        custom_metadata: string_map(&data["custom_metadata"]),
+        current_version,
+        current_deleted: current["destroyed"].as_bool().unwrap_or(false)
+            || current["deletion_time"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty()),
+    }
+}
+
 fn string_map(v: &Value) -> BTreeMap<String, String> {
     v.as_object()
         .map(|o| {
@@ -300,11 +329,22 @@ fn check_write(reply: &Reply, api: &str, loc: &KvLocation) -> Result<(), VaultEr
     match reply.status {
         s if s.is_success() => Ok(()),
         StatusCode::FORBIDDEN => Err(VaultError::denied("write", api.to_owned(), "create/update")),
-        StatusCode::BAD_REQUEST if error_messages(&reply.body).contains("check-and-set") => {
-            Err(VaultError::CasMismatch {
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => match server_says(&reply.body) {
+            ServerSays::CasMismatch => Err(VaultError::CasMismatch {
                 path: loc.to_string(),
-            })
-        }
+            }),
+            ServerSays::RequestTooLarge => Err(VaultError::RequestTooLarge {
+                path: loc.to_string(),
+                message: error_messages(&reply.body),
+            }),
+            _ if reply.status == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(VaultError::RequestTooLarge {
+                    path: loc.to_string(),
+                    message: error_messages(&reply.body),
+                })
+            }
+            _ => Err(unexpected(reply.status, "write", api, &reply.body)),
+        },
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Err(VaultError::InvalidPath {
             path: api.to_owned(),
             message: format!(
@@ -352,14 +392,6 @@ impl Vault {
             other => other,
         }
     }
-}
-
-/// A KV v2 secret read as plain strings.
-#[derive(Debug, Clone, Default)]
-pub struct RawSecret {
-    pub version: u64,
-    pub data: BTreeMap<String, String>,
-    pub custom_metadata: BTreeMap<String, String>,
 }
 
 /// What `sys/health` says.

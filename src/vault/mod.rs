@@ -8,4 +8,3 @@ mod kv;
 pub use auth::{AuthMethod, JwtSource};
 pub use client::{Vault, VaultConfig};
 pub use error::VaultError;
-pub use kv::RawSecret;

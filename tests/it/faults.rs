@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures::StreamExt as _;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -597,17 +597,7 @@ async fn rotate_all(ns: &TestNs, seeded: &BTreeMap<String, Seeded>) -> BTreeMap<
 }
 
 async fn delete_deployment(ns: &TestNs, name: &str) {
-    let api = ns.deployments_api();
-    api.delete(name, &DeleteParams::default())
-        .await
-        .unwrap_or_else(|e| panic!("delete Deployment {}/{name}: {e}", ns.name));
-    for _ in 0..100 {
-        if api.get_opt(name).await.expect("get Deployment").is_none() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("Deployment {}/{name} still exists", ns.name);
+    ns.delete_deployment(name).await;
 }
 
 /// vault-sync's ownership marker naming `owner`.
@@ -2015,13 +2005,15 @@ async fn failed_ownership_recheck_is_reported_as_the_vault_error() {
 }
 
 /// The index is lost (its metadata deleted, every version with it) while
-/// a Deployment's path has become an orphan. The next run cannot know the
-/// orphan: it deletes nothing, still writes what is desired (an update and
-/// a create) and records every desired path in a new index, unchanged
-/// ones included. `prune --rebuild-index --scan secret/clusters/<cluster>`
+/// a Deployment's path has become an orphan. The next run sees desired
+/// paths that carry their own Deployment's marker but are missing from a
+/// non-existent index: the index was lost. It says so (`index_missing`,
+/// naming `prune --rebuild-index`), exits 1, still writes the update of an
+/// existing path, creates nothing, deletes nothing and does not recreate
+/// the index. `prune --rebuild-index --scan secret/clusters/<cluster>`
 /// finds the orphan again from its ownership metadata (refused without
-/// `--yes`, but the index is rebuilt); `plan` shows its deletion and
-/// `prune --yes` deletes it.
+/// `--yes`, but the index is rebuilt); `plan` shows its deletion and the
+/// pending create, `prune --yes` deletes it and `run` creates the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking() {
     let ns = TestNs::new("flt-noindex").await;
@@ -2087,7 +2079,17 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
 
     let mark = audit_mark();
     let run = cli("run", &[]).await;
-    run.assert_code(0);
+    run.assert_code(1);
+    let errors = run.json()["errors"].clone();
+    assert!(
+        errors
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["error_type"] == "index_missing"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("prune --rebuild-index")))),
+        "{run}"
+    );
     assert_eq!(
         actions(&run),
         BTreeMap::from([
@@ -2096,22 +2098,13 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
         ]),
         "{run}"
     );
-    let mut writes = mark.entries().writes_by(&ns.audit_client());
-    writes.sort();
-    let index_data = format!("{}/data/vault-sync/index/{cluster}", ns.index_mount);
-    let index_md = format!("{}/metadata/vault-sync/index/{cluster}", ns.index_mount);
-    let mut written: Vec<&str> = writes.iter().map(|(_, p)| p.as_str()).collect();
-    written.sort_unstable();
-    let mut expected = vec![
-        index_data.clone(),
-        index_md.clone(),
-        format!("secret/data/{}", layout.rel("app", "db")),
-        format!("secret/data/{}", layout.rel("fresh", "y")),
-        format!("secret/metadata/{}", layout.rel("fresh", "y")),
-    ];
-    expected.sort();
-    assert_eq!(written, expected, "{writes:?}");
-    assert!(writes.iter().all(|(op, _)| op != "delete"), "{writes:?}");
+    let writes = mark.entries().writes_by(&ns.audit_client());
+    let written: Vec<&str> = writes.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(
+        written,
+        [format!("secret/data/{}", layout.rel("app", "db"))],
+        "only the update of an existing path; no create, no delete, no index: {writes:?}"
+    );
     assert_holds(
         &vault,
         &layout.rel("old", "x"),
@@ -2130,24 +2123,11 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
     .await;
     assert_eq!(
         index().await,
-        [
-            layout.display("app", "cache"),
-            layout.display("app", "db"),
-            layout.display("fresh", "y"),
-        ],
-        "the new index holds every desired path, and only those"
-    );
-    let md = ns
-        .vault
-        .kv2_metadata(&ns.index_mount, &format!("vault-sync/index/{cluster}"))
-        .await
-        .expect("index metadata");
-    assert_eq!(
-        md["custom_metadata"]["managed-by"], "vault-sync-index",
-        "{md}"
+        Vec::<String>::new(),
+        "the index is not recreated"
     );
     let plan = cli("plan", &[]).await;
-    plan.assert_code(0);
+    plan.assert_code(1);
 
     // Rebuild: the orphan is found from its marker.
     let scan = format!("secret/clusters/{cluster}");
@@ -2176,7 +2156,6 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
         [
             layout.display("app", "cache"),
             layout.display("app", "db"),
-            layout.display("fresh", "y"),
             layout.display("old", "x"),
         ]
     );
@@ -2184,7 +2163,10 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
     plan.assert_code(2);
     assert_eq!(
         actions(&plan),
-        BTreeMap::from([(layout.display("old", "x"), "delete".to_owned())]),
+        BTreeMap::from([
+            (layout.display("fresh", "y"), "create".to_owned()),
+            (layout.display("old", "x"), "delete".to_owned()),
+        ]),
         "{plan}"
     );
     let prune = cli("prune", &["--yes"]).await;
@@ -2195,6 +2177,7 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
         "{prune}"
     );
     assert_soft_deleted(&vault, &layout.rel("old", "x")).await;
+    cli("run", &[]).await.assert_code(0);
     assert_eq!(
         index().await,
         [

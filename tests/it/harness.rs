@@ -601,18 +601,27 @@ pub fn audit_mark() -> AuditMark {
 }
 
 impl AuditMark {
-    /// Every complete entry written since the mark.
-    pub fn entries(&self) -> AuditEntries {
+    /// Every complete entry written since the mark, as the JSON the audit
+    /// device wrote (request bodies included, strings HMAC'd).
+    pub fn raw_entries(&self) -> Vec<Value> {
         let mut file = std::fs::File::open(STACK.audit_log()).expect("open audit log");
         file.seek(SeekFrom::Start(self.offset)).expect("seek");
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).expect("read audit log");
         // A concurrent writer may have left a partial last line.
         let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let entries = bytes[..end]
+        bytes[..end]
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
             .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+            .collect()
+    }
+
+    /// Every complete entry written since the mark.
+    pub fn entries(&self) -> AuditEntries {
+        let entries = self
+            .raw_entries()
+            .into_iter()
             .map(|v| AuditEntry {
                 kind: v["type"].as_str().unwrap_or_default().to_owned(),
                 operation: v["request"]["operation"]
@@ -962,6 +971,23 @@ impl TestNs {
             .create(&PostParams::default(), &deployment)
             .await
             .unwrap_or_else(|e| panic!("create Deployment {}/{name}: {e}", self.name))
+    }
+
+    /// Deletes a Deployment and waits until the API server no longer has
+    /// it (there is no controller manager and there are no finalizers, so
+    /// it is gone at once; this makes sure).
+    pub async fn delete_deployment(&self, name: &str) {
+        let api = self.deployments_api();
+        api.delete(name, &kube::api::DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("delete Deployment {}/{name}: {e}", self.name));
+        for _ in 0..100 {
+            if api.get_opt(name).await.expect("get Deployment").is_none() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("Deployment {}/{name} still exists", self.name);
     }
 
     /// Sets one annotation of a Deployment.

@@ -422,7 +422,10 @@ async fn create_fixtures(ns: &TestNs) -> Fixtures {
             &[("x", &ns.value("other-owner"))],
         )
         .await;
-    let ghost = format!("default/{}/ghost", ns.name);
+    // Another cluster's owner: this run cannot tell whether it still
+    // exists, so the path is never taken over (a same-cluster owner that is
+    // gone would be; see integrity.rs).
+    let ghost = format!("elsewhere/{}/ghost", ns.name);
     vault
         .kv2_set_custom_metadata(
             "secret",
@@ -1136,8 +1139,8 @@ fn cases(ns: &TestNs, fx: &Fixtures, transit_mount: &str) -> Vec<Case> {
             vec![Want::WriteFailed {
                 mount: "secret",
                 rel: rel("keys-1000/k1000"),
-                // A 400 that vault-sync does not classify further.
-                error_type: "unknown",
+                // OpenBao's 400 for its max_request_json_strings limit.
+                error_type: "request_too_large",
                 fragment:
                     "refused JSON input due to high complexity: exceeded maximum number of strings"
                         .into(),
@@ -1250,7 +1253,7 @@ fn cases(ns: &TestNs, fx: &Fixtures, transit_mount: &str) -> Vec<Case> {
         &[(PATH, &p("other-owner")), (SECRETS, db)],
         vec![conflict(
             p("other-owner"),
-            format!("owned by vault-sync for Deployment default/{nsn}/ghost"),
+            format!("owned by vault-sync for Deployment elsewhere/{nsn}/ghost"),
         )],
     ));
     cases.push(
