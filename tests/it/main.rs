@@ -14,6 +14,7 @@ mod faults;
 mod fixtures;
 mod harness;
 mod hostile;
+mod integrity;
 mod least_privilege;
 mod observability;
 mod orphans;
