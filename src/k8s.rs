@@ -325,3 +325,39 @@ pub async fn get_deployment(
         .await
         .map_err(|e| KubeError::from_kube(e, "get", "deployments", format!(" {namespace}/{name}")))
 }
+
+impl crate::engine::ports::Cluster for Client {
+    async fn list_deployments(&self, namespaces: &[String], selector: Option<&str>) -> Listing {
+        list_deployments(self, namespaces, selector).await
+    }
+
+    async fn get_secret(&self, namespace: &str, name: &str) -> SecretFetch {
+        get_secret(self, namespace, name).await
+    }
+
+    async fn list_secrets(
+        &self,
+        namespace: &str,
+        names: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, SecretFetch>, KubeError> {
+        list_secrets(self, namespace, names).await
+    }
+
+    async fn deployment(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<crate::engine::ports::WorkloadState, KubeError> {
+        use crate::engine::ports::WorkloadState;
+        Ok(match get_deployment(self, namespace, name).await? {
+            None => WorkloadState::Gone,
+            Some(d) => WorkloadState::Exists {
+                annotated: d
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(annotations::PATH)),
+            },
+        })
+    }
+}

@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::stream::{self, StreamExt};
 
+use super::ports::{Cluster, Reporter, SecretStore, Stage};
 use super::{Applied, Engine, IndexState, Prepared};
 use crate::core::index::{Index, IndexEntry};
 use crate::core::plan::{Action, Change, Plan, Write};
 use crate::core::vault_path::{self, KvLocation};
-use crate::render::progress::{Progress, Stage};
 use crate::vault::VaultError;
 
-impl Engine {
+impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// Applies one batch's creates and updates: records new paths in the
     /// index first (so no written path can go untracked), then writes.
     /// Without a usable index only updates of existing paths are written;
@@ -24,7 +24,7 @@ impl Engine {
         plan: &Plan,
         index: &mut Option<IndexState>,
         errors: &mut Vec<(&'static str, String)>,
-        bar: &Stage,
+        bar: &impl Stage,
     ) -> BTreeMap<usize, VaultError> {
         let reason = match index {
             None => "the vault-sync index is unusable, and a path created now would go untracked",
@@ -126,7 +126,7 @@ impl Engine {
     /// Finishes a run after [`Engine::prepare`] wrote the batches: deletes
     /// orphans (re-checking each marker), then drops what is gone from the
     /// index. Without an index nothing is deleted.
-    pub async fn apply(&self, prepared: &mut Prepared, progress: &Progress) -> Applied {
+    pub async fn apply(&self, prepared: &mut Prepared, progress: &impl Reporter) -> Applied {
         let mut applied = Applied {
             failures: std::mem::take(&mut prepared.write_failures),
             errors: Vec::new(),
@@ -162,7 +162,7 @@ impl Engine {
         &self,
         plan: &Plan,
         select: impl Fn(&Change) -> bool,
-        bar: &Stage,
+        bar: &impl Stage,
     ) -> BTreeMap<usize, VaultError> {
         let writes: Vec<usize> = plan
             .changes
@@ -186,7 +186,11 @@ impl Engine {
         .await
     }
 
-    async fn delete_all(&self, plan: &Plan, progress: &Progress) -> BTreeMap<usize, VaultError> {
+    async fn delete_all(
+        &self,
+        plan: &Plan,
+        progress: &impl Reporter,
+    ) -> BTreeMap<usize, VaultError> {
         let deletes: Vec<usize> = plan
             .changes
             .iter()
@@ -248,7 +252,7 @@ impl Engine {
         &'a self,
         plan: &'a Plan,
         selected: Vec<usize>,
-        bar: &'a crate::render::progress::Stage,
+        bar: &'a impl Stage,
         op: F,
     ) -> BTreeMap<usize, VaultError>
     where

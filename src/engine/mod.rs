@@ -4,7 +4,10 @@
 
 mod apply;
 mod orphans;
+pub mod ports;
 mod read;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,10 +22,10 @@ use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, 
 use crate::core::vault_path::KvLocation;
 use crate::k8s::{self, KubeError};
 use crate::metrics::Metrics;
-use crate::render::progress::Progress;
 use crate::shutdown::Shutdown;
 use crate::vault::{Vault, VaultError};
 pub use orphans::{IndexFailure, IndexState};
+use ports::{Cluster, Reporter, SecretStore, Stage as _, WorkloadState};
 use read::{Mounts, Parsed};
 
 /// What a run works on, from the command line.
@@ -94,9 +97,9 @@ pub struct Applied {
     pub errors: Vec<(&'static str, String)>,
 }
 
-pub struct Engine {
-    pub kube: kube::Client,
-    pub vault: Vault,
+pub struct Engine<C = kube::Client, S = Vault> {
+    pub kube: C,
+    pub vault: S,
     pub scope: Scope,
     pub metrics: Arc<Metrics>,
     /// A stop request: no further batch, no orphan judged or deleted.
@@ -124,14 +127,18 @@ struct Gathered {
     desired: BTreeSet<KvLocation>,
 }
 
-impl Engine {
+impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// Reads Kubernetes and Vault and builds the plan, batch by batch. With
     /// `writes` (`run`), each batch's creates and updates are applied before
     /// the next batch is read; deletions wait for [`Engine::apply`].
     ///
     /// Fails as a whole only when no request can succeed (the token is
     /// invalid): that is said once, not once per Deployment.
-    pub async fn prepare(&self, progress: &Progress, writes: bool) -> Result<Prepared, VaultError> {
+    pub async fn prepare(
+        &self,
+        progress: &impl Reporter,
+        writes: bool,
+    ) -> Result<Prepared, VaultError> {
         let scope = &self.scope;
         let started = std::time::Instant::now();
         let phase = |name: &str| {
@@ -141,8 +148,10 @@ impl Engine {
             );
         };
         let bar = progress.spinner("listing Deployments");
-        let listing =
-            k8s::list_deployments(&self.kube, &scope.namespaces, scope.selector.as_deref()).await;
+        let listing = self
+            .kube
+            .list_deployments(&scope.namespaces, scope.selector.as_deref())
+            .await;
         bar.finish();
         for failure in &listing.failures {
             tracing::error!(error_type = failure.metric_label(), "{failure}");
@@ -426,8 +435,10 @@ impl Engine {
         stream::iter(holders)
             .map(|owner| async move {
                 let gone = matches!(
-                    k8s::get_deployment(&self.kube, &owner.namespace, &owner.deployment).await,
-                    Ok(None)
+                    self.kube
+                        .deployment(&owner.namespace, &owner.deployment)
+                        .await,
+                    Ok(WorkloadState::Gone)
                 );
                 gone.then_some(owner)
             })

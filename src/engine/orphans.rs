@@ -7,13 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::stream::{self, StreamExt};
 
 use super::Engine;
-use crate::core::annotations;
+use super::ports::{Cluster, SecretStore, WorkloadState};
 use crate::core::index::{self, Index, IndexEntry, IndexError};
 use crate::core::orphans::{self, OrphanScope, OwnerState, PathState};
 use crate::core::ownership::Owner;
 use crate::core::plan::{self, Change, Located, Observed};
 use crate::core::vault_path::{self, KvLocation, KvVersion};
-use crate::k8s;
 use crate::vault::VaultError;
 
 /// The index as read at the start of a run.
@@ -72,7 +71,7 @@ pub struct OrphanFindings {
     pub forget: BTreeSet<KvLocation>,
 }
 
-impl Engine {
+impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// `<index-mount>vault-sync/index/<cluster>`.
     pub async fn index_location(&self) -> Result<KvLocation, VaultError> {
         let mount_path = self.scope.index_mount.trim_end_matches('/');
@@ -254,7 +253,7 @@ impl Engine {
             new.retain(|l, _| !remove.contains(l));
             match self
                 .vault
-                .write_raw(&state.location, &index::encode(&new), state.version)
+                .write_record(&state.location, &index::encode(&new), state.version)
                 .await
             {
                 Ok(()) => {
@@ -311,33 +310,26 @@ impl Engine {
 
         // One GET per candidate owner, not per path.
         let owners: BTreeSet<Owner> = candidates.iter().map(|(_, e)| e.owner.clone()).collect();
-        let owner_states: BTreeMap<Owner, OwnerState> =
-            stream::iter(owners)
-                .map(|owner| async move {
-                    let state =
-                        match k8s::get_deployment(&self.kube, &owner.namespace, &owner.deployment)
-                            .await
-                        {
-                            Ok(None) => OwnerState::Gone,
-                            Ok(Some(d)) => {
-                                let annotated = d
-                                    .metadata
-                                    .annotations
-                                    .as_ref()
-                                    .is_some_and(|a| a.contains_key(annotations::PATH));
-                                match (annotated, listed.contains(&owner)) {
-                                    (false, _) => OwnerState::NotAnnotated,
-                                    (true, true) => OwnerState::Listed,
-                                    (true, false) => OwnerState::OutOfScope,
-                                }
-                            }
-                            Err(e) => OwnerState::Unknown(e.to_string()),
-                        };
-                    (owner, state)
-                })
-                .buffer_unordered(self.scope.concurrency)
-                .collect()
-                .await;
+        let owner_states: BTreeMap<Owner, OwnerState> = stream::iter(owners)
+            .map(|owner| async move {
+                let state = match self
+                    .kube
+                    .deployment(&owner.namespace, &owner.deployment)
+                    .await
+                {
+                    Ok(WorkloadState::Gone) => OwnerState::Gone,
+                    Ok(WorkloadState::Exists { annotated: false }) => OwnerState::NotAnnotated,
+                    Ok(WorkloadState::Exists { annotated: true }) if listed.contains(&owner) => {
+                        OwnerState::Listed
+                    }
+                    Ok(WorkloadState::Exists { annotated: true }) => OwnerState::OutOfScope,
+                    Err(e) => OwnerState::Unknown(e.to_string()),
+                };
+                (owner, state)
+            })
+            .buffer_unordered(self.scope.concurrency)
+            .collect()
+            .await;
 
         let scope = &scope;
         let verdicts: Vec<_> = stream::iter(candidates)

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::stream::{self, StreamExt};
 
+use super::ports::{Cluster, SecretStore, Stage};
 use super::{Engine, vault_problem};
 use crate::core::annotations;
 use crate::core::desired::{self, SecretFetch};
@@ -83,7 +84,7 @@ impl Mounts {
     }
 }
 
-impl Engine {
+impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// Parses each listed Deployment's annotations: the annotated ones,
     /// the raw paths each can want (same order), and the annotation errors.
     pub(super) fn parse<'a>(
@@ -171,7 +172,7 @@ impl Engine {
     pub(super) async fn fetch_secrets(
         &self,
         wanted: BTreeSet<(String, String)>,
-        bar: &crate::render::progress::Stage,
+        bar: &impl Stage,
     ) -> BTreeMap<(String, String), SecretFetch> {
         let mut by_namespace: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (ns, name) in wanted {
@@ -182,7 +183,7 @@ impl Engine {
         if self.scope.read_secrets == k8s::SecretReads::List {
             let listed: Vec<_> = stream::iter(by_namespace)
                 .map(|(ns, names)| async move {
-                    let result = k8s::list_secrets(&self.kube, &ns, &names).await;
+                    let result = self.kube.list_secrets(&ns, &names).await;
                     (ns, names, result)
                 })
                 .buffer_unordered(self.scope.concurrency)
@@ -214,7 +215,7 @@ impl Engine {
         }
         let got: Vec<_> = stream::iter(to_get)
             .map(|(ns, name)| async move {
-                let fetch = k8s::get_secret(&self.kube, &ns, &name).await;
+                let fetch = self.kube.get_secret(&ns, &name).await;
                 bar.inc();
                 ((ns, name), fetch)
             })
@@ -229,7 +230,7 @@ impl Engine {
     pub(super) async fn observe(
         &self,
         locations: BTreeSet<KvLocation>,
-        bar: &crate::render::progress::Stage,
+        bar: &impl Stage,
     ) -> BTreeMap<KvLocation, Observed> {
         stream::iter(locations)
             .map(|loc| async move {

@@ -113,3 +113,33 @@ impl Stage {
         }
     }
 }
+
+impl crate::engine::ports::Reporter for Progress {
+    type Stage = Stage;
+
+    fn spinner(&self, label: &str) -> Stage {
+        Progress::spinner(self, label)
+    }
+
+    fn bar(&self, label: &str, len: u64) -> Stage {
+        Progress::bar(self, label, len)
+    }
+
+    fn growing(&self, label: &str, at_most: u64) -> Stage {
+        Progress::growing(self, label, at_most)
+    }
+}
+
+impl crate::engine::ports::Stage for Stage {
+    fn inc(&self) {
+        Stage::inc(self);
+    }
+
+    fn grow(&self, n: u64) {
+        Stage::grow(self, n);
+    }
+
+    fn finish(&self) {
+        Stage::finish(self);
+    }
+}
