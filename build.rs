@@ -1,4 +1,7 @@
 //! Records the git commit for `vault-sync --version`.
+
+// Build scripts talk to cargo on stdout.
+#![allow(clippy::print_stdout)]
 use std::process::Command;
 
 fn main() {

@@ -1,17 +1,22 @@
 //! Kubernetes adapter: the only module that talks to the API server.
 //! Named `k8s` so that it does not shadow the `kube` crate.
 
+// An adapter: it owns the Kubernetes client. (clippy.toml)
+#![allow(clippy::disallowed_types)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
+pub use kube::Client;
+use kube::Config;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 
 use crate::core::annotations;
 use crate::core::desired::SecretFetch;
+use crate::core::error_kind::ErrorKind;
 use crate::core::references::{SecretReference, secret_references};
 use crate::error_chain;
 
@@ -52,14 +57,18 @@ pub enum KubeError {
 }
 
 impl KubeError {
-    pub fn metric_label(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Config(_) => "config",
-            Self::Forbidden { .. } => "forbidden",
-            Self::NotFound { .. } => "not_found",
-            Self::Unreachable(_) => "unreachable",
-            Self::Api { .. } => "unknown",
+            Self::Config(_) => ErrorKind::Config,
+            Self::Forbidden { .. } => ErrorKind::Forbidden,
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Unreachable(_) => ErrorKind::Unreachable,
+            Self::Api { .. } => ErrorKind::Unknown,
         }
+    }
+
+    pub fn metric_label(&self) -> &'static str {
+        self.kind().label()
     }
 
     fn from_kube(
@@ -125,6 +134,52 @@ pub async fn connect(
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
     Client::try_from(config).map_err(|e| KubeError::Config(error_chain(&e)))
+}
+
+/// What a SelfSubjectAccessReview answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// Denied, with the API server's reason.
+    Denied(String),
+}
+
+/// Whether this client may `verb` `resource` (in `namespace`, or all),
+/// asked with a SelfSubjectAccessReview (`vault-sync check`).
+pub async fn may(
+    client: &Client,
+    namespace: Option<&str>,
+    verb: &str,
+    group: &str,
+    resource: &str,
+) -> Result<Access, kube::Error> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: namespace.map(str::to_owned),
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let answer = api
+        .create(&kube::api::PostParams::default(), &review)
+        .await?;
+    Ok(match answer.status {
+        Some(s) if s.allowed => Access::Allowed,
+        s => Access::Denied(
+            s.and_then(|s| s.reason)
+                .unwrap_or_else(|| "denied by RBAC".into()),
+        ),
+    })
 }
 
 /// The parts of a Deployment vault-sync reads; the rest is dropped at once
@@ -307,7 +362,7 @@ pub async fn get_secret(client: &Client, namespace: &str, name: &str) -> SecretF
         Err(e) => match KubeError::from_kube(e, "get", "secrets", format!(" {namespace}/{name}")) {
             KubeError::NotFound { .. } => SecretFetch::NotFound,
             other => SecretFetch::Failed {
-                kind: other.metric_label(),
+                kind: other.kind(),
                 message: other.to_string(),
             },
         },

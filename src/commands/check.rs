@@ -5,10 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
-use kube::api::{Api, PostParams};
 use serde::Serialize;
 
 use super::{CommandError, Exit};
@@ -139,13 +135,12 @@ pub async fn check(global: &GlobalArgs) -> Result<Exit, CommandError> {
     Ok(if all_ok { Exit::Success } else { Exit::Failure })
 }
 
-async fn rbac_checks(kube: &kube::Client, global: &GlobalArgs, checks: &mut Checks) {
+async fn rbac_checks(kube: &k8s::Client, global: &GlobalArgs, checks: &mut Checks) {
     let namespaces: Vec<Option<&str>> = if global.namespaces.is_empty() {
         vec![None]
     } else {
         global.namespaces.iter().map(|n| Some(n.as_str())).collect()
     };
-    let api: Api<SelfSubjectAccessReview> = Api::all(kube.clone());
     let list_secrets = (global.read_secrets == k8s::SecretReads::List).then_some((
         "list",
         "",
@@ -176,28 +171,13 @@ async fn rbac_checks(kube: &kube::Client, global: &GlobalArgs, checks: &mut Chec
         .into_iter()
         .chain(list_secrets)
         {
-            let review = SelfSubjectAccessReview {
-                spec: SelfSubjectAccessReviewSpec {
-                    resource_attributes: Some(ResourceAttributes {
-                        namespace: ns.map(str::to_owned),
-                        verb: Some(verb.into()),
-                        group: Some(group.into()),
-                        resource: Some(resource.into()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
             let scope = ns.map_or("all namespaces".to_owned(), |n| format!("namespace {n}"));
             let name = format!("kubernetes: may {verb} {resource} in {scope}");
-            match api.create(&PostParams::default(), &review).await {
-                Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => checks.pass(name, why),
-                Ok(r) => checks.fail(
+            match k8s::may(kube, ns, verb, group, resource).await {
+                Ok(k8s::Access::Allowed) => checks.pass(name, why),
+                Ok(k8s::Access::Denied(reason)) => checks.fail(
                     name,
-                    r.status
-                        .and_then(|s| s.reason)
-                        .unwrap_or_else(|| "denied by RBAC".into()),
+                    reason,
                     format!("grant {verb} on {resource} ({why}); see cronjob/rbac.yaml"),
                 ),
                 Err(e) => checks.fail(

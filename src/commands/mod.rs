@@ -1,5 +1,8 @@
 //! The subcommands: wire adapters, engine, rendering and metrics together.
 
+// The wiring: it builds the adapters the engine is generic over. (clippy.toml)
+#![allow(clippy::disallowed_types)]
+
 mod check;
 
 pub use check::CheckResult;
@@ -9,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cli::{Cli, Command, DeleteArgs, GlobalArgs, PruneArgs, SyncArgs};
+use crate::core::error_kind::ErrorKind;
 use crate::core::ownership::{DEFAULT_CLUSTER, Owner};
 use crate::core::plan::{Action, Plan};
 use crate::engine::{Applied, Engine, IndexFailure, Prepared, Scope};
@@ -51,13 +55,17 @@ pub enum CommandError {
 }
 
 impl CommandError {
-    pub fn metric_label(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Kube(e) => e.metric_label(),
-            Self::Vault(e) => e.metric_label(),
-            Self::Index(e) => e.metric_label(),
-            Self::Config(_) | Self::Metrics(_) => "config",
+            Self::Kube(e) => e.kind(),
+            Self::Vault(e) => e.kind(),
+            Self::Index(e) => e.kind(),
+            Self::Config(_) | Self::Metrics(_) => ErrorKind::Config,
         }
+    }
+
+    pub fn metric_label(&self) -> &'static str {
+        self.kind().label()
     }
 }
 
@@ -132,7 +140,7 @@ fn scope(global: &GlobalArgs, mode: &Mode) -> Scope {
 async fn connect(
     global: &GlobalArgs,
     metrics: &Arc<Metrics>,
-) -> Result<(kube::Client, Vault), CommandError> {
+) -> Result<(k8s::Client, Vault), CommandError> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let vault_config = config::vault_config(global, |k| std::env::var(k).ok(), home.as_deref())
         .map_err(CommandError::Config)?;
@@ -315,7 +323,10 @@ fn confirm(
     Ok(answer.trim() == "yes")
 }
 
-async fn rebuild_index(engine: &Engine, args: &PruneArgs) -> Result<(), CommandError> {
+async fn rebuild_index(
+    engine: &Engine<k8s::Client, Vault>,
+    args: &PruneArgs,
+) -> Result<(), CommandError> {
     let Some(scan) = &args.scan else {
         return Ok(());
     };
@@ -341,7 +352,7 @@ fn log_problems(plan: &Plan) {
                 kind,
                 message,
                 secret,
-            } => (*kind, message.as_str(), secret.as_deref()),
+            } => (kind.label(), message.as_str(), secret.as_deref()),
             Action::Conflict { reason } => ("conflict", reason.as_str(), None),
             Action::Refused { reason } => ("refused", reason.as_str(), None),
             _ => continue,

@@ -4,6 +4,7 @@
 //! them. Parsing never panics and never aborts a run: a bad annotation is an
 //! [`AnnotationError`] for that one Deployment.
 
+use super::error_kind::ErrorKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -130,20 +131,24 @@ pub enum AnnotationError {
 }
 
 impl AnnotationError {
-    /// Label for `vault_sync_config_parse_errors_total{error_type}`.
-    pub fn metric_label(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Path(_) => "invalid_path",
-            Self::SecretsJson(_) | Self::SecretsEmpty => "invalid_secrets_json",
+            Self::Path(_) => ErrorKind::InvalidPath,
+            Self::SecretsJson(_) | Self::SecretsEmpty => ErrorKind::InvalidSecretsJson,
             Self::EmptySecretName { .. }
             | Self::InvalidSecretName { .. }
             | Self::EmptyKeys { .. }
             | Self::InvalidKey { .. }
             | Self::InvalidPrefix { .. }
-            | Self::DuplicateTargetKey { .. } => "invalid_secrets_entry",
-            Self::PreserveOnDelete(_) => "invalid_preserve_on_delete",
-            Self::Reconcile(_) => "invalid_reconcile",
+            | Self::DuplicateTargetKey { .. } => ErrorKind::InvalidSecretsEntry,
+            Self::PreserveOnDelete(_) => ErrorKind::InvalidPreserveOnDelete,
+            Self::Reconcile(_) => ErrorKind::InvalidReconcile,
         }
+    }
+
+    /// Label for `vault_sync_config_parse_errors_total{error_type}`.
+    pub fn metric_label(&self) -> &'static str {
+        self.kind().label()
     }
 }
 

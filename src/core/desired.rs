@@ -4,6 +4,7 @@
 //! ([`required_secrets`]) and hands them in as plain data. A problem with one
 //! Deployment is recorded against it and never stops the others.
 
+use super::error_kind::ErrorKind;
 use std::collections::BTreeMap;
 
 use super::annotations::{Mode, Reconcile, SyncSpec};
@@ -19,7 +20,7 @@ pub enum SecretFetch {
     NotFound,
     /// Reading it failed (e.g. RBAC forbids it): `kind` is a metric label.
     Failed {
-        kind: &'static str,
+        kind: ErrorKind,
         message: String,
     },
 }
@@ -83,19 +84,23 @@ pub enum DesiredError {
     SecretUnreadable {
         namespace: String,
         secret: String,
-        kind: &'static str,
+        kind: ErrorKind,
         message: String,
     },
 }
 
 impl DesiredError {
-    pub fn metric_label(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::SecretNotFound { .. } => "secret_not_found",
-            Self::KeyMissing { .. } => "secret_key_missing",
-            Self::BinaryValue { .. } => "binary_value",
-            Self::SecretUnreadable { kind, .. } => kind,
+            Self::SecretNotFound { .. } => ErrorKind::SecretNotFound,
+            Self::KeyMissing { .. } => ErrorKind::SecretKeyMissing,
+            Self::BinaryValue { .. } => ErrorKind::BinaryValue,
+            Self::SecretUnreadable { kind, .. } => *kind,
         }
+    }
+
+    pub fn metric_label(&self) -> &'static str {
+        self.kind().label()
     }
 
     pub fn secret(&self) -> &str {
@@ -192,7 +197,7 @@ pub fn desire(
         namespace: namespace.clone(),
         secret: secret.to_owned(),
     };
-    let failed = |secret: &str, kind: &'static str, message: &str| DesiredError::SecretUnreadable {
+    let failed = |secret: &str, kind: ErrorKind, message: &str| DesiredError::SecretUnreadable {
         namespace: namespace.clone(),
         secret: secret.to_owned(),
         kind,
@@ -231,7 +236,7 @@ pub fn desire(
                     }
                     Some(SecretFetch::Failed { kind, message }) => {
                         out.errors
-                            .push((Some(raw_path), failed(&reference.name, kind, message)));
+                            .push((Some(raw_path), failed(&reference.name, *kind, message)));
                     }
                 }
             }
@@ -245,7 +250,7 @@ pub fn desire(
                     Some(SecretFetch::Found(found)) => found,
                     Some(SecretFetch::Failed { kind, message }) => {
                         out.errors
-                            .push((Some(spec.path.clone()), failed(&sel.name, kind, message)));
+                            .push((Some(spec.path.clone()), failed(&sel.name, *kind, message)));
                         ok = false;
                         continue;
                     }
@@ -469,7 +474,7 @@ mod tests {
             (
                 "locked".to_owned(),
                 SecretFetch::Failed {
-                    kind: "forbidden",
+                    kind: ErrorKind::Forbidden,
                     message: "forbidden".into(),
                 },
             ),
@@ -498,7 +503,7 @@ mod tests {
         assert!(
             d.errors
                 .iter()
-                .any(|e| e.1.metric_label() == "binary_value")
+                .any(|e| e.1.kind() == ErrorKind::BinaryValue)
         );
     }
 

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::error_kind::ErrorKind;
 use super::ownership::Owner;
 use super::vault_path::{KvLocation, KvVersion};
 
@@ -162,15 +163,19 @@ fn plural(n: usize, what: &str) -> String {
 }
 
 impl IndexError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Untrusted { .. } => ErrorKind::IndexUntrusted,
+            Self::UnknownFormat { .. } | Self::Malformed { .. } | Self::Deleted { .. } => {
+                ErrorKind::IndexUnreadable
+            }
+            Self::Lost { .. } => ErrorKind::IndexMissing,
+        }
+    }
+
     /// JSON `error_type` and metric label.
     pub fn metric_label(&self) -> &'static str {
-        match self {
-            Self::Untrusted { .. } => "index_untrusted",
-            Self::UnknownFormat { .. } | Self::Malformed { .. } | Self::Deleted { .. } => {
-                "index_unreadable"
-            }
-            Self::Lost { .. } => "index_missing",
-        }
+        self.kind().label()
     }
 
     /// What the user does about it.

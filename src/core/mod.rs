@@ -5,6 +5,7 @@
 pub mod annotations;
 pub mod batch;
 pub mod desired;
+pub mod error_kind;
 #[cfg(test)]
 mod fuzz;
 pub mod index;

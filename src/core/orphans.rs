@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use super::error_kind::ErrorKind;
 use super::index::{Index, IndexEntry};
 use super::ownership::{self, Owner, Ownership, PathMetadata};
 use super::plan::Action;
@@ -140,7 +141,7 @@ pub fn judge(
         OwnerState::Unknown(e) => {
             return Verdict {
                 action: Some(Action::Error {
-                    kind: "unreachable",
+                    kind: ErrorKind::Unreachable,
                     message: format!(
                         "cannot confirm that Deployment {} is gone, so {loc} is kept: {e}",
                         entry.owner.short()
@@ -166,7 +167,7 @@ pub fn judge(
         PathState::Unknown(e) => {
             return Verdict {
                 action: Some(Action::Error {
-                    kind: "unknown",
+                    kind: ErrorKind::Unknown,
                     message: format!("cannot read the metadata of {loc}, so it is kept: {e}"),
                     secret: None,
                 }),

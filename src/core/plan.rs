@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::desired::DesiredPath;
+use super::error_kind::ErrorKind;
 use super::index::Index;
 use super::ownership::{self, Owner, Ownership};
 use super::value::{SecretMap, SecretValue, ValueDigest};
@@ -26,7 +27,7 @@ pub enum Observed {
     Present(ObservedSecret),
     /// The read failed; `kind` is a metric label (`permission_denied`, ...).
     Failed {
-        kind: &'static str,
+        kind: ErrorKind,
         message: String,
     },
 }
@@ -51,7 +52,7 @@ pub struct Problem {
     pub path: Option<String>,
     pub secret: Option<String>,
     /// Metric label / JSON `error_type`.
-    pub kind: &'static str,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
@@ -92,7 +93,7 @@ pub enum Action {
         reason: String,
     },
     Error {
-        kind: &'static str,
+        kind: ErrorKind,
         message: String,
         secret: Option<String>,
     },
@@ -443,7 +444,7 @@ fn diff_one(
         None => {
             return (
                 Action::Error {
-                    kind: "unknown",
+                    kind: ErrorKind::Unknown,
                     message: "the path was not read from Vault".into(),
                     secret: None,
                 },
@@ -453,7 +454,7 @@ fn diff_one(
         Some(Observed::Failed { kind, message }) => {
             return (
                 Action::Error {
-                    kind,
+                    kind: *kind,
                     message: message.clone(),
                     secret: None,
                 },
@@ -741,7 +742,7 @@ mod tests {
                 reason: String::new(),
             },
             Action::Error {
-                kind: "unknown",
+                kind: ErrorKind::Unknown,
                 message: String::new(),
                 secret: None,
             },
@@ -1031,14 +1032,14 @@ mod tests {
                 owner: owner("web"),
                 path: Some("secret/web".into()),
                 secret: Some("db".into()),
-                kind: "secret_not_found",
+                kind: ErrorKind::SecretNotFound,
                 message: "Secret shop/db not found".into(),
             }],
             vec![],
             &BTreeMap::from([(
                 loc("app"),
                 Observed::Failed {
-                    kind: "permission_denied",
+                    kind: ErrorKind::PermissionDenied,
                     message: "403".into(),
                 },
             )]),

@@ -8,6 +8,7 @@ use futures::stream::{self, StreamExt};
 
 use super::ports::{Cluster, Reporter, SecretStore, Stage};
 use super::{Applied, Engine, IndexState, Prepared};
+use crate::core::error_kind::ErrorKind;
 use crate::core::index::{Index, IndexEntry};
 use crate::core::plan::{Action, Change, Plan, Write};
 use crate::core::vault_path::{self, KvLocation};
@@ -23,7 +24,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         &self,
         plan: &Plan,
         index: &mut Option<IndexState>,
-        errors: &mut Vec<(&'static str, String)>,
+        errors: &mut Vec<(ErrorKind, String)>,
         bar: &impl Stage,
     ) -> BTreeMap<usize, VaultError> {
         let reason = match index {
@@ -60,7 +61,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                     Err(e) => {
                         self.metrics.count_vault_error(e.metric_label());
                         errors.push((
-                            e.metric_label(),
+                            e.kind(),
                             format!("cannot record new paths in the vault-sync index, so no path is created and nothing is deleted: {e}"),
                         ));
                         *index = None;
@@ -97,7 +98,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         plan: &Plan,
         failures: &BTreeMap<usize, VaultError>,
         state: &mut IndexState,
-        errors: &mut Vec<(&'static str, String)>,
+        errors: &mut Vec<(ErrorKind, String)>,
     ) {
         let unclaim: Index = failures
             .iter()
@@ -117,7 +118,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         if let Err(e) = self.update_index(state, &unclaim, &BTreeSet::new()).await {
             self.metrics.count_vault_error(e.metric_label());
             errors.push((
-                e.metric_label(),
+                e.kind(),
                 format!("cannot record failed writes in the vault-sync index (their paths stay tracked, judged by their markers): {e}"),
             ));
         }
@@ -151,7 +152,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         applied.failures.extend(deletes);
         if let Err(e) = self.update_index(index, &Index::new(), &gone).await {
             applied.errors.push((
-                e.metric_label(),
+                e.kind(),
                 format!("cannot drop deleted paths from the vault-sync index (the next run retries): {e}"),
             ));
         }

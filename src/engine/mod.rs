@@ -16,6 +16,7 @@ use futures::stream::{self, StreamExt};
 
 use crate::core::batch;
 use crate::core::desired::{self, SecretFetch};
+use crate::core::error_kind::ErrorKind;
 use crate::core::index::Index;
 use crate::core::ownership::Owner;
 use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, Problem};
@@ -23,7 +24,7 @@ use crate::core::vault_path::KvLocation;
 use crate::k8s::{self, KubeError};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::vault::{Vault, VaultError};
+use crate::vault::VaultError;
 pub use orphans::{IndexFailure, IndexState};
 use ports::{Cluster, Reporter, SecretStore, Stage as _, WorkloadState};
 use read::{Mounts, Parsed};
@@ -58,7 +59,7 @@ pub struct Prepared {
     pub plan: Plan,
     pub listing_failures: Vec<KubeError>,
     /// Run-wide errors (`error_type`, message) besides listing failures.
-    pub errors: Vec<(&'static str, String)>,
+    pub errors: Vec<(ErrorKind, String)>,
     /// The index as read; `None` if it could not be read (then nothing is
     /// deleted and the index is not touched).
     pub index: Option<IndexState>,
@@ -70,12 +71,12 @@ pub struct Prepared {
 
 impl Prepared {
     /// Every run-wide error as (`error_type`, message).
-    pub fn run_errors(&self) -> Vec<(&'static str, String)> {
+    pub fn run_errors(&self) -> Vec<(ErrorKind, String)> {
         self.listing_failures
             .iter()
             .map(|f| {
                 (
-                    f.metric_label(),
+                    f.kind(),
                     format!("listing incomplete, nothing will be deleted: {f}"),
                 )
             })
@@ -94,10 +95,10 @@ pub struct Applied {
     /// Failed writes and deletes, by change index.
     pub failures: BTreeMap<usize, VaultError>,
     /// Run-wide errors (index writes).
-    pub errors: Vec<(&'static str, String)>,
+    pub errors: Vec<(ErrorKind, String)>,
 }
 
-pub struct Engine<C = kube::Client, S = Vault> {
+pub struct Engine<C, S> {
     pub kube: C,
     pub vault: S,
     pub scope: Scope,
@@ -310,7 +311,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         // planned, so no orphan may be judged from this plan.
         let interrupted = self.shutdown.reason().map(|reason| {
             errors.push((
-                "interrupted",
+                ErrorKind::Interrupted,
                 format!("{reason}; the Deployments not reached yet were not synced, and nothing is deleted"),
             ));
         });
@@ -388,7 +389,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                     owner: p.owner.clone(),
                     path: path.map(|raw| mounts.display(&raw)),
                     secret: Some(e.secret().to_owned()),
-                    kind: e.metric_label(),
+                    kind: e.kind(),
                     message: format!("Deployment {}: {e}", p.owner.short()),
                 });
             }
@@ -413,7 +414,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
 
     /// An index that cannot be used: said once, counted, and the run goes
     /// on creating and deleting nothing (`index` becomes `None`).
-    fn index_unusable(&self, e: &IndexFailure, errors: &mut Vec<(&'static str, String)>) {
+    fn index_unusable(&self, e: &IndexFailure, errors: &mut Vec<(ErrorKind, String)>) {
         self.metrics.count_vault_error(e.metric_label());
         tracing::error!(
             error_type = e.metric_label(),
@@ -424,7 +425,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             IndexFailure::Index { .. } => "cannot use the vault-sync index",
         };
         errors.push((
-            e.metric_label(),
+            e.kind(),
             format!("{what}, so nothing is created or deleted and the index is left as found: {e}"),
         ));
     }
@@ -486,7 +487,7 @@ fn vault_problem(owner: &Owner, raw_path: &str, e: &VaultError) -> Problem {
         owner: owner.clone(),
         path: Some(raw_path.to_owned()),
         secret: None,
-        kind: e.metric_label(),
+        kind: e.kind(),
         message: format!("Deployment {}: {e}", owner.short()),
     }
 }

@@ -8,6 +8,7 @@ use futures::stream::{self, StreamExt};
 
 use super::Engine;
 use super::ports::{Cluster, SecretStore, WorkloadState};
+use crate::core::error_kind::ErrorKind;
 use crate::core::index::{self, Index, IndexEntry, IndexError};
 use crate::core::orphans::{self, OrphanScope, OwnerState, PathState};
 use crate::core::ownership::Owner;
@@ -55,11 +56,15 @@ pub enum IndexFailure {
 }
 
 impl IndexFailure {
-    pub fn metric_label(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Vault(e) => e.metric_label(),
-            Self::Index { error, .. } => error.metric_label(),
+            Self::Vault(e) => e.kind(),
+            Self::Index { error, .. } => error.kind(),
         }
+    }
+
+    pub fn metric_label(&self) -> &'static str {
+        self.kind().label()
     }
 }
 

@@ -10,6 +10,7 @@ use super::ports::{Cluster, SecretStore, Stage};
 use super::{Engine, vault_problem};
 use crate::core::annotations;
 use crate::core::desired::{self, SecretFetch};
+use crate::core::error_kind::ErrorKind;
 use crate::core::ownership::Owner;
 use crate::core::plan::{Located, Observed, Problem};
 use crate::core::vault_path::{self, KvLocation, MountTable};
@@ -65,7 +66,7 @@ impl Mounts {
                 owner: d.owner.clone(),
                 path: Some(d.raw_path.clone()),
                 secret: None,
-                kind: "invalid_path",
+                kind: ErrorKind::InvalidPath,
                 message: format!("Deployment {}: {e}", d.owner.short()),
             })),
             (Some(e), None) => Err(Box::new(vault_problem(&d.owner, &d.raw_path, e))),
@@ -73,7 +74,7 @@ impl Mounts {
                 owner: d.owner.clone(),
                 path: Some(d.raw_path.clone()),
                 secret: None,
-                kind: "unknown",
+                kind: ErrorKind::Unknown,
                 message: format!(
                     "Deployment {}: the mount of {} was not looked up",
                     d.owner.short(),
@@ -135,7 +136,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                         path: d.annotations.get(annotations::PATH).cloned(),
                         owner,
                         secret: None,
-                        kind: e.metric_label(),
+                        kind: e.kind(),
                         message: format!("Deployment {}/{}: {e}", d.namespace, d.name),
                     });
                 }
@@ -240,7 +241,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                         let e = self.vault.explain(e).await;
                         self.metrics.count_vault_error(e.metric_label());
                         Observed::Failed {
-                            kind: e.metric_label(),
+                            kind: e.kind(),
                             message: e.to_string(),
                         }
                     }

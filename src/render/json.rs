@@ -29,7 +29,7 @@ pub fn write(report: &Report<'_>, out: impl io::Write) -> serde_json::Result<()>
             .errors
             .iter()
             .map(|(kind, message)| RunError {
-                error_type: kind,
+                error_type: kind.label(),
                 message,
             })
             .collect(),
@@ -184,7 +184,7 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
             message,
             secret,
         } => {
-            out.error_type = Some(kind);
+            out.error_type = Some(kind.label());
             out.message = Some(Cow::Borrowed(message));
             out.secret = secret.as_deref();
         }

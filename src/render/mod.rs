@@ -7,6 +7,7 @@ pub mod table;
 
 use std::collections::BTreeMap;
 
+use crate::core::error_kind::ErrorKind;
 use crate::core::plan::Plan;
 use crate::vault::VaultError;
 
@@ -22,7 +23,7 @@ pub struct Report<'a> {
     pub command: &'static str,
     pub plan: &'a Plan,
     /// Run-wide errors: (`error_type`, message).
-    pub errors: &'a [(&'static str, String)],
+    pub errors: &'a [(ErrorKind, String)],
     /// `None` for a plan; for a run, the writes that failed by change index.
     pub applied: Option<&'a BTreeMap<usize, VaultError>>,
     /// Show unchanged paths too (`-v`).

@@ -3,6 +3,8 @@
 //! [`server_says`], reads the server's error text, and names the text it
 //! relies on.
 
+use crate::core::error_kind::ErrorKind;
+
 /// A Vault request that failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum VaultError {
@@ -58,19 +60,23 @@ impl VaultError {
         }
     }
 
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Connection { .. } | Self::Sealed => ErrorKind::ConnectionFailed,
+            Self::AuthFailed { .. } => ErrorKind::AuthFailed,
+            Self::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Self::InvalidPath { .. } => ErrorKind::InvalidPath,
+            Self::CasMismatch { .. } => ErrorKind::CasMismatch,
+            Self::RequestTooLarge { .. } => ErrorKind::RequestTooLarge,
+            Self::NotAttempted { .. } => ErrorKind::NotAttempted,
+            Self::Status { .. } | Self::Decode { .. } | Self::Config(_) => ErrorKind::Unknown,
+        }
+    }
+
     /// Label for `vault_sync_vault_write_errors_total{error_type}` and the
     /// JSON `error_type` field.
     pub fn metric_label(&self) -> &'static str {
-        match self {
-            Self::Connection { .. } | Self::Sealed => "connection_failed",
-            Self::AuthFailed { .. } => "auth_failed",
-            Self::PermissionDenied { .. } => "permission_denied",
-            Self::InvalidPath { .. } => "invalid_path",
-            Self::CasMismatch { .. } => "cas_mismatch",
-            Self::RequestTooLarge { .. } => "request_too_large",
-            Self::NotAttempted { .. } => "not_attempted",
-            Self::Status { .. } | Self::Decode { .. } | Self::Config(_) => "unknown",
-        }
+        self.kind().label()
     }
 }
 

@@ -9,6 +9,10 @@
 //! suite runs in parallel. `IT_KEEP=1` keeps each test's namespace and Vault
 //! paths for inspection.
 
+// Tests drive the real servers with their own clients, and print what
+// they keep (IT_KEEP) or measure.
+#![allow(clippy::disallowed_types, clippy::print_stdout, clippy::print_stderr)]
+
 mod completions;
 mod faults;
 mod fixtures;

@@ -12,6 +12,7 @@ use fakes::{FakeCluster, FakeVault, Quiet};
 
 use super::{Applied, Engine, Prepared, Scope};
 use crate::core::annotations::{PATH, PRESERVE_ON_DELETE};
+use crate::core::error_kind::ErrorKind;
 use crate::core::index;
 use crate::core::ownership::{self, OWNER_KEY, Owner};
 use crate::core::plan::Action;
@@ -424,7 +425,7 @@ async fn an_untrusted_index_blocks_creates_and_deletes_and_is_left_as_found() {
         prepared
             .errors
             .iter()
-            .any(|(kind, _)| *kind == "index_untrusted"),
+            .any(|(kind, _)| *kind == ErrorKind::IndexUntrusted),
         "{:?}",
         prepared.errors
     );
@@ -448,7 +449,7 @@ async fn a_lost_index_is_said_and_not_recreated() {
         prepared
             .errors
             .iter()
-            .any(|(kind, _)| *kind == "index_missing"),
+            .any(|(kind, _)| *kind == ErrorKind::IndexMissing),
         "{:?}",
         prepared.errors
     );
@@ -469,7 +470,7 @@ async fn a_stop_request_reads_no_further_batch_and_deletes_nothing() {
         prepared
             .errors
             .iter()
-            .any(|(kind, _)| *kind == "interrupted"),
+            .any(|(kind, _)| *kind == ErrorKind::Interrupted),
         "{:?}",
         prepared.errors
     );
