@@ -21,12 +21,12 @@ use crate::core::index::Index;
 use crate::core::ownership::Owner;
 use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, Problem};
 use crate::core::vault_path::KvLocation;
-use crate::k8s::{self, KubeError};
+use crate::k8s::{self, DeploymentView, KubeError, Listing};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::vault::VaultError;
 pub use orphans::{IndexFailure, IndexState};
-use ports::{Cluster, Reporter, SecretStore, Stage as _, WorkloadState};
+use ports::{Cluster, Reporter, SecretStore, Stage, WorkloadState};
 use read::{Mounts, Parsed};
 
 /// What a run works on, from the command line.
@@ -114,6 +114,39 @@ const BATCH_VALUE_BYTES: usize = 8 << 20;
 /// `--batch-size` is smaller): small runs stay one batch.
 const FIRST_BATCH_PATHS: usize = 64;
 
+/// The progress bars of the batch phase.
+struct Bars<St> {
+    secrets: St,
+    vault: St,
+    writes: St,
+}
+
+/// What one batch works on.
+struct Batch<'b, 'a, St> {
+    members: &'b [&'b Parsed<'a>],
+    mounts: &'b Mounts,
+    bars: &'b Bars<St>,
+    /// `run`: apply the batch's creates and updates.
+    writes: bool,
+}
+
+/// Time since the start of `prepare`, for the debug log of each phase.
+struct Clock(std::time::Instant);
+
+impl Clock {
+    fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+
+    fn phase(&self, name: &str) {
+        tracing::debug!(elapsed_ms = self.elapsed_ms(), "prepare: {name} done");
+    }
+}
+
 /// What the batches add up to.
 #[derive(Default)]
 struct Gathered {
@@ -131,7 +164,13 @@ struct Gathered {
 impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// Reads Kubernetes and Vault and builds the plan, batch by batch. With
     /// `writes` (`run`), each batch's creates and updates are applied before
-    /// the next batch is read; deletions wait for [`Engine::apply`].
+    /// the next batch is read; deletions wait for [`Engine::apply`]. That
+    /// flag is the only difference between `plan` and `run` here, and it is
+    /// read in one place ([`Engine::plan_batch`]).
+    ///
+    /// The phases, each a method: list → parse and locate (every path
+    /// derived and its mount looked up once) → open the index → per batch
+    /// {read, desire, plan, apply} → orphans → the plan, sorted and guarded.
     ///
     /// Fails as a whole only when no request can succeed (the token is
     /// invalid): that is said once, not once per Deployment.
@@ -140,31 +179,82 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         progress: &impl Reporter,
         writes: bool,
     ) -> Result<Prepared, VaultError> {
-        let scope = &self.scope;
-        let started = std::time::Instant::now();
-        let phase = |name: &str| {
-            tracing::debug!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "prepare: {name} done"
-            );
-        };
+        let clock = Clock::start();
+        let listing = self.list(progress).await;
+        clock.phase("listing");
+        let (parsed, problems, mounts) = self.parse_and_locate(&listing.deployments).await;
+        self.stop_if_fatal()?;
+        clock.phase("mount lookups");
+        let mut errors = Vec::new();
+        let mut index = self.open_index(&mut errors).await;
+        self.stop_if_fatal()?;
+        clock.phase("index read");
+        let mut gathered = self
+            .plan_batches(
+                &parsed,
+                &mounts,
+                &mut index,
+                &mut errors,
+                progress,
+                writes,
+                &clock,
+            )
+            .await;
+        // Annotation errors: no path to read, only a change to show.
+        let parse_problems = plan::plan(
+            Vec::new(),
+            problems,
+            Vec::new(),
+            &BTreeMap::new(),
+            &Index::new(),
+            &PlanOptions::default(),
+        );
+        gathered.changes.extend(parse_problems.changes);
+        clock.phase("plan");
+        let mut forget = self
+            .judge_orphans(&listing, index.as_ref(), &mut gathered, &mut errors)
+            .await;
+        let (mut plan, write_failures) =
+            Plan::from_rows(gathered.changes, gathered.write_failures, gathered.notes);
+        // Refused by the guard: still ours, still indexed.
+        for loc in plan.guard_deletes(self.scope.max_deletes) {
+            forget.remove(&loc);
+        }
+        clock.phase("orphans");
+        Ok(Prepared {
+            plan,
+            listing_failures: listing.failures,
+            errors,
+            index,
+            forget,
+            write_failures,
+        })
+    }
+
+    /// Phase 1: the annotated Deployments in scope.
+    async fn list(&self, progress: &impl Reporter) -> Listing {
         let bar = progress.spinner("listing Deployments");
         let listing = self
             .kube
-            .list_deployments(&scope.namespaces, scope.selector.as_deref())
+            .list_deployments(&self.scope.namespaces, self.scope.selector.as_deref())
             .await;
         bar.finish();
         for failure in &listing.failures {
             tracing::error!(error_type = failure.metric_label(), "{failure}");
         }
-        phase("listing");
+        listing
+    }
 
-        // Which Secrets each Deployment needs and every path it can want
-        // are known before any Secret is read: custom mode names the path,
-        // auto-discovery derives it from the referenced Secrets' names. So
-        // the mounts are resolved first, and each batch's Secret reads and
-        // Vault reads then run at the same time.
-        let (mut parsed, raw_paths, problems) = self.parse(&listing.deployments);
+    /// Phase 2: which Secrets each Deployment needs and every path it can
+    /// want are known before any Secret is read (custom mode names the
+    /// path, auto-discovery derives it from the referenced Secrets' names),
+    /// so each path is derived and located here, once; each batch's Secret
+    /// reads and Vault reads then run at the same time.
+    async fn parse_and_locate<'a>(
+        &self,
+        deployments: &'a [DeploymentView],
+    ) -> (Vec<Parsed<'a>>, Vec<Problem>, Mounts) {
+        let (mut parsed, raw_paths, problems) = self.parse(deployments);
         let mounts = self.look_up_mounts(raw_paths.iter().flatten()).await;
         for (p, raw) in parsed.iter_mut().zip(&raw_paths) {
             p.locations = raw
@@ -172,29 +262,43 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 .filter_map(|raw| mounts.locate(raw).and_then(Result::ok))
                 .collect();
         }
-        drop(raw_paths);
-        if let Some(fatal) = self.vault.fatal() {
-            return Err(fatal);
-        }
-        phase("mount lookups");
+        (parsed, problems, mounts)
+    }
 
-        // The index is read before planning: it decides ownership of KV v1
-        // paths and of creates interrupted before their marker.
-        let mut errors = Vec::new();
-        let mut index = match self.read_index().await {
+    fn stop_if_fatal(&self) -> Result<(), VaultError> {
+        match self.vault.fatal() {
+            Some(fatal) => Err(fatal),
+            None => Ok(()),
+        }
+    }
+
+    /// Phase 3: the index is read before planning: it decides ownership of
+    /// KV v1 paths and of writes interrupted before their marker. `None`
+    /// when it cannot be used (said in `errors`).
+    async fn open_index(&self, errors: &mut Vec<(ErrorKind, String)>) -> Option<IndexState> {
+        match self.read_index().await {
             Ok(state) => Some(state),
             Err(e) => {
-                self.index_unusable(&e, &mut errors);
+                self.index_unusable(&e, errors);
                 None
             }
-        };
-        if let Some(fatal) = self.vault.fatal() {
-            return Err(fatal);
         }
-        // Without a readable index, planning judges against an empty one.
-        let no_index = Index::new();
-        phase("index read");
+    }
 
+    /// Phase 4: the batches, each read, desired, planned and (for `run`)
+    /// written before the next is read, so memory follows one batch.
+    #[allow(clippy::too_many_arguments)]
+    async fn plan_batches(
+        &self,
+        parsed: &[Parsed<'_>],
+        mounts: &Mounts,
+        index: &mut Option<IndexState>,
+        errors: &mut Vec<(ErrorKind, String)>,
+        progress: &impl Reporter,
+        writes: bool,
+        clock: &Clock,
+    ) -> Gathered {
+        let scope = &self.scope;
         let mut batcher = batch::Batcher::new(
             &parsed
                 .iter()
@@ -205,22 +309,15 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         // known yet; later ones are sized from what the last one held.
         let min_batch = (2 * scope.concurrency).max(FIRST_BATCH_PATHS);
         let mut limit = min_batch.min(scope.batch_size);
-        let secrets_bar = progress.bar(
-            "reading Secrets",
-            parsed.iter().map(|p| p.secrets.len() as u64).sum(),
-        );
-        let vault_bar = progress.bar(
-            "reading Vault",
-            parsed.iter().map(|p| p.locations.len() as u64).sum(),
-        );
-        let write_bar = progress.growing(
-            "writing Vault",
-            if writes {
-                parsed.iter().map(|p| p.locations.len() as u64).sum()
-            } else {
-                0
-            },
-        );
+        let paths: u64 = parsed.iter().map(|p| p.locations.len() as u64).sum();
+        let bars = Bars {
+            secrets: progress.bar(
+                "reading Secrets",
+                parsed.iter().map(|p| p.secrets.len() as u64).sum(),
+            ),
+            vault: progress.bar("reading Vault", paths),
+            writes: progress.growing("writing Vault", if writes { paths } else { 0 }),
+        };
         let mut gathered = Gathered {
             changes: Vec::with_capacity(parsed.iter().map(|p| p.locations.len().max(1)).sum()),
             ..Gathered::default()
@@ -232,134 +329,138 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             }
             batch_number += 1;
             let members: Vec<&Parsed> = members.into_iter().map(|i| &parsed[i]).collect();
-            let wanted: BTreeSet<(String, String)> = members
-                .iter()
-                .flat_map(|p| {
-                    p.secrets
-                        .iter()
-                        .map(|s| (p.deployment.namespace.clone(), s.clone()))
-                })
-                .collect();
-            let locations: BTreeSet<KvLocation> = members
-                .iter()
-                .flat_map(|p| p.locations.iter().cloned())
-                .collect();
-            let paths = locations.len();
-            let (fetched, observed) = tokio::join!(
-                self.fetch_secrets(wanted, &secrets_bar),
-                self.observe(locations, &vault_bar)
-            );
-            let bytes: usize = fetched.values().map(SecretFetch::value_bytes).sum();
-            limit = batch::next_limit(paths, bytes, BATCH_VALUE_BYTES, min_batch, scope.batch_size);
-
-            let (located, problems) = self.desire_batch(&members, &fetched, &mounts, &mut gathered);
-            drop(fetched);
-            if let Some(state) = &mut index {
-                self.refresh_index_for(state, &located, &observed).await;
-                if let Err(e) = self.check_not_lost(state, &located, &observed) {
-                    self.index_unusable(&e, &mut errors);
-                    index = None;
-                }
-            }
-            let index_now = index.as_ref().map_or(&no_index, |s| &s.index);
-            let holders = plan::holders_to_check(&located, &observed, index_now, &scope.cluster);
-            let opts = PlanOptions {
-                adopt: scope.adopt,
-                gone: self.gone_owners(holders).await,
+            let batch = Batch {
+                members: &members,
+                mounts,
+                bars: &bars,
+                writes,
             };
-            let batch_plan = plan::plan(located, problems, Vec::new(), &observed, index_now, &opts);
-            drop(observed);
-            if writes {
-                let failures = self
-                    .write_batch(&batch_plan, &mut index, &mut errors, &write_bar)
-                    .await;
-                let offset = gathered.changes.len();
-                gathered
-                    .write_failures
-                    .extend(failures.into_iter().map(|(i, e)| (offset + i, e)));
-            }
-            gathered
-                .changes
-                .extend(batch_plan.changes.into_iter().map(|mut change| {
-                    change.release_payload();
-                    change
-                }));
+            let (paths, bytes) = self.plan_batch(batch, index, errors, &mut gathered).await;
+            limit = batch::next_limit(paths, bytes, BATCH_VALUE_BYTES, min_batch, scope.batch_size);
             tracing::debug!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
+                elapsed_ms = clock.elapsed_ms(),
                 paths,
                 secret_bytes = bytes,
                 "prepare: batch {batch_number} done"
             );
         }
-        secrets_bar.finish();
-        vault_bar.finish();
-        write_bar.finish();
-        // Annotation errors: no path to read, only a change to show.
-        let parse_problems = plan::plan(
-            Vec::new(),
-            problems,
-            Vec::new(),
-            &BTreeMap::new(),
-            &no_index,
-            &PlanOptions::default(),
-        );
-        gathered.changes.reserve_exact(parse_problems.changes.len());
-        gathered.changes.extend(parse_problems.changes);
-        phase("plan");
+        bars.secrets.finish();
+        bars.vault.finish();
+        bars.writes.finish();
+        gathered
+    }
 
-        // Stopped by a signal: the batches left were neither read nor
-        // planned, so no orphan may be judged from this plan.
-        let interrupted = self.shutdown.reason().map(|reason| {
+    /// One batch: its Secrets and Vault paths read at once, the desired
+    /// state, the plan against a fresh enough index, and for `run` the
+    /// writes. Returns the paths and Secret bytes it held.
+    async fn plan_batch<St: Stage>(
+        &self,
+        batch: Batch<'_, '_, St>,
+        index: &mut Option<IndexState>,
+        errors: &mut Vec<(ErrorKind, String)>,
+        gathered: &mut Gathered,
+    ) -> (usize, usize) {
+        let members = batch.members;
+        let wanted: BTreeSet<(String, String)> = members
+            .iter()
+            .flat_map(|p| {
+                p.secrets
+                    .iter()
+                    .map(|s| (p.deployment.namespace.clone(), s.clone()))
+            })
+            .collect();
+        let locations: BTreeSet<KvLocation> = members
+            .iter()
+            .flat_map(|p| p.locations.iter().cloned())
+            .collect();
+        let paths = locations.len();
+        let (fetched, observed) = tokio::join!(
+            self.fetch_secrets(wanted, &batch.bars.secrets),
+            self.observe(locations, &batch.bars.vault)
+        );
+        let bytes: usize = fetched.values().map(SecretFetch::value_bytes).sum();
+
+        let (located, problems) = self.desire_batch(members, &fetched, batch.mounts, gathered);
+        drop(fetched);
+        if let Some(state) = index.as_mut() {
+            self.refresh_index_for(state, &located, &observed).await;
+            if let Err(e) = self.check_not_lost(state, &located, &observed) {
+                self.index_unusable(&e, errors);
+                *index = None;
+            }
+        }
+        let no_index = Index::new();
+        let index_now = index.as_ref().map_or(&no_index, |s| &s.index);
+        let holders = plan::holders_to_check(&located, &observed, index_now, &self.scope.cluster);
+        let opts = PlanOptions {
+            adopt: self.scope.adopt,
+            gone: self.gone_owners(holders).await,
+        };
+        let batch_plan = plan::plan(located, problems, Vec::new(), &observed, index_now, &opts);
+        drop(observed);
+        if batch.writes {
+            let failures = self
+                .write_batch(&batch_plan, index, errors, &batch.bars.writes)
+                .await;
+            let offset = gathered.changes.len();
+            gathered
+                .write_failures
+                .extend(failures.into_iter().map(|(i, e)| (offset + i, e)));
+        }
+        gathered
+            .changes
+            .extend(batch_plan.changes.into_iter().map(|mut change| {
+                change.release_payload();
+                change
+            }));
+        (paths, bytes)
+    }
+
+    /// Phase 5: the index's entries that nothing wants any more, judged
+    /// against the API server and the paths' own markers now. Returns the
+    /// entries to drop from the index after the deletions. Nothing is
+    /// judged without a usable index, after an incomplete listing, or
+    /// after a stop request (the batches left were neither read nor
+    /// planned).
+    async fn judge_orphans(
+        &self,
+        listing: &Listing,
+        index: Option<&IndexState>,
+        gathered: &mut Gathered,
+        errors: &mut Vec<(ErrorKind, String)>,
+    ) -> BTreeSet<KvLocation> {
+        if let Some(reason) = self.shutdown.reason() {
             errors.push((
                 ErrorKind::Interrupted,
                 format!("{reason}; the Deployments not reached yet were not synced, and nothing is deleted"),
             ));
-        });
-        let mut forget = BTreeSet::new();
-        // After a failed index update `index` is gone: nothing is deleted.
-        if let (true, true, None, Some(state)) =
-            (scope.prune, listing.complete, interrupted, &index)
-        {
-            let Gathered {
-                changes,
-                held,
-                desired,
-                ..
-            } = &mut gathered;
-            held.extend(
-                changes
-                    .iter()
-                    .filter(|c| matches!(c.action, Action::Error { .. } | Action::Conflict { .. }))
-                    .map(|c| c.owner.clone()),
-            );
-            let listed: BTreeSet<Owner> = listing
-                .deployments
+            return BTreeSet::new();
+        }
+        let (true, true, Some(state)) = (self.scope.prune, listing.complete, index) else {
+            return BTreeSet::new();
+        };
+        let Gathered {
+            changes,
+            held,
+            desired,
+            ..
+        } = gathered;
+        held.extend(
+            changes
                 .iter()
-                .map(|d| Owner::new(&scope.cluster, &d.namespace, &d.name))
-                .collect();
-            let findings = self
-                .find_orphans(&state.index, desired, held, &listed)
-                .await;
-            changes.reserve_exact(findings.changes.len());
-            changes.extend(findings.changes);
-            forget = findings.forget;
-        }
-
-        let (mut plan, write_failures) =
-            Plan::from_rows(gathered.changes, gathered.write_failures, gathered.notes);
-        // Refused by the guard: still ours, still indexed.
-        for loc in plan.guard_deletes(scope.max_deletes) {
-            forget.remove(&loc);
-        }
-        phase("orphans");
-        Ok(Prepared {
-            plan,
-            listing_failures: listing.failures,
-            errors,
-            index,
-            forget,
-            write_failures,
-        })
+                .filter(|c| matches!(c.action, Action::Error { .. } | Action::Conflict { .. }))
+                .map(|c| c.owner.clone()),
+        );
+        let listed: BTreeSet<Owner> = listing
+            .deployments
+            .iter()
+            .map(|d| Owner::new(&self.scope.cluster, &d.namespace, &d.name))
+            .collect();
+        let findings = self
+            .find_orphans(&state.index, desired, held, &listed)
+            .await;
+        changes.extend(findings.changes);
+        findings.forget
     }
 
     /// The desired state of one batch's Deployments: the located paths to
