@@ -130,7 +130,7 @@ fn classify_login_error(method: &AuthMethod, addr: &str, e: ClientError) -> Atte
                 format!("{} (status {code})", errors.join("; "))
             };
             match code {
-                429 | 500 | 502 | 503 | 504 => Attempt::Retry(VaultError::Status {
+                code if super::client::retryable_status(code) => Attempt::Retry(VaultError::Status {
                     status: code,
                     operation: "write",
                     path: "auth/.../login".into(),
@@ -141,11 +141,19 @@ fn classify_login_error(method: &AuthMethod, addr: &str, e: ClientError) -> Atte
                 )),
             }
         }
-        // Transport failures (refused, reset, TLS, timeout): worth retrying.
-        ClientError::RestClientError { source } => Attempt::Retry(VaultError::Connection {
-            addr: addr.to_owned(),
-            message: error_chain(&source),
-        }),
+        // Transport failures (refused, reset, timeout) are worth retrying;
+        // TLS failures are not, as for every other request.
+        ClientError::RestClientError { source } => {
+            let error = VaultError::Connection {
+                addr: addr.to_owned(),
+                message: error_chain(&source),
+            };
+            if super::client::is_tls_failure(&source) {
+                Attempt::Final(error)
+            } else {
+                Attempt::Retry(error)
+            }
+        }
         other => auth_failed(error_chain(&other)),
     }
 }

@@ -344,12 +344,6 @@ impl Vault {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
         match status.as_u16() {
-            429 | 500 | 502 | 504 => Err(Attempt::Retry(VaultError::Status {
-                status: status.as_u16(),
-                operation: method_name(&method),
-                path: path.to_owned(),
-                message: error_messages(&body),
-            })),
             503 => {
                 let sealed = server_says(&body) == ServerSays::Sealed;
                 Err(Attempt::Retry(if sealed {
@@ -363,9 +357,21 @@ impl Vault {
                     }
                 }))
             }
+            code if retryable_status(code) => Err(Attempt::Retry(VaultError::Status {
+                status: status.as_u16(),
+                operation: method_name(&method),
+                path: path.to_owned(),
+                message: error_messages(&body),
+            })),
             _ => Ok(Reply { status, body }),
         }
     }
+}
+
+/// Statuses worth another attempt, for every request, logins included:
+/// rate limited, or a server error that a standby or a restart clears.
+pub(super) fn retryable_status(code: u16) -> bool {
+    matches!(code, 429 | 500 | 502 | 503 | 504)
 }
 
 /// One attempt's failure: worth retrying or not.
@@ -409,7 +415,10 @@ fn encode_api_path(path: &str) -> String {
 
 /// Whether a transport error is a TLS failure (bad certificate, unknown
 /// issuer, handshake refused), found by type in the error chain.
-fn is_tls_failure(e: &reqwest::Error) -> bool {
+/// Whether a transport error is TLS (a certificate that does not verify,
+/// a handshake refused): final, since the next attempt fails the same way.
+/// One answer for every request, logins included.
+pub(super) fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if err.downcast_ref::<rustls::Error>().is_some() {
