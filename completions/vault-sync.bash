@@ -59,7 +59,7 @@ _vault__sync() {
 
     case "${cmd}" in
         vault__sync)
-            opts="-n -l -o -v -q -h -V --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help --version plan run prune check completions help"
+            opts="-n -l -o -v -q -h -V --kubeconfig --context --kube-timeout --namespace --selector --allow-path --allow-paths-file --kinds --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help --version plan run prune check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -90,6 +90,18 @@ _vault__sync() {
                     return 0
                     ;;
                 -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-paths-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kinds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -173,7 +185,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__check)
-            opts="-n -l -o -v -q -h --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
+            opts="-n -l -o -v -q -h --kubeconfig --context --kube-timeout --namespace --selector --allow-path --allow-paths-file --kinds --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -204,6 +216,18 @@ _vault__sync() {
                     return 0
                     ;;
                 -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-paths-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kinds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -287,7 +311,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__completions)
-            opts="-n -l -o -v -q -h --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help bash elvish fish powershell zsh"
+            opts="-n -l -o -v -q -h --kubeconfig --context --kube-timeout --namespace --selector --allow-path --allow-paths-file --kinds --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -318,6 +342,18 @@ _vault__sync() {
                     return 0
                     ;;
                 -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-paths-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kinds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -499,7 +535,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__plan)
-            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
+            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --allow-path --allow-paths-file --kinds --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -534,6 +570,18 @@ _vault__sync() {
                     return 0
                     ;;
                 -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-paths-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kinds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -617,7 +665,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__prune)
-            opts="-y -n -l -o -v -q -h --yes --destroy --max-deletes --rebuild-index --scan --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
+            opts="-y -n -l -o -v -q -h --yes --destroy --max-deletes --rebuild-index --scan --kubeconfig --context --kube-timeout --namespace --selector --allow-path --allow-paths-file --kinds --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -656,6 +704,18 @@ _vault__sync() {
                     return 0
                     ;;
                 -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-paths-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kinds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -739,7 +799,7 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__run)
-            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
+            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --allow-path --allow-paths-file --kinds --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -774,6 +834,18 @@ _vault__sync() {
                     return 0
                     ;;
                 -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-paths-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kinds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

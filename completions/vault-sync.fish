@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_vault_sync_global_optspecs
-    string join \n kubeconfig= context= kube-timeout= n/namespace= l/selector= cluster-name= index-mount= vault-addr= vault-auth= vault-role= vault-auth-path= vault-jwt-file= vault-namespace= vault-timeout= pushgateway-url= push-label= require-push metrics-file= concurrency= read-secrets= batch-size= o/output= log-format= v/verbose q/quiet h/help V/version
+    string join \n kubeconfig= context= kube-timeout= n/namespace= l/selector= allow-path= allow-paths-file= kinds= cluster-name= index-mount= vault-addr= vault-auth= vault-role= vault-auth-path= vault-jwt-file= vault-namespace= vault-timeout= pushgateway-url= push-label= require-push metrics-file= concurrency= read-secrets= batch-size= o/output= log-format= v/verbose q/quiet h/help V/version
 end
 
 function __fish_vault_sync_needs_command
@@ -29,6 +29,9 @@ complete -c vault-sync -n "__fish_vault_sync_needs_command" -l context -d 'Kubec
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_needs_command" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
+complete -c vault-sync -n "__fish_vault_sync_needs_command" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
+complete -c vault-sync -n "__fish_vault_sync_needs_command" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r
@@ -69,6 +72,9 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l context -
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r
@@ -106,6 +112,9 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l context -d
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r
@@ -144,6 +153,9 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l context 
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r
@@ -179,6 +191,9 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l context 
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r
@@ -211,6 +226,9 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l co
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l cluster-name -d 'Cluster name: recorded as the owner\'s cluster, and paths are written under `<mount>/clusters/<name>/`' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l index-mount -d 'KV v2 mount holding vault-sync\'s index of owned paths (at `<mount>/vault-sync/index/<cluster>`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l vault-addr -d 'Vault address [default: $VAULT_ADDR, else $BAO_ADDR, else https://127.0.0.1:8200]' -r

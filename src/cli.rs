@@ -139,6 +139,49 @@ pub struct GlobalArgs {
     #[arg(short = 'l', long, global = true, help_heading = "Kubernetes")]
     pub selector: Option<String>,
 
+    /// Which Vault paths workloads of a namespace may write:
+    /// `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g.
+    /// `*=secret/apps/{namespace}/`. With any rule, a path no matching rule
+    /// covers is refused (`outside_allowed_paths`), and so is the deletion
+    /// of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS`
+    /// (comma-separated).
+    #[arg(
+        long = "allow-path",
+        global = true,
+        value_name = "NAMESPACE_GLOB=PATH_PREFIX",
+        value_delimiter = ',',
+        env = "VAULT_SYNC_ALLOW_PATHS",
+        value_parser = parse_rule,
+        help_heading = "Kubernetes"
+    )]
+    pub allow_paths: Vec<crate::core::path_rules::PathRule>,
+
+    /// A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#`
+    /// starts a comment), added to `--allow-path`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "VAULT_SYNC_ALLOW_PATHS_FILE",
+        help_heading = "Kubernetes"
+    )]
+    pub allow_paths_file: Option<PathBuf>,
+
+    /// Workload kinds to read (comma-separated or repeated): Deployment,
+    /// StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out
+    /// is neither synced nor judged for orphans.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        value_parser = parse_kind,
+        default_value = "Deployment,StatefulSet,DaemonSet,Job,CronJob",
+        hide_default_value = true,
+        env = "VAULT_SYNC_KINDS",
+        help_heading = "Kubernetes"
+    )]
+    pub kinds: Vec<crate::core::workload::Kind>,
+
     /// Cluster name: recorded as the owner's cluster, and paths are written
     /// under `<mount>/clusters/<name>/`.
     #[arg(long, global = true, env = "VAULT_SYNC_CLUSTER_NAME", value_parser = parse_cluster_name, help_heading = "Kubernetes")]
@@ -273,6 +316,15 @@ pub struct GlobalArgs {
     /// still prints its document.
     #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
+}
+
+fn parse_rule(s: &str) -> Result<crate::core::path_rules::PathRule, String> {
+    s.parse()
+        .map_err(|e: crate::core::path_rules::RuleError| e.to_string())
+}
+
+fn parse_kind(s: &str) -> Result<crate::core::workload::Kind, String> {
+    s.parse()
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -7,8 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{PodSpec, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use kube::Client;
 use kube::Config;
 use kube::api::{Api, ListParams};
@@ -18,6 +20,7 @@ use crate::core::annotations;
 use crate::core::desired::SecretFetch;
 use crate::core::error_kind::ErrorKind;
 use crate::core::references::{SecretReference, secret_references};
+use crate::core::workload::Kind;
 use crate::error_chain;
 
 /// Page size for listings: large enough to keep requests few, small enough
@@ -33,7 +36,9 @@ pub enum KubeError {
     )]
     Forbidden {
         verb: &'static str,
-        resource: &'static str,
+        /// One resource, or several forbidden in the same scope
+        /// (`deployments, statefulsets`).
+        resource: String,
         scope: String,
         message: String,
     },
@@ -81,7 +86,7 @@ impl KubeError {
             kube::Error::Api(status) => match status.code {
                 403 => Self::Forbidden {
                     verb,
-                    resource,
+                    resource: resource.to_owned(),
                     scope,
                     message: status.message,
                 },
@@ -182,10 +187,11 @@ pub async fn may(
     })
 }
 
-/// The parts of a Deployment vault-sync reads; the rest is dropped at once
-/// so that memory follows the annotated Deployments, not the whole cluster.
+/// The parts of a workload vault-sync reads; the rest is dropped at once
+/// so that memory follows the annotated workloads, not the whole cluster.
 #[derive(Debug, Clone)]
-pub struct DeploymentView {
+pub struct WorkloadView {
+    pub kind: Kind,
     pub namespace: String,
     pub name: String,
     /// Its `vault-sync.io/` annotations.
@@ -195,59 +201,199 @@ pub struct DeploymentView {
     pub references: Vec<SecretReference>,
 }
 
-impl DeploymentView {
-    fn from_deployment(d: Deployment) -> Option<Self> {
-        let mut annotations = d.metadata.annotations.unwrap_or_default();
+impl WorkloadView {
+    /// The view of an annotated workload (`None` for any other), from its
+    /// metadata and pod template.
+    fn new(kind: Kind, metadata: ObjectMeta, pod: Option<&PodSpec>) -> Option<Self> {
+        let mut annotations = metadata.annotations.unwrap_or_default();
         if !annotations.contains_key(annotations::PATH) {
             return None;
         }
         // Only ours: others (kubectl's last-applied-configuration holds the
-        // whole manifest) would cost memory per Deployment for nothing.
+        // whole manifest) would cost memory per workload for nothing.
         annotations.retain(|k, _| k.starts_with(annotations::DOMAIN));
         Some(Self {
-            namespace: d.metadata.namespace.unwrap_or_default(),
-            name: d.metadata.name.unwrap_or_default(),
+            kind,
+            namespace: metadata.namespace.unwrap_or_default(),
+            name: metadata.name.unwrap_or_default(),
             annotations,
-            references: d
-                .spec
-                .template
-                .spec
-                .as_ref()
-                .map(secret_references)
-                .unwrap_or_default(),
+            references: pod.map(secret_references).unwrap_or_default(),
         })
     }
 }
 
-/// The annotated Deployments, and whether the listing is complete.
+/// A workload resource vault-sync lists: its kind and where its pod
+/// template is.
+trait Workload:
+    kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+{
+    const KIND: Kind;
+    fn pod(&self) -> Option<&PodSpec>;
+    fn into_metadata(self) -> ObjectMeta;
+    /// A Job that a CronJob created belongs to that CronJob: the paths it
+    /// could want are the CronJob's, and it must not become their second
+    /// owner (the controller copies the jobTemplate's metadata to it).
+    fn created_by_cronjob(&self) -> bool {
+        false
+    }
+}
+
+impl Workload for Deployment {
+    const KIND: Kind = Kind::Deployment;
+    fn pod(&self) -> Option<&PodSpec> {
+        self.spec.template.spec.as_ref()
+    }
+    fn into_metadata(self) -> ObjectMeta {
+        self.metadata
+    }
+}
+
+impl Workload for StatefulSet {
+    const KIND: Kind = Kind::StatefulSet;
+    fn pod(&self) -> Option<&PodSpec> {
+        self.spec.template.spec.as_ref()
+    }
+    fn into_metadata(self) -> ObjectMeta {
+        self.metadata
+    }
+}
+
+impl Workload for DaemonSet {
+    const KIND: Kind = Kind::DaemonSet;
+    fn pod(&self) -> Option<&PodSpec> {
+        self.spec.template.spec.as_ref()
+    }
+    fn into_metadata(self) -> ObjectMeta {
+        self.metadata
+    }
+}
+
+impl Workload for Job {
+    const KIND: Kind = Kind::Job;
+    fn pod(&self) -> Option<&PodSpec> {
+        self.spec.as_ref()?.template.spec.as_ref()
+    }
+    fn into_metadata(self) -> ObjectMeta {
+        self.metadata
+    }
+    fn created_by_cronjob(&self) -> bool {
+        self.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && o.kind == "CronJob")
+    }
+}
+
+impl Workload for CronJob {
+    const KIND: Kind = Kind::CronJob;
+    fn pod(&self) -> Option<&PodSpec> {
+        self.spec.job_template.spec.as_ref()?.template.spec.as_ref()
+    }
+    fn into_metadata(self) -> ObjectMeta {
+        self.metadata
+    }
+}
+
+/// The annotated workloads, and which kinds were listed in full.
 #[derive(Debug, Default)]
 pub struct Listing {
-    pub deployments: Vec<DeploymentView>,
-    /// Every scope listed in full. When false, nothing may be deleted: a
-    /// missing Deployment may just be a page that failed.
-    pub complete: bool,
+    pub workloads: Vec<WorkloadView>,
+    /// Kinds with a scope that could not be listed in full. Nothing owned
+    /// by such a kind may be deleted: a missing workload may just be a
+    /// page that failed.
+    pub incomplete: BTreeSet<Kind>,
     pub failures: Vec<KubeError>,
     /// API requests sent (pages).
     pub requests: usize,
 }
 
-/// Lists annotated Deployments in `namespaces` (all when empty), paged.
-pub async fn list_deployments(
+impl Listing {
+    /// Every kind asked for was listed in full.
+    pub fn complete(&self) -> bool {
+        self.incomplete.is_empty()
+    }
+
+    /// Records a failure; a namespace that RBAC closes to several kinds is
+    /// one failure naming them all, not one per kind.
+    fn add_failure(&mut self, failure: KubeError) {
+        if let KubeError::Forbidden {
+            resource, scope, ..
+        } = &failure
+            && let Some(KubeError::Forbidden {
+                resource: seen,
+                scope: seen_scope,
+                ..
+            }) = self.failures.iter_mut().find(
+                |f| matches!(f, KubeError::Forbidden { verb: "list", scope: s, .. } if s == scope),
+            )
+            && *seen_scope == *scope
+        {
+            seen.push_str(", ");
+            seen.push_str(resource);
+            return;
+        }
+        self.failures.push(failure);
+    }
+}
+
+/// Lists the annotated workloads of `kinds` in `namespaces` (all when
+/// empty), paged.
+pub async fn list_workloads(
     client: &Client,
+    kinds: &[Kind],
     namespaces: &[String],
     selector: Option<&str>,
 ) -> Listing {
-    let mut listing = Listing {
-        complete: true,
-        ..Default::default()
-    };
+    let mut listing = Listing::default();
+    for (i, kind) in kinds.iter().enumerate() {
+        // An API server that cannot be reached for one kind cannot be for
+        // the next: do not wait out the timeout once per kind.
+        if listing
+            .failures
+            .iter()
+            .any(|f| matches!(f, KubeError::Unreachable(_)))
+        {
+            listing.incomplete.extend(&kinds[i..]);
+            break;
+        }
+        match kind {
+            Kind::Deployment => {
+                list_kind::<Deployment>(client, namespaces, selector, &mut listing).await
+            }
+            Kind::StatefulSet => {
+                list_kind::<StatefulSet>(client, namespaces, selector, &mut listing).await
+            }
+            Kind::DaemonSet => {
+                list_kind::<DaemonSet>(client, namespaces, selector, &mut listing).await
+            }
+            Kind::Job => list_kind::<Job>(client, namespaces, selector, &mut listing).await,
+            Kind::CronJob => list_kind::<CronJob>(client, namespaces, selector, &mut listing).await,
+        }
+    }
+    listing
+        .workloads
+        .sort_by(|a, b| (&a.namespace, &a.name, a.kind).cmp(&(&b.namespace, &b.name, b.kind)));
+    listing
+}
+
+async fn list_kind<K: Workload>(
+    client: &Client,
+    namespaces: &[String],
+    selector: Option<&str>,
+    listing: &mut Listing,
+) {
+    let resource = K::KIND.resource().1;
     let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
         vec![None]
     } else {
         namespaces.iter().map(|n| Some(n.as_str())).collect()
     };
     for ns in scopes {
-        let api: Api<Deployment> = match ns {
+        let api: Api<K> = match ns {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
@@ -264,10 +410,14 @@ pub async fn list_deployments(
             match api.list(&params).await {
                 Ok(page) => {
                     let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-                    listing.deployments.extend(
+                    listing.workloads.extend(
                         page.items
                             .into_iter()
-                            .filter_map(DeploymentView::from_deployment),
+                            .filter(|w| !w.created_by_cronjob())
+                            .filter_map(|w| {
+                                let pod = w.pod().cloned();
+                                WorkloadView::new(K::KIND, w.into_metadata(), pod.as_ref())
+                            }),
                     );
                     match next {
                         Some(token) => params = params.continue_token(&token),
@@ -278,22 +428,13 @@ pub async fn list_deployments(
                     // A 410 means the continue token expired mid-listing; the
                     // listing is incomplete either way, and the next run
                     // starts afresh.
-                    listing.complete = false;
-                    listing.failures.push(KubeError::from_kube(
-                        e,
-                        "list",
-                        "deployments",
-                        scope.clone(),
-                    ));
+                    listing.incomplete.insert(K::KIND);
+                    listing.add_failure(KubeError::from_kube(e, "list", resource, scope.clone()));
                     break;
                 }
             }
         }
     }
-    listing
-        .deployments
-        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    listing
 }
 
 /// Page size for Secret listings: a page holds every Secret of the
@@ -369,21 +510,51 @@ pub async fn get_secret(client: &Client, namespace: &str, name: &str) -> SecretF
     }
 }
 
-/// Reads one Deployment; `Ok(None)` if it does not exist.
-pub async fn get_deployment(
+/// Whether one workload exists, and carries `vault-sync.io/path`.
+pub async fn workload_state(
     client: &Client,
+    kind: Kind,
     namespace: &str,
     name: &str,
-) -> Result<Option<Deployment>, KubeError> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    api.get_opt(name)
-        .await
-        .map_err(|e| KubeError::from_kube(e, "get", "deployments", format!(" {namespace}/{name}")))
+) -> Result<Option<bool>, KubeError> {
+    async fn get<K: Workload>(
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<bool>, KubeError> {
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        let found = api.get_opt(name).await.map_err(|e| {
+            KubeError::from_kube(
+                e,
+                "get",
+                K::KIND.resource().1,
+                format!(" {namespace}/{name}"),
+            )
+        })?;
+        Ok(found.map(|w| {
+            w.meta()
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(annotations::PATH))
+        }))
+    }
+    match kind {
+        Kind::Deployment => get::<Deployment>(client, namespace, name).await,
+        Kind::StatefulSet => get::<StatefulSet>(client, namespace, name).await,
+        Kind::DaemonSet => get::<DaemonSet>(client, namespace, name).await,
+        Kind::Job => get::<Job>(client, namespace, name).await,
+        Kind::CronJob => get::<CronJob>(client, namespace, name).await,
+    }
 }
 
 impl crate::engine::ports::Cluster for Client {
-    async fn list_deployments(&self, namespaces: &[String], selector: Option<&str>) -> Listing {
-        list_deployments(self, namespaces, selector).await
+    async fn list_workloads(
+        &self,
+        kinds: &[Kind],
+        namespaces: &[String],
+        selector: Option<&str>,
+    ) -> Listing {
+        list_workloads(self, kinds, namespaces, selector).await
     }
 
     async fn get_secret(&self, namespace: &str, name: &str) -> SecretFetch {
@@ -398,21 +569,16 @@ impl crate::engine::ports::Cluster for Client {
         list_secrets(self, namespace, names).await
     }
 
-    async fn deployment(
+    async fn workload(
         &self,
+        kind: Kind,
         namespace: &str,
         name: &str,
     ) -> Result<crate::engine::ports::WorkloadState, KubeError> {
         use crate::engine::ports::WorkloadState;
-        Ok(match get_deployment(self, namespace, name).await? {
+        Ok(match workload_state(self, kind, namespace, name).await? {
             None => WorkloadState::Gone,
-            Some(d) => WorkloadState::Exists {
-                annotated: d
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key(annotations::PATH)),
-            },
+            Some(annotated) => WorkloadState::Exists { annotated },
         })
     }
 }

@@ -42,6 +42,19 @@ impl Checks {
         });
     }
 
+    /// Passes, with advice: something that works but that a platform team
+    /// should know about (a failure's `fix` is for failures only).
+    fn warn(&mut self, name: impl Into<String>, detail: impl Into<String>, advice: &str) {
+        let (name, detail) = (name.into(), detail.into());
+        tracing::warn!("{name}: {detail}");
+        self.0.push(CheckResult {
+            name,
+            ok: true,
+            detail: format!("warning: {detail}; {advice}"),
+            fix: None,
+        });
+    }
+
     fn fail(&mut self, name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) {
         self.0.push(CheckResult {
             name: name.into(),
@@ -81,24 +94,48 @@ pub async fn check(global: &GlobalArgs) -> Result<Exit, CommandError> {
             None
         }
     };
-    let mut deployments = Vec::new();
+    match super::path_rules(global) {
+        Ok(rules) if rules.is_empty() => checks.warn(
+            "tenants: path rules",
+            "no --allow-path rule: a workload in any namespace may write anywhere the Vault policy allows",
+            "bound each namespace, e.g. --allow-path '*=secret/apps/{namespace}/' (README: Multi-tenant clusters)",
+        ),
+        Ok(_) => checks.pass(
+            "tenants: path rules",
+            "each namespace writes only under the prefixes of its --allow-path rules",
+        ),
+        Err(e) => checks.fail("tenants: path rules", e.to_string(), "fix the rules"),
+    }
+
+    let mut workloads = Vec::new();
     if let Some(kube) = &kube {
-        let listing =
-            k8s::list_deployments(kube, &global.namespaces, global.selector.as_deref()).await;
-        match listing.failures.first() {
-            None => {
-                checks.pass(
-                    "kubernetes: list deployments",
-                    format!("{} annotated Deployments", listing.deployments.len()),
-                );
+        // Each kind on its own: a forbidden kind is an error for that kind
+        // (its paths are never judged orphans), not for the others.
+        for kind in &global.kinds {
+            let listing = k8s::list_workloads(
+                kube,
+                std::slice::from_ref(kind),
+                &global.namespaces,
+                global.selector.as_deref(),
+            )
+            .await;
+            let (group, resource) = kind.resource();
+            let name = format!("kubernetes: list {resource}");
+            match listing.failures.first() {
+                None => checks.pass(
+                    name,
+                    format!("{} annotated {kind}s", listing.workloads.len()),
+                ),
+                Some(e) => checks.fail(
+                    name,
+                    e.to_string(),
+                    format!(
+                        "grant list on {resource}.{group} (see cronjob/rbac.yaml), or leave {kind} out with --kinds"
+                    ),
+                ),
             }
-            Some(e) => checks.fail(
-                "kubernetes: list deployments",
-                e.to_string(),
-                "grant list on deployments.apps (see cronjob/rbac.yaml)",
-            ),
+            workloads.extend(listing.workloads);
         }
-        deployments = listing.deployments;
         rbac_checks(kube, global, &mut checks).await;
     }
 
@@ -118,7 +155,7 @@ pub async fn check(global: &GlobalArgs) -> Result<Exit, CommandError> {
         }
     };
     if let Some(vault) = &vault {
-        vault_checks(vault, global, &deployments, &mut checks).await;
+        vault_checks(vault, global, &workloads, &mut checks).await;
     }
 
     let all_ok = checks.0.iter().all(|c| c.ok);
@@ -145,31 +182,43 @@ async fn rbac_checks(kube: &k8s::Client, global: &GlobalArgs, checks: &mut Check
         "list",
         "",
         "secrets",
-        "to read Secrets by namespace (--read-secrets list; without it each is read with a GET)",
+        "to read Secrets by namespace (--read-secrets list; without it each is read with a GET)"
+            .to_owned(),
     ));
+    // list and get on each kind read: list to find annotated workloads,
+    // get to confirm an orphan's owner is gone.
+    let kinds: Vec<(&str, &str, &str, String)> = global
+        .kinds
+        .iter()
+        .flat_map(|kind| {
+            let (group, resource) = kind.resource();
+            [
+                (
+                    "list",
+                    group,
+                    resource,
+                    format!("to find annotated {kind}s"),
+                ),
+                (
+                    "get",
+                    group,
+                    resource,
+                    format!("to confirm that an orphan's {kind} is gone"),
+                ),
+            ]
+        })
+        .collect();
     for ns in namespaces {
-        for (verb, group, resource, why) in [
-            (
-                "list",
-                "apps",
-                "deployments",
-                "to find annotated Deployments",
-            ),
-            (
-                "get",
-                "apps",
-                "deployments",
-                "to confirm an orphan's Deployment is gone",
-            ),
-            (
+        for (verb, group, resource, why) in kinds
+            .iter()
+            .cloned()
+            .chain([(
                 "get",
                 "",
                 "secrets",
-                "to read the Secrets Deployments reference",
-            ),
-        ]
-        .into_iter()
-        .chain(list_secrets)
+                "to read the Secrets workloads reference".to_owned(),
+            )])
+            .chain(list_secrets.clone())
         {
             let scope = ns.map_or("all namespaces".to_owned(), |n| format!("namespace {n}"));
             let name = format!("kubernetes: may {verb} {resource} in {scope}");
@@ -193,7 +242,7 @@ async fn rbac_checks(kube: &k8s::Client, global: &GlobalArgs, checks: &mut Check
 async fn vault_checks(
     vault: &Vault,
     global: &GlobalArgs,
-    deployments: &[k8s::DeploymentView],
+    workloads: &[k8s::WorkloadView],
     checks: &mut Checks,
 ) {
     match vault.health().await {
@@ -258,7 +307,7 @@ async fn vault_checks(
     // Paths the annotated Deployments want (without reading any Secret).
     let cluster = global.cluster_name.as_deref();
     let mut raw_paths = BTreeSet::new();
-    for d in deployments {
+    for d in workloads {
         if let Ok(Some(spec)) = annotations::parse(&d.annotations) {
             raw_paths.extend(desired::wanted_paths(&spec, &d.references));
         }

@@ -14,6 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::cli::{Cli, Command, DeleteArgs, GlobalArgs, PruneArgs, SyncArgs};
 use crate::core::error_kind::ErrorKind;
 use crate::core::ownership::{DEFAULT_CLUSTER, Owner};
+use crate::core::path_rules::PathRules;
 use crate::core::plan::{Action, Plan};
 use crate::engine::{Applied, Engine, IndexFailure, Prepared, Scope};
 use crate::k8s::{self, KubeError};
@@ -113,12 +114,12 @@ impl Mode {
     }
 }
 
-fn scope(global: &GlobalArgs, mode: &Mode) -> Scope {
+fn scope(global: &GlobalArgs, mode: &Mode) -> Result<Scope, CommandError> {
     let (adopt, prune) = match mode {
         Mode::Plan(a) | Mode::Run(a) => (a.adopt, !a.no_prune),
         Mode::Prune(_) => (false, true),
     };
-    Scope {
+    Ok(Scope {
         cluster: global
             .cluster_name
             .clone()
@@ -126,6 +127,8 @@ fn scope(global: &GlobalArgs, mode: &Mode) -> Scope {
         cluster_prefix: global.cluster_name.clone(),
         namespaces: global.namespaces.clone(),
         selector: global.selector.clone(),
+        kinds: unique(&global.kinds),
+        rules: path_rules(global)?,
         concurrency: usize::from(global.concurrency),
         batch_size: global.batch_size as usize,
         read_secrets: global.read_secrets,
@@ -134,7 +137,7 @@ fn scope(global: &GlobalArgs, mode: &Mode) -> Scope {
         destroy: mode.delete_args().destroy,
         max_deletes: mode.delete_args().max_deletes,
         index_mount: global.index_mount.clone(),
-    }
+    })
 }
 
 async fn connect(
@@ -221,7 +224,7 @@ async fn sync_inner(
     let engine = Engine {
         kube,
         vault,
-        scope: scope(global, mode),
+        scope: scope(global, mode)?,
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     };
@@ -298,6 +301,35 @@ async fn sync_inner(
     })
 }
 
+/// `--allow-path` rules, then those of `--allow-paths-file`.
+pub(crate) fn path_rules(global: &GlobalArgs) -> Result<PathRules, CommandError> {
+    let mut rules = global.allow_paths.clone();
+    if let Some(file) = &global.allow_paths_file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            CommandError::Config(format!(
+                "cannot read the path rules file {}: {e}",
+                file.display()
+            ))
+        })?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            rules.push(line.parse().map_err(|e| {
+                CommandError::Config(format!("{}, line {}: {e}", file.display(), n + 1))
+            })?);
+        }
+    }
+    Ok(PathRules::new(rules))
+}
+
+/// The kinds asked for, each once, in a stable order.
+fn unique(kinds: &[crate::core::workload::Kind]) -> Vec<crate::core::workload::Kind> {
+    let set: std::collections::BTreeSet<_> = kinds.iter().copied().collect();
+    set.into_iter().collect()
+}
+
 /// Shows the plan and asks on the terminal. Off a terminal, deleting needs
 /// an explicit `--yes`, like `terraform apply -auto-approve`.
 fn confirm(
@@ -354,12 +386,17 @@ fn log_problems(plan: &Plan) {
                 secret,
             } => (kind.label(), message.as_str(), secret.as_deref()),
             Action::Conflict { reason } => ("conflict", reason.as_str(), None),
-            Action::Refused { reason } => ("refused", reason.as_str(), None),
+            Action::Refused { reason, kind } => (
+                kind.map_or("refused", ErrorKind::label),
+                reason.as_str(),
+                None,
+            ),
             _ => continue,
         };
         tracing::error!(
             namespace = c.owner.namespace.as_str(),
-            deployment = c.owner.deployment.as_str(),
+            kind = c.owner.kind.as_str(),
+            deployment = c.owner.name.as_str(),
             secret = secret.unwrap_or(""),
             path = c.path.as_str(),
             action = c.action.name(),
@@ -397,7 +434,7 @@ fn record_plan(metrics: &Metrics, plan: &Plan, failures: &BTreeMap<usize, VaultE
     for (owner, result) in per_owner {
         metrics
             .sync_attempts
-            .with_label_values(&[owner.namespace.as_str(), owner.deployment.as_str(), result])
+            .with_label_values(&[owner.namespace.as_str(), owner.name.as_str(), result])
             .inc();
     }
 }

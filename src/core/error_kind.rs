@@ -32,6 +32,9 @@ pub enum ErrorKind {
     CasMismatch,
     RequestTooLarge,
     NotAttempted,
+    /// A path rule (`--allow-path`) does not let the workload's namespace
+    /// write there.
+    OutsideAllowedPaths,
     // vault-sync's index.
     IndexUntrusted,
     IndexUnreadable,
@@ -45,7 +48,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 24] = [
         Self::AuthFailed,
         Self::BinaryValue,
         Self::CasMismatch,
@@ -63,6 +66,7 @@ impl ErrorKind {
         Self::InvalidSecretsJson,
         Self::NotAttempted,
         Self::NotFound,
+        Self::OutsideAllowedPaths,
         Self::PermissionDenied,
         Self::RequestTooLarge,
         Self::SecretKeyMissing,
@@ -91,6 +95,7 @@ impl ErrorKind {
             Self::CasMismatch => "cas_mismatch",
             Self::RequestTooLarge => "request_too_large",
             Self::NotAttempted => "not_attempted",
+            Self::OutsideAllowedPaths => "outside_allowed_paths",
             Self::IndexUntrusted => "index_untrusted",
             Self::IndexUnreadable => "index_unreadable",
             Self::IndexMissing => "index_missing",
@@ -145,6 +150,9 @@ impl ErrorKind {
                 "split the Secret's keys across paths, or raise the server's request limits"
             }
             Self::NotAttempted => "see the error that stopped it; the next run retries",
+            Self::OutsideAllowedPaths => {
+                "point the annotation under the namespace's allowed prefix, or change the --allow-path rules"
+            }
             Self::IndexUntrusted | Self::IndexUnreadable | Self::IndexMissing => {
                 "vault-sync prune --rebuild-index --scan <prefix> --yes"
             }
@@ -195,12 +203,13 @@ mod tests {
             InvalidSecretsJson => 14,
             NotAttempted => 15,
             NotFound => 16,
-            PermissionDenied => 17,
-            RequestTooLarge => 18,
-            SecretKeyMissing => 19,
-            SecretNotFound => 20,
-            Unknown => 21,
-            Unreachable => 22,
+            OutsideAllowedPaths => 17,
+            PermissionDenied => 18,
+            RequestTooLarge => 19,
+            SecretKeyMissing => 20,
+            SecretNotFound => 21,
+            Unknown => 22,
+            Unreachable => 23,
         }
     }
 

@@ -9,8 +9,10 @@ use std::collections::BTreeSet;
 use super::error_kind::ErrorKind;
 use super::index::{Index, IndexEntry};
 use super::ownership::{self, Owner, Ownership, PathMetadata};
+use super::path_rules::PathRules;
 use super::plan::Action;
 use super::vault_path::{self, KvLocation, KvVersion};
+use super::workload::Kind;
 
 /// Which owners a run may judge.
 #[derive(Debug, Clone)]
@@ -21,6 +23,12 @@ pub struct OrphanScope<'a> {
     /// `--cluster-name` given: every path this cluster writes is under
     /// `clusters/<name>/` in its mount.
     pub prefix: Option<&'a str>,
+    /// The kinds listed in full this run: an owner of another kind may
+    /// still want its paths.
+    pub kinds: &'a [Kind],
+    /// `--allow-path`: a path outside its former namespace's rules is
+    /// reported, never deleted because a rule changed.
+    pub rules: &'a PathRules,
 }
 
 /// Whether this cluster can have written `loc`: a named cluster only under
@@ -54,6 +62,7 @@ pub fn candidates(
         .iter()
         .filter(|(loc, e)| {
             e.owner.cluster == scope.cluster
+                && scope.kinds.contains(&e.owner.kind)
                 && (scope.namespaces.is_empty() || scope.namespaces.contains(&e.owner.namespace))
                 && !desired.contains(*loc)
                 && !held.contains(&e.owner)
@@ -123,15 +132,12 @@ pub fn judge(
         ));
     }
     let why_orphan = match owner {
-        OwnerState::Gone => format!("Deployment {} no longer exists", entry.owner.short()),
+        OwnerState::Gone => format!("{} no longer exists", entry.owner.describe()),
         OwnerState::NotAnnotated => format!(
-            "Deployment {} no longer has vault-sync.io/path",
-            entry.owner.short()
+            "{} no longer has vault-sync.io/path",
+            entry.owner.describe()
         ),
-        OwnerState::Listed => format!(
-            "Deployment {} no longer wants this path",
-            entry.owner.short()
-        ),
+        OwnerState::Listed => format!("{} no longer wants this path", entry.owner.describe()),
         OwnerState::OutOfScope => {
             return Verdict {
                 action: None,
@@ -143,8 +149,8 @@ pub fn judge(
                 action: Some(Action::Error {
                     kind: ErrorKind::Unreachable,
                     message: format!(
-                        "cannot confirm that Deployment {} is gone, so {loc} is kept: {e}",
-                        entry.owner.short()
+                        "cannot confirm that {} is gone, so {loc} is kept: {e}",
+                        entry.owner.describe()
                     ),
                     secret: None,
                 }),
@@ -152,6 +158,20 @@ pub fn judge(
             };
         }
     };
+    if let Err(reason) = scope
+        .rules
+        .allows(&entry.owner.namespace, loc, scope.prefix)
+    {
+        return Verdict {
+            action: Some(Action::Refused {
+                reason: format!(
+                    "{reason}; an orphan there is not deleted while the rules exclude it (kept in the index)"
+                ),
+                kind: Some(ErrorKind::OutsideAllowedPaths),
+            }),
+            forget: false,
+        };
+    }
     let mut unmarked_version = None;
     let preserve_from_metadata = match path {
         PathState::Missing
@@ -239,7 +259,7 @@ pub fn judge(
 
 fn refused(reason: String) -> Verdict {
     Verdict {
-        action: Some(Action::Refused { reason }),
+        action: Some(Action::Refused { reason, kind: None }),
         forget: true,
     }
 }
@@ -249,6 +269,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    static NO_RULES: PathRules = PathRules::new(Vec::new());
 
     fn loc(rel: &str) -> KvLocation {
         KvLocation {
@@ -290,6 +312,8 @@ mod tests {
             cluster: "prod",
             namespaces: &[],
             prefix: None,
+            kinds: &Kind::ALL,
+            rules: &NO_RULES,
         };
         super::judge(loc, entry, owner, path, &scope, destroy)
     }
@@ -312,6 +336,8 @@ mod tests {
             cluster: "prod",
             namespaces: &namespaces,
             prefix: None,
+            kinds: &Kind::ALL,
+            rules: &NO_RULES,
         };
         let c: Vec<_> = candidates(&index, &desired, &held, &scope)
             .into_iter()
@@ -322,6 +348,8 @@ mod tests {
             cluster: "prod",
             namespaces: &[],
             prefix: None,
+            kinds: &Kind::ALL,
+            rules: &NO_RULES,
         };
         let c: Vec<_> = candidates(&index, &desired, &held, &all)
             .into_iter()
@@ -479,6 +507,8 @@ mod tests {
             cluster: "prod",
             namespaces: &[],
             prefix: Some("prod"),
+            kinds: &Kind::ALL,
+            rules: &NO_RULES,
         };
         let v = super::judge(
             &kv1("victim"),
@@ -489,7 +519,7 @@ mod tests {
             false,
         );
         assert!(
-            matches!(v.action, Some(Action::Refused { ref reason }) if reason.contains("outside")),
+            matches!(v.action, Some(Action::Refused { ref reason, .. }) if reason.contains("outside")),
             "{v:?}"
         );
         assert!(v.forget);
@@ -519,7 +549,7 @@ mod tests {
         );
         let v = judge(&loc("a"), &e, &OwnerState::Gone, &unmarked(2), false);
         assert!(
-            matches!(v.action, Some(Action::Refused { ref reason }) if reason.contains("someone else")),
+            matches!(v.action, Some(Action::Refused { ref reason, .. }) if reason.contains("someone else")),
             "{v:?}"
         );
     }
@@ -537,7 +567,7 @@ mod tests {
             false,
         );
         assert!(
-            matches!(v.action, Some(Action::Refused { ref reason }) if reason.contains("\"external-secrets\"")),
+            matches!(v.action, Some(Action::Refused { ref reason, .. }) if reason.contains("\"external-secrets\"")),
             "{v:?}"
         );
     }

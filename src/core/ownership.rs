@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::workload::Kind;
+
 /// `managed-by` is the key External Secrets Operator uses too, so two tools
 /// sharing a mount recognise each other's secrets.
 pub const MANAGED_BY_KEY: &str = "managed-by";
@@ -14,51 +16,99 @@ pub const MANAGED_BY_VALUE: &str = "vault-sync";
 /// The owner's cluster component of a run without `--cluster-name`; no
 /// named cluster may take it (see `cli::parse_cluster_name`).
 pub const DEFAULT_CLUSTER: &str = "default";
-/// `<cluster>/<namespace>/<deployment>`.
+/// `<cluster>/<namespace>/<name>` for a Deployment,
+/// `<cluster>/<namespace>/<Kind>/<name>` for other kinds.
 pub const OWNER_KEY: &str = "vault-sync.io/owner";
 /// Recorded at write time so it is honoured after the Deployment is gone.
 pub const PRESERVE_KEY: &str = "vault-sync.io/preserve-on-delete";
 
-/// The Deployment a path belongs to.
+/// The workload a path belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Owner {
     pub cluster: String,
     pub namespace: String,
-    pub deployment: String,
+    pub kind: Kind,
+    pub name: String,
 }
 
 impl Owner {
+    /// A Deployment (the first kind, and the one most tests speak of).
     pub fn new(
         cluster: impl Into<String>,
         namespace: impl Into<String>,
         deployment: impl Into<String>,
     ) -> Self {
+        Self::of(Kind::Deployment, cluster, namespace, deployment)
+    }
+
+    pub fn of(
+        kind: Kind,
+        cluster: impl Into<String>,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
         Self {
             cluster: cluster.into(),
             namespace: namespace.into(),
-            deployment: deployment.into(),
+            kind,
+            name: name.into(),
         }
     }
 
-    /// Parses `<cluster>/<namespace>/<deployment>`.
+    /// Parses `<cluster>/<namespace>/<name>` (a Deployment: what every
+    /// marker said before other kinds were read, so those keep working
+    /// with no migration) or `<cluster>/<namespace>/<Kind>/<name>`. No part
+    /// can hold a `/` (they are DNS names), so the two cannot be confused.
     pub fn parse(s: &str) -> Option<Self> {
-        let mut parts = s.splitn(3, '/');
-        let (c, n, d) = (parts.next()?, parts.next()?, parts.next()?);
-        if c.is_empty() || n.is_empty() || d.is_empty() || d.contains('/') {
+        let parts: Vec<&str> = s.split('/').collect();
+        let (c, n, kind, d) = match parts[..] {
+            [c, n, d] => (c, n, Kind::Deployment, d),
+            [c, n, k, d] => {
+                let kind = Kind::ALL.into_iter().find(|kind| kind.as_str() == k)?;
+                // One spelling per owner: a Deployment has no kind part.
+                if kind == Kind::Deployment {
+                    return None;
+                }
+                (c, n, kind, d)
+            }
+            _ => return None,
+        };
+        if c.is_empty() || n.is_empty() || d.is_empty() {
             return None;
         }
-        Some(Self::new(c, n, d))
+        Some(Self::of(kind, c, n, d))
     }
 
-    /// `namespace/deployment`, as kubectl users read it.
+    /// `namespace/name`, as kubectl users read it.
     pub fn short(&self) -> String {
-        format!("{}/{}", self.namespace, self.deployment)
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// `StatefulSet shop/db`: for messages.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.kind, self.short())
+    }
+
+    /// `StatefulSet prod/shop/db`: for messages that must name the cluster.
+    pub fn describe_qualified(&self) -> String {
+        format!(
+            "{} {}/{}/{}",
+            self.kind, self.cluster, self.namespace, self.name
+        )
     }
 }
 
 impl fmt::Display for Owner {
+    /// The marker form ([`Owner::parse`] reads it back).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.cluster, self.namespace, self.deployment)
+        match self.kind {
+            Kind::Deployment => write!(f, "{}/{}/{}", self.cluster, self.namespace, self.name),
+            kind => write!(
+                f,
+                "{}/{}/{kind}/{}",
+                self.cluster, self.namespace, self.name
+            ),
+        }
     }
 }
 
@@ -169,5 +219,25 @@ mod tests {
         assert_eq!(Owner::parse("c/n/d"), Some(Owner::new("c", "n", "d")));
         assert_eq!(Owner::parse("c/n/d/e"), None);
         assert_eq!(Owner::parse("c//d"), None);
+        assert_eq!(Owner::parse("c/n/Deployment/d"), None, "one spelling");
+        assert_eq!(Owner::parse("c/n/Pod/d"), None);
+        assert_eq!(Owner::parse("c/n/StatefulSet/d/e"), None);
+    }
+
+    #[test]
+    fn owners_of_each_kind_round_trip_and_differ() {
+        for kind in Kind::ALL {
+            let o = Owner::of(kind, "prod", "shop", "db");
+            assert_eq!(Owner::parse(&o.to_string()), Some(o.clone()), "{o}");
+        }
+        assert_eq!(Owner::new("prod", "shop", "db").to_string(), "prod/shop/db");
+        assert_eq!(
+            Owner::of(Kind::StatefulSet, "prod", "shop", "db").to_string(),
+            "prod/shop/StatefulSet/db"
+        );
+        assert_ne!(
+            Owner::of(Kind::StatefulSet, "prod", "shop", "db"),
+            Owner::of(Kind::Deployment, "prod", "shop", "db")
+        );
     }
 }

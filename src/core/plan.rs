@@ -110,10 +110,12 @@ pub enum Action {
     Keep {
         reason: String,
     },
-    /// A deletion vault-sync refuses (not provably ours, or over the
-    /// `--max-deletes` guard).
+    /// A write or deletion vault-sync refuses (not provably ours, over
+    /// the `--max-deletes` guard, or outside the allowed paths).
     Refused {
         reason: String,
+        /// Set when the refusal has an `error_type` of its own.
+        kind: Option<ErrorKind>,
     },
 }
 
@@ -269,6 +271,7 @@ impl Plan {
         for c in &mut self.changes {
             if let Action::Delete { reason, .. } = &c.action {
                 c.action = Action::Refused {
+                    kind: None,
                     reason: format!(
                         "{reason}; refused: this run would delete {deletes} paths, more than --max-deletes {max}. Review them with `vault-sync plan`, then rerun with --max-deletes {deletes}"
                     ),
@@ -476,7 +479,9 @@ fn diff_one(
             }
             Ownership::VaultSync { owner, .. } => {
                 return conflict(format!(
-                    "owned by vault-sync for Deployment {owner}; remove vault-sync.io/path from that Deployment first"
+                    "owned by vault-sync for {}; remove vault-sync.io/path from that {} first",
+                    owner.describe_qualified(),
+                    owner.kind
                 ));
             }
             Ownership::OtherManager(m) => {
@@ -516,7 +521,8 @@ fn diff_one(
             }
             Some(owner) => {
                 return conflict(format!(
-                    "owned by vault-sync for Deployment {owner} (KV v1 index)"
+                    "owned by vault-sync for {} (KV v1 index)",
+                    owner.describe_qualified()
                 ));
             }
             None => (false, false),
@@ -756,6 +762,7 @@ mod tests {
             },
             Action::Refused {
                 reason: String::new(),
+                kind: None,
             },
         ];
         let mut names: Vec<&str> = all.iter().map(Action::name).collect();
@@ -1079,7 +1086,7 @@ mod tests {
         assert!(p.has_failures());
         assert!(!p.has_changes());
         assert!(
-            matches!(&p.changes[0].action, Action::Refused { reason } if reason.contains("--max-deletes 2"))
+            matches!(&p.changes[0].action, Action::Refused { reason, .. } if reason.contains("--max-deletes 2"))
         );
     }
 

@@ -273,14 +273,16 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                     match &result {
                         Ok(()) => tracing::info!(
                             namespace = change.owner.namespace.as_str(),
-                            deployment = change.owner.deployment.as_str(),
+                            kind = change.owner.kind.as_str(),
+                            deployment = change.owner.name.as_str(),
                             path = change.path.as_str(),
                             action = change.action.name(),
                             "applied"
                         ),
                         Err(e) => tracing::error!(
                             namespace = change.owner.namespace.as_str(),
-                            deployment = change.owner.deployment.as_str(),
+                            kind = change.owner.kind.as_str(),
+                            deployment = change.owner.name.as_str(),
                             path = change.path.as_str(),
                             action = change.action.name(),
                             error_type = e.metric_label(),

@@ -19,9 +19,11 @@ use crate::core::desired::{self, SecretFetch};
 use crate::core::error_kind::ErrorKind;
 use crate::core::index::Index;
 use crate::core::ownership::Owner;
+use crate::core::path_rules::PathRules;
 use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, Problem};
 use crate::core::vault_path::KvLocation;
-use crate::k8s::{self, DeploymentView, KubeError, Listing};
+use crate::core::workload::Kind;
+use crate::k8s::{self, KubeError, Listing, WorkloadView};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::vault::VaultError;
@@ -38,6 +40,10 @@ pub struct Scope {
     pub cluster_prefix: Option<String>,
     pub namespaces: Vec<String>,
     pub selector: Option<String>,
+    /// The workload kinds read (`--kinds`).
+    pub kinds: Vec<Kind>,
+    /// Which paths each namespace may write (`--allow-path`; empty: any).
+    pub rules: PathRules,
     pub concurrency: usize,
     /// Locations read, planned and written together (`--batch-size`).
     pub batch_size: usize,
@@ -182,7 +188,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let clock = Clock::start();
         let listing = self.list(progress).await;
         clock.phase("listing");
-        let (parsed, problems, mounts) = self.parse_and_locate(&listing.deployments).await;
+        let (parsed, problems, mounts) = self.parse_and_locate(&listing.workloads).await;
         self.stop_if_fatal()?;
         clock.phase("mount lookups");
         let mut errors = Vec::new();
@@ -233,10 +239,14 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
 
     /// Phase 1: the annotated Deployments in scope.
     async fn list(&self, progress: &impl Reporter) -> Listing {
-        let bar = progress.spinner("listing Deployments");
+        let bar = progress.spinner("listing workloads");
         let listing = self
             .kube
-            .list_deployments(&self.scope.namespaces, self.scope.selector.as_deref())
+            .list_workloads(
+                &self.scope.kinds,
+                &self.scope.namespaces,
+                self.scope.selector.as_deref(),
+            )
             .await;
         bar.finish();
         for failure in &listing.failures {
@@ -252,14 +262,16 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// reads and Vault reads then run at the same time.
     async fn parse_and_locate<'a>(
         &self,
-        deployments: &'a [DeploymentView],
+        workloads: &'a [WorkloadView],
     ) -> (Vec<Parsed<'a>>, Vec<Problem>, Mounts) {
-        let (mut parsed, raw_paths, problems) = self.parse(deployments);
+        let (mut parsed, raw_paths, problems) = self.parse(workloads);
         let mounts = self.look_up_mounts(raw_paths.iter().flatten()).await;
         for (p, raw) in parsed.iter_mut().zip(&raw_paths) {
+            // A path outside the namespace's allowed paths is not even read.
             p.locations = raw
                 .iter()
                 .filter_map(|raw| mounts.locate(raw).and_then(Result::ok))
+                .filter(|l| self.allowed(&p.workload.namespace, l).is_ok())
                 .collect();
         }
         (parsed, problems, mounts)
@@ -366,7 +378,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .flat_map(|p| {
                 p.secrets
                     .iter()
-                    .map(|s| (p.deployment.namespace.clone(), s.clone()))
+                    .map(|s| (p.workload.namespace.clone(), s.clone()))
             })
             .collect();
         let locations: BTreeSet<KvLocation> = members
@@ -421,7 +433,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// entries to drop from the index after the deletions. Nothing is
     /// judged without a usable index, after an incomplete listing, or
     /// after a stop request (the batches left were neither read nor
-    /// planned).
+    /// planned). An incomplete listing holds only the kinds it failed on.
     async fn judge_orphans(
         &self,
         listing: &Listing,
@@ -436,7 +448,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             ));
             return BTreeSet::new();
         }
-        let (true, true, Some(state)) = (self.scope.prune, listing.complete, index) else {
+        let (true, Some(state)) = (self.scope.prune, index) else {
             return BTreeSet::new();
         };
         let Gathered {
@@ -452,12 +464,20 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 .map(|c| c.owner.clone()),
         );
         let listed: BTreeSet<Owner> = listing
-            .deployments
+            .workloads
             .iter()
-            .map(|d| Owner::new(&self.scope.cluster, &d.namespace, &d.name))
+            .map(|w| Owner::of(w.kind, &self.scope.cluster, &w.namespace, &w.name))
+            .collect();
+        // Only owners of a kind listed in full this run are judged.
+        let judged: Vec<Kind> = self
+            .scope
+            .kinds
+            .iter()
+            .copied()
+            .filter(|k| !listing.incomplete.contains(k))
             .collect();
         let findings = self
-            .find_orphans(&state.index, desired, held, &listed)
+            .find_orphans(&state.index, desired, held, &listed, &judged)
             .await;
         changes.extend(findings.changes);
         findings.forget
@@ -477,10 +497,10 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let mut problems = Vec::new();
         for p in members {
             let secrets = NamespaceSecrets {
-                namespace: &p.deployment.namespace,
+                namespace: &p.workload.namespace,
                 all: fetched,
             };
-            let outcome = desired::desire(&p.owner, &p.spec, &p.deployment.references, &secrets);
+            let outcome = desired::desire(&p.owner, &p.spec, &p.workload.references, &secrets);
             if outcome.hold_existing {
                 gathered.held.insert(p.owner.clone());
             }
@@ -491,7 +511,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                     path: path.map(|raw| mounts.display(&raw)),
                     secret: Some(e.secret().to_owned()),
                     kind: e.kind(),
-                    message: format!("Deployment {}: {e}", p.owner.short()),
+                    message: format!("{}: {e}", p.owner.describe()),
                 });
             }
             gathered
@@ -502,10 +522,23 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 }));
             for d in outcome.paths {
                 match mounts.resolve(d) {
-                    Ok(l) => {
-                        gathered.desired.insert(l.location.clone());
-                        located.push(l);
-                    }
+                    Ok(l) => match self.allowed(&p.workload.namespace, &l.location) {
+                        Ok(()) => {
+                            gathered.desired.insert(l.location.clone());
+                            located.push(l);
+                        }
+                        Err(reason) => gathered.changes.push(Change {
+                            path: l.location.to_string(),
+                            location: Some(l.location),
+                            owner: p.owner.clone(),
+                            action: Action::Refused {
+                                reason,
+                                kind: Some(ErrorKind::OutsideAllowedPaths),
+                            },
+                            write: None,
+                            preserve_on_delete: l.desired.preserve_on_delete,
+                        }),
+                    },
                     Err(problem) => problems.push(*problem),
                 }
             }
@@ -538,7 +571,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .map(|owner| async move {
                 let gone = matches!(
                     self.kube
-                        .deployment(&owner.namespace, &owner.deployment)
+                        .workload(owner.kind, &owner.namespace, &owner.name)
                         .await,
                     Ok(WorkloadState::Gone)
                 );
@@ -548,6 +581,13 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .filter_map(|o| async move { o })
             .collect()
             .await
+    }
+
+    /// Whether a workload in `namespace` may write `location`.
+    fn allowed(&self, namespace: &str, location: &KvLocation) -> Result<(), String> {
+        self.scope
+            .rules
+            .allows(namespace, location, self.scope.cluster_prefix.as_deref())
     }
 
     fn count_desire_errors(&self, errors: &[(Option<String>, desired::DesiredError)]) {
@@ -589,6 +629,6 @@ fn vault_problem(owner: &Owner, raw_path: &str, e: &VaultError) -> Problem {
         path: Some(raw_path.to_owned()),
         secret: None,
         kind: e.kind(),
-        message: format!("Deployment {}: {e}", owner.short()),
+        message: format!("{}: {e}", owner.describe()),
     }
 }

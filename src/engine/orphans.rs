@@ -14,6 +14,7 @@ use crate::core::orphans::{self, OrphanScope, OwnerState, PathState};
 use crate::core::ownership::Owner;
 use crate::core::plan::{self, Change, Located, Observed};
 use crate::core::vault_path::{self, KvLocation, KvVersion};
+use crate::core::workload::Kind;
 use crate::vault::VaultError;
 
 /// The index as read at the start of a run.
@@ -302,11 +303,14 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         desired: &BTreeSet<KvLocation>,
         held: &BTreeSet<Owner>,
         listed: &BTreeSet<Owner>,
+        kinds: &[Kind],
     ) -> OrphanFindings {
         let scope = OrphanScope {
             cluster: &self.scope.cluster,
             namespaces: &self.scope.namespaces,
             prefix: self.scope.cluster_prefix.as_deref(),
+            kinds,
+            rules: &self.scope.rules,
         };
         let candidates = orphans::candidates(index, desired, held, &scope);
         if candidates.is_empty() {
@@ -319,7 +323,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .map(|owner| async move {
                 let state = match self
                     .kube
-                    .deployment(&owner.namespace, &owner.deployment)
+                    .workload(owner.kind, &owner.namespace, &owner.name)
                     .await
                 {
                     Ok(WorkloadState::Gone) => OwnerState::Gone,

@@ -18,6 +18,7 @@ use crate::core::index::IndexRead;
 use crate::core::ownership::PathMetadata;
 use crate::core::plan::{Observed, Write};
 use crate::core::vault_path::{KvLocation, Mount};
+use crate::core::workload::Kind;
 use crate::k8s::{KubeError, Listing};
 use crate::vault::VaultError;
 
@@ -32,8 +33,14 @@ pub enum WorkloadState {
 
 /// Kubernetes, as the engine reads it.
 pub trait Cluster {
-    /// The annotated Deployments of `namespaces` (all when empty), paged.
-    async fn list_deployments(&self, namespaces: &[String], selector: Option<&str>) -> Listing;
+    /// The annotated workloads of `kinds` in `namespaces` (all when
+    /// empty), paged.
+    async fn list_workloads(
+        &self,
+        kinds: &[Kind],
+        namespaces: &[String],
+        selector: Option<&str>,
+    ) -> Listing;
     /// One Secret.
     async fn get_secret(&self, namespace: &str, name: &str) -> SecretFetch;
     /// The Secrets `names` of one namespace, by paged LISTs.
@@ -42,8 +49,13 @@ pub trait Cluster {
         namespace: &str,
         names: &BTreeSet<String>,
     ) -> Result<BTreeMap<String, SecretFetch>, KubeError>;
-    /// Whether a Deployment exists now (one GET).
-    async fn deployment(&self, namespace: &str, name: &str) -> Result<WorkloadState, KubeError>;
+    /// Whether a workload exists now (one GET).
+    async fn workload(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<WorkloadState, KubeError>;
 }
 
 /// Vault's KV engines, as the engine reads and writes them.

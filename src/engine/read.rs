@@ -17,11 +17,11 @@ use crate::core::vault_path::{self, KvLocation, MountTable};
 use crate::k8s;
 use crate::vault::VaultError;
 
-/// One annotated Deployment after parsing, before any Secret is read.
+/// One annotated workload after parsing, before any Secret is read.
 pub(super) struct Parsed<'a> {
     pub owner: Owner,
     pub spec: annotations::SyncSpec,
-    pub deployment: &'a k8s::DeploymentView,
+    pub workload: &'a k8s::WorkloadView,
     /// Secrets to read (none when reconcile is off).
     pub secrets: Vec<String>,
     /// Locations it can want, for the Vault reads and for batching.
@@ -67,7 +67,7 @@ impl Mounts {
                 path: Some(d.raw_path.clone()),
                 secret: None,
                 kind: ErrorKind::InvalidPath,
-                message: format!("Deployment {}: {e}", d.owner.short()),
+                message: format!("{}: {e}", d.owner.describe()),
             })),
             (Some(e), None) => Err(Box::new(vault_problem(&d.owner, &d.raw_path, e))),
             (None, None) => Err(Box::new(Problem {
@@ -76,8 +76,8 @@ impl Mounts {
                 secret: None,
                 kind: ErrorKind::Unknown,
                 message: format!(
-                    "Deployment {}: the mount of {} was not looked up",
-                    d.owner.short(),
+                    "{}: the mount of {} was not looked up",
+                    d.owner.describe(),
                     d.raw_path
                 ),
             })),
@@ -90,13 +90,13 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// the raw paths each can want (same order), and the annotation errors.
     pub(super) fn parse<'a>(
         &self,
-        deployments: &'a [k8s::DeploymentView],
+        workloads: &'a [k8s::WorkloadView],
     ) -> (Vec<Parsed<'a>>, Vec<Vec<String>>, Vec<Problem>) {
         let mut parsed = Vec::new();
         let mut raw_paths_of = Vec::new();
         let mut problems = Vec::new();
-        for d in deployments {
-            let owner = Owner::new(&self.scope.cluster, &d.namespace, &d.name);
+        for d in workloads {
+            let owner = Owner::of(d.kind, &self.scope.cluster, &d.namespace, &d.name);
             match annotations::parse(&d.annotations) {
                 Ok(Some(spec)) => {
                     let refs = desired::required_secrets(&spec, &d.references);
@@ -117,7 +117,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                     parsed.push(Parsed {
                         owner,
                         spec,
-                        deployment: d,
+                        workload: d,
                         secrets,
                         locations: Vec::new(),
                     });
@@ -134,10 +134,10 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                         .inc();
                     problems.push(Problem {
                         path: d.annotations.get(annotations::PATH).cloned(),
+                        message: format!("{}: {e}", owner.describe()),
                         owner,
                         secret: None,
                         kind: e.kind(),
-                        message: format!("Deployment {}/{}: {e}", d.namespace, d.name),
                     });
                 }
             }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::ser::{SerializeSeq, Serializer};
 
 use super::Report;
+use crate::core::error_kind::ErrorKind;
 use crate::core::ownership::Owner;
 use crate::core::plan::{Action, Change};
 
@@ -38,9 +39,11 @@ pub fn write(report: &Report<'_>, out: impl io::Write) -> serde_json::Result<()>
             .notes
             .iter()
             .map(|n| NoteOut {
-                deployment: &n.owner.deployment,
+                deployment: &n.owner.name,
+                kind: n.owner.kind.as_str(),
                 message: &n.message,
                 namespace: &n.owner.namespace,
+                workload: &n.owner.name,
             })
             .collect(),
         // Through a `Value` (a small, sorted map) to keep its key order.
@@ -68,9 +71,13 @@ struct RunError<'a> {
 
 #[derive(Serialize)]
 struct NoteOut<'a> {
+    /// The workload's name, whatever its kind (kept from when only
+    /// Deployments were read; `workload` says the same).
     deployment: &'a str,
+    kind: &'static str,
     message: &'a str,
     namespace: &'a str,
+    workload: &'a str,
 }
 
 /// The changes, serialized one at a time.
@@ -106,6 +113,8 @@ struct ChangeOut<'a> {
     error_type: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     keys: Option<Keys<'a>>,
+    /// The owning workload's kind (`Deployment`, `StatefulSet`, ...).
+    kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     kv_version: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,16 +134,20 @@ struct ChangeOut<'a> {
     result: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<&'a str>,
+    /// The owning workload's name (`deployment` says the same, kept from
+    /// when only Deployments were read).
+    workload: &'a str,
 }
 
 fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<'a> {
     let mut out = ChangeOut {
         action: c.action.name(),
         cluster: &c.owner.cluster,
-        deployment: &c.owner.deployment,
+        deployment: &c.owner.name,
         destroy: None,
         error_type: None,
         keys: None,
+        kind: c.owner.kind.as_str(),
         kv_version: c.location.as_ref().map(|l| l.version.as_u8()),
         message: None,
         metadata_only: None,
@@ -145,6 +158,7 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
         reason: None,
         result: None,
         secret: None,
+        workload: &c.owner.name,
     };
     match &c.action {
         Action::Create { keys } => {
@@ -170,8 +184,12 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
             out.previous_owner = previous_owner.as_ref().map(Owner::short);
         }
         Action::Unchanged => {}
-        Action::Conflict { reason } | Action::Keep { reason } | Action::Refused { reason } => {
+        Action::Conflict { reason } | Action::Keep { reason } => {
             out.reason = Some(reason);
+        }
+        Action::Refused { reason, kind } => {
+            out.reason = Some(reason);
+            out.error_type = kind.map(ErrorKind::label);
         }
         Action::Delete {
             reason, destroy, ..

@@ -42,7 +42,7 @@ fn detail(action: &Action) -> String {
             }
             let mut parts = Vec::new();
             if let Some(previous) = previous_owner {
-                parts.push(format!("owner {} is gone: taken over", previous.short()));
+                parts.push(format!("owner {} is gone: taken over", previous.describe()));
             }
             if !added.is_empty() {
                 parts.push(format!("+ {}", list(added)));
@@ -58,9 +58,9 @@ fn detail(action: &Action) -> String {
         Action::Unchanged => String::new(),
         Action::Conflict { reason } => reason.clone(),
         Action::Error { message, .. } => message.clone(),
-        Action::Delete { reason, .. } | Action::Keep { reason } | Action::Refused { reason } => {
-            reason.clone()
-        }
+        Action::Delete { reason, .. }
+        | Action::Keep { reason }
+        | Action::Refused { reason, .. } => reason.clone(),
     }
 }
 
@@ -96,7 +96,7 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
     table
         .load_style(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(vec!["", "PATH", "DEPLOYMENT", "ACTION", "DETAIL"]);
+        .set_header(vec!["", "PATH", "WORKLOAD", "ACTION", "DETAIL"]);
     if !colour {
         table.force_no_tty();
     } else {
@@ -131,7 +131,7 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
         table.add_row(vec![
             sym_cell,
             Cell::new(printable(&change.path)),
-            Cell::new(printable(&change.owner.short())),
+            Cell::new(printable(&change.owner.describe())),
             Cell::new(action),
             Cell::new(printable(&detail)),
         ]);

@@ -682,7 +682,8 @@ pub async fn restricted_service_account(home: &TestNs) -> String {
     let role: Role = serde_json::from_value(json!({
         "metadata": {"name": "restricted"},
         "rules": [
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["get", "list"]},
+            {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get", "list"]},
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
         ],
     }))

@@ -29,6 +29,15 @@ use crate::harness::{
 };
 use crate::stack::service_account_token;
 
+/// Every workload kind vault-sync reads: `list` and `get` on each, no more.
+const WORKLOADS: &[(&str, &str)] = &[
+    ("apps", "deployments"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+];
+
 /// The manifests under test, as shipped.
 const MANIFESTS: &[&str] = &["cronjob/base/serviceaccount.yaml", "cronjob/rbac.yaml"];
 
@@ -60,13 +69,19 @@ async fn plan_run_check_prune_with_the_shipped_rbac_and_policy_only() {
     let checks = report["checks"].as_array().expect("checks array");
     let failed: Vec<_> = checks.iter().filter(|c| c["ok"] != true).collect();
     assert!(failed.is_empty(), "failed checks: {failed:?}\n{check}");
-    for name in [
-        format!("kubernetes: may list deployments in namespace {}", ns.name),
-        format!("kubernetes: may get deployments in namespace {}", ns.name),
+    let mut expected: Vec<String> = WORKLOADS
+        .iter()
+        .flat_map(|(_, resource)| {
+            ["list", "get"]
+                .map(|verb| format!("kubernetes: may {verb} {resource} in namespace {}", ns.name))
+        })
+        .collect();
+    expected.extend([
         format!("kubernetes: may get secrets in namespace {}", ns.name),
         "vault: login (kubernetes)".to_owned(),
         "vault: policy capabilities".to_owned(),
-    ] {
+    ]);
+    for name in expected {
         assert!(
             checks.iter().any(|c| c["name"] == name.as_str()),
             "no check named {name:?}\n{check}"
@@ -132,7 +147,11 @@ async fn plan_run_check_prune_with_the_shipped_rbac_and_policy_only() {
     // and cannot enumerate Secrets.
     let reviewer = sa.kube_client().await;
     let mut denied = Vec::new();
-    for (group, resource) in [("apps", "deployments"), ("", "secrets"), ("", "configmaps")] {
+    for (group, resource) in WORKLOADS
+        .iter()
+        .copied()
+        .chain([("", "secrets"), ("", "configmaps")])
+    {
         for verb in ["create", "update", "patch", "delete"] {
             denied.push((verb, group, resource, Some(ns.name.as_str())));
         }
@@ -148,11 +167,11 @@ async fn plan_run_check_prune_with_the_shipped_rbac_and_policy_only() {
         );
     }
     // Sanity: the reviews do answer `true` for what it needs.
-    for (verb, group, resource) in [
-        ("list", "apps", "deployments"),
-        ("get", "apps", "deployments"),
-        ("get", "", "secrets"),
-    ] {
+    for (verb, group, resource) in WORKLOADS
+        .iter()
+        .flat_map(|&(group, resource)| [("list", group, resource), ("get", group, resource)])
+        .chain([("get", "", "secrets")])
+    {
         assert!(
             allowed(&reviewer, verb, group, resource, Some(&ns.name)).await,
             "ServiceAccount vault-sync/vault-sync may not {verb} {resource}"

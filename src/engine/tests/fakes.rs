@@ -15,8 +15,9 @@ use crate::core::plan::{Observed, ObservedSecret, Write};
 use crate::core::references::SecretReference;
 use crate::core::value::ValueDigest;
 use crate::core::vault_path::{KvLocation, KvVersion, Mount};
+use crate::core::workload::Kind;
 use crate::engine::ports::{Cluster, Reporter, SecretStore, Stage, WorkloadState};
-use crate::k8s::{DeploymentView, KubeError, Listing};
+use crate::k8s::{KubeError, Listing, WorkloadView};
 use crate::vault::VaultError;
 
 // --- Kubernetes ---------------------------------------------------------------
@@ -28,14 +29,27 @@ pub struct FakeCluster {
 
 #[derive(Default)]
 struct ClusterState {
-    deployments: BTreeMap<(String, String), DeploymentView>,
+    workloads: BTreeMap<(Kind, String, String), WorkloadView>,
     secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
 }
 
 impl FakeCluster {
-    /// An annotated Deployment whose pod template references `secrets`.
+    /// A Deployment whose pod template references `secrets`.
     pub fn deployment(&self, ns: &str, name: &str, annotations: &[(&str, &str)], secrets: &[&str]) {
-        let view = DeploymentView {
+        self.workload(Kind::Deployment, ns, name, annotations, secrets);
+    }
+
+    /// A workload of `kind` whose pod template references `secrets`.
+    pub fn workload(
+        &self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        annotations: &[(&str, &str)],
+        secrets: &[&str],
+    ) {
+        let view = WorkloadView {
+            kind,
             namespace: ns.into(),
             name: name.into(),
             annotations: annotations
@@ -51,12 +65,18 @@ impl FakeCluster {
                 .collect(),
         };
         self.lock()
-            .deployments
-            .insert((ns.into(), name.into()), view);
+            .workloads
+            .insert((kind, ns.into(), name.into()), view);
     }
 
     pub fn delete_deployment(&self, ns: &str, name: &str) {
-        self.lock().deployments.remove(&(ns.into(), name.into()));
+        self.delete_workload(Kind::Deployment, ns, name);
+    }
+
+    pub fn delete_workload(&self, kind: Kind, ns: &str, name: &str) {
+        self.lock()
+            .workloads
+            .remove(&(kind, ns.into(), name.into()));
     }
 
     pub fn secret(&self, ns: &str, name: &str, data: &[(&str, &str)]) {
@@ -73,18 +93,24 @@ impl FakeCluster {
 }
 
 impl Cluster for FakeCluster {
-    async fn list_deployments(&self, namespaces: &[String], _selector: Option<&str>) -> Listing {
-        let deployments = self
+    async fn list_workloads(
+        &self,
+        kinds: &[Kind],
+        namespaces: &[String],
+        _selector: Option<&str>,
+    ) -> Listing {
+        let workloads = self
             .lock()
-            .deployments
+            .workloads
             .values()
-            .filter(|d| d.annotations.contains_key(annotations::PATH))
-            .filter(|d| namespaces.is_empty() || namespaces.contains(&d.namespace))
+            .filter(|w| kinds.contains(&w.kind))
+            .filter(|w| w.annotations.contains_key(annotations::PATH))
+            .filter(|w| namespaces.is_empty() || namespaces.contains(&w.namespace))
             .cloned()
             .collect();
         Listing {
-            deployments,
-            complete: true,
+            workloads,
+            incomplete: BTreeSet::new(),
             failures: Vec::new(),
             requests: 1,
         }
@@ -109,19 +135,19 @@ impl Cluster for FakeCluster {
         Ok(found)
     }
 
-    async fn deployment(&self, namespace: &str, name: &str) -> Result<WorkloadState, KubeError> {
-        Ok(
-            match self
-                .lock()
-                .deployments
-                .get(&(namespace.into(), name.into()))
-            {
-                None => WorkloadState::Gone,
-                Some(d) => WorkloadState::Exists {
-                    annotated: d.annotations.contains_key(annotations::PATH),
-                },
+    async fn workload(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<WorkloadState, KubeError> {
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        Ok(match self.lock().workloads.get(&key) {
+            None => WorkloadState::Gone,
+            Some(w) => WorkloadState::Exists {
+                annotated: w.annotations.contains_key(annotations::PATH),
             },
-        )
+        })
     }
 }
 

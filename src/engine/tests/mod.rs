@@ -16,6 +16,7 @@ use crate::core::error_kind::ErrorKind;
 use crate::core::index;
 use crate::core::ownership::{self, OWNER_KEY, Owner};
 use crate::core::plan::Action;
+use crate::core::workload::Kind;
 use crate::k8s::SecretReads;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -39,6 +40,8 @@ impl World {
             cluster_prefix: None,
             namespaces: Vec::new(),
             selector: None,
+            kinds: Kind::ALL.to_vec(),
+            rules: Default::default(),
             concurrency: 4,
             batch_size: 500,
             read_secrets: SecretReads::Get,
@@ -276,7 +279,7 @@ async fn the_delete_guard_refuses_every_deletion_over_the_limit() {
     let (prepared, applied) = w.run().await;
     assert!(
         prepared.plan.changes.iter().all(
-            |c| matches!(&c.action, Action::Refused { reason } if reason.contains("--max-deletes"))
+            |c| matches!(&c.action, Action::Refused { reason, .. } if reason.contains("--max-deletes"))
         ),
         "{:?}",
         prepared.plan.changes
@@ -476,4 +479,94 @@ async fn a_stop_request_reads_no_further_batch_and_deletes_nothing() {
     );
     assert!(!actions(&prepared).values().any(|a| *a == "delete"));
     assert_eq!(w.vault().take_writes(), Vec::new());
+}
+
+#[tokio::test]
+async fn every_workload_kind_syncs_and_is_pruned_by_its_own_kind() {
+    let w = World::new();
+    for (kind, name) in [
+        (Kind::StatefulSet, "db"),
+        (Kind::DaemonSet, "agent"),
+        (Kind::Job, "migrate"),
+        (Kind::CronJob, "report"),
+    ] {
+        let path = format!("secret/{name}");
+        w.kube().workload(kind, NS, name, &[(PATH, &path)], &[name]);
+        w.kube().secret(NS, name, &[("k", "v")]);
+    }
+    let (prepared, applied) = w.run().await;
+    assert!(applied.failures.is_empty());
+    assert_eq!(
+        prepared.plan.summary().create,
+        4,
+        "{:?}",
+        actions(&prepared)
+    );
+    assert_eq!(
+        marker_owner(&w, "secret/db/db"),
+        Some("default/shop/StatefulSet/db".to_owned())
+    );
+    assert_eq!(w.index()["secret/report/report"].owner.kind, Kind::CronJob);
+
+    // A Deployment of the same name is another owner: it does not keep
+    // the StatefulSet's path alive, and the StatefulSet's deletion prunes it.
+    w.app("db", &["other"]);
+    w.kube().delete_workload(Kind::StatefulSet, NS, "db");
+    let (prepared, _) = w.run().await;
+    assert_eq!(actions(&prepared)["secret/db/db"], "delete");
+    assert_eq!(actions(&prepared)["secret/report/report"], "unchanged");
+}
+
+#[tokio::test]
+async fn a_kind_left_out_is_neither_synced_nor_judged() {
+    let mut w = World::new();
+    w.kube()
+        .workload(Kind::StatefulSet, NS, "db", &[(PATH, "secret/db")], &["db"]);
+    w.kube().secret(NS, "db", &[("k", "v")]);
+    w.run().await;
+    // `--kinds Deployment`: the StatefulSet is not read, and its path is
+    // not an orphan, even once the StatefulSet is gone (this run cannot
+    // know).
+    w.engine.scope.kinds = vec![Kind::Deployment];
+    w.kube().delete_workload(Kind::StatefulSet, NS, "db");
+    w.vault().take_writes();
+    let (prepared, _) = w.run().await;
+    assert!(
+        prepared.plan.changes.is_empty(),
+        "{:?}",
+        prepared.plan.changes
+    );
+    assert_eq!(w.vault().take_writes(), Vec::new());
+    assert!(w.index().contains_key("secret/db/db"));
+}
+
+#[tokio::test]
+async fn path_rules_keep_a_namespace_in_its_lane() {
+    let rules: Vec<crate::core::path_rules::PathRule> =
+        vec!["*=secret/apps/{namespace}/".parse().expect("rule")];
+    let w = World::with(|s| s.rules = crate::core::path_rules::PathRules::new(rules));
+    w.kube()
+        .deployment(NS, "ok", &[(PATH, "secret/apps/shop")], &["db"]);
+    w.kube()
+        .deployment(NS, "squatter", &[(PATH, "secret/apps/team-b")], &["db"]);
+    w.kube().secret(NS, "db", &[("k", "v")]);
+    let (prepared, _) = w.run().await;
+    let change = prepared
+        .plan
+        .changes
+        .iter()
+        .find(|c| c.path == "secret/apps/team-b/db")
+        .expect("the squatter's path");
+    assert!(
+        matches!(&change.action, Action::Refused { kind: Some(ErrorKind::OutsideAllowedPaths), reason } if reason.contains("secret/apps/shop/")),
+        "{:?}",
+        change.action
+    );
+    assert!(prepared.has_failures());
+    assert!(
+        w.vault().get("secret/apps/team-b/db").is_none(),
+        "written nowhere"
+    );
+    assert!(w.vault().get("secret/apps/shop/db").is_some());
+    assert!(!w.index().contains_key("secret/apps/team-b/db"));
 }
