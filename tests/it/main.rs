@@ -9,6 +9,7 @@
 //! suite runs in parallel. `IT_KEEP=1` keeps each test's namespace and Vault
 //! paths for inspection.
 
+mod alerts;
 mod completions;
 mod faults;
 mod fixtures;
