@@ -130,7 +130,7 @@ pub enum AnnotationError {
 }
 
 impl AnnotationError {
-    /// Label for `vault_sync_config_parse_errors_total{error_type}`.
+    /// Label for `vault_sync_last_run_config_parse_errors{error_type}`.
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::Path(_) => "invalid_path",
