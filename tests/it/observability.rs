@@ -1108,7 +1108,37 @@ async fn metrics_file_is_exposition_format() {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     assert_eq!(left, vec![file.clone()], "files in the metrics dir");
-    ns.assert_no_leak(&[&text, &api_text]);
+
+    // A failed run rewrites the file with the previous last success.
+    let success = file_value(&families, "vault_sync_last_success_timestamp_seconds", &[]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    ns.deployment(
+        "broken",
+        &[(PATH, &ns.path("secret", "broken"))],
+        &PodRefs::new().env_from("missing"),
+    )
+    .await;
+    let failed = ns.cli(&["run", "--metrics-file", &file_arg]).await;
+    failed.assert_code(1);
+    let failed_text = std::fs::read_to_string(&file).expect("metrics file");
+    let failed_families = parse_exposition(&failed_text);
+    assert_eq!(
+        file_value(
+            &failed_families,
+            "vault_sync_last_success_timestamp_seconds",
+            &[]
+        ),
+        success,
+        "a failed run moved or dropped the file's last success:\n{failed_text}"
+    );
+    assert!(
+        file_value(
+            &failed_families,
+            "vault_sync_last_run_timestamp_seconds",
+            &[]
+        ) > success + 1.0
+    );
+    ns.assert_no_leak(&[&text, &api_text, &failed_text]);
     group.delete().await;
 }
 
