@@ -333,14 +333,24 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a duration like 30s, 2m or 1h30m"))
 }
 
+/// A Prometheus label name, and not one of the grouping key's own labels
+/// (`job`, `cluster`, `command`: vault-sync sets them, and a second value
+/// would make a different group or none).
 fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
+        Some(("job" | "cluster" | "command", _)) => Err(format!(
+            "{s:?}: job, cluster and command are already in the grouping key (set the cluster with --cluster-name)"
+        )),
         Some((k, v))
-            if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            if k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && !k.starts_with("__")
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
         {
             Ok((k.to_owned(), v.to_owned()))
         }
-        _ => Err(format!("{s:?} is not NAME=VALUE")),
+        _ => Err(format!(
+            "{s:?} is not NAME=VALUE with a Prometheus label name"
+        )),
     }
 }
 

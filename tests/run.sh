@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (CI runs it through .ci/run): installs and starts the
-# real local stack (kube-apiserver + etcd, OpenBao, Pushgateway), then runs
-# rustfmt, clippy and the whole test suite against it, and stops the stack on
-# exit, success or failure.
+# real local stack (kube-apiserver + etcd, OpenBao, Pushgateway), checks and
+# unit-tests the alert rules with promtool, then runs rustfmt, clippy and the
+# whole test suite against the stack, and stops the stack on exit, success or
+# failure.
 #
 # A stack that was already running before this script started (a developer's
 # tests/stack/up.sh) is reused and left running; set VAULT_SYNC_KEEP_STACK=1 to
@@ -56,6 +57,20 @@ tests/stack/up.sh
 # variables visible to every cargo step.
 # shellcheck source=/dev/null
 . tests/stack/.env
+
+section "alert rules: promtool check rules, promtool test rules"
+promtool --version | head -1
+# The PrometheusRule must be what generate.sh makes of alerts.yaml.
+cronjob/monitoring/generate.sh --check
+promtool check rules cronjob/monitoring/alerts.yaml
+# The PrometheusRule's spec is a rules file too: check it as one.
+rule_spec="$(mktemp --suffix=.yaml)"
+sed -n '/^spec:/,$p' cronjob/monitoring/prometheusrule.yaml | sed '1d; s/^  //' >"$rule_spec"
+promtool check rules "$rule_spec"
+rm -f "$rule_spec"
+for t in cronjob/monitoring/*test*.yaml; do
+  promtool test rules "$t"
+done
 
 section "cargo fmt --check"
 cargo fmt --all -- --check

@@ -18,7 +18,7 @@ use crate::core::path_rules::PathRules;
 use crate::core::plan::{Action, Plan};
 use crate::engine::{Applied, Engine, IndexFailure, Prepared, Scope};
 use crate::k8s::{self, KubeError};
-use crate::metrics::Metrics;
+use crate::metrics::{LAST_SUCCESS, Metrics};
 use crate::render::progress::Progress;
 use crate::render::{self, Report};
 use crate::shutdown::Shutdown;
@@ -183,14 +183,19 @@ async fn sync(global: &GlobalArgs, mode: &Mode) -> Result<Exit, CommandError> {
     let stopped = shutdown.requested().is_some();
     let succeeded = !stopped && matches!(outcome, Ok(Exit::Success | Exit::Changes));
     if let Err(e) = &outcome {
-        metrics.count_vault_error(e.metric_label());
+        // The failure that stopped the run is one of its errors.
+        metrics.count_error(if stopped {
+            ErrorKind::Interrupted
+        } else {
+            e.kind()
+        });
     }
     let push = match mode {
         Mode::Plan(a) => a.push_metrics,
         Mode::Run(_) | Mode::Prune(_) => true,
     };
     if push {
-        let pushed = publish_metrics(global, &metrics, started, succeeded).await;
+        let pushed = publish_metrics(global, mode.name(), &metrics, started, succeeded).await;
         if let Err(e) = &pushed {
             if global.require_push && outcome.is_ok() && !stopped {
                 tracing::error!("{e}");
@@ -280,14 +285,7 @@ async fn sync_inner(
             Some(engine.apply(&mut prepared, &progress).await)
         }
     };
-    record_plan(
-        metrics,
-        &prepared.plan,
-        &applied
-            .as_ref()
-            .map(|a| a.failures.clone())
-            .unwrap_or_default(),
-    );
+    record_run(metrics, &prepared, applied.as_ref());
     report(&prepared, applied.as_ref());
 
     let failed = prepared.has_failures()
@@ -406,12 +404,20 @@ fn log_problems(plan: &Plan) {
     }
 }
 
-/// Per-Deployment results and per-action path counts.
-fn record_plan(metrics: &Metrics, plan: &Plan, failures: &BTreeMap<usize, VaultError>) {
+/// The run's counts, from its outcome, in one place: per-Deployment
+/// results, paths by action, errors by type, and the Vault writes and
+/// deletes that failed. `errors` counts what the report lists: the plan's
+/// paths in error, the run's own errors (listing, index, interruption) and
+/// failed writes and deletes.
+fn record_run(metrics: &Metrics, prepared: &Prepared, applied: Option<&Applied>) {
+    let plan = &prepared.plan;
+    let no_failures = BTreeMap::new();
+    let failures = applied.map_or(&no_failures, |a| &a.failures);
     let mut per_owner: BTreeMap<&Owner, &'static str> = BTreeMap::new();
     for (i, change) in plan.changes.iter().enumerate() {
-        let result = match (&change.action, failures.contains_key(&i)) {
-            (_, true) | (Action::Error { .. }, _) => "error",
+        let failure = failures.get(&i);
+        let result = match (&change.action, failure) {
+            (_, Some(_)) | (Action::Error { .. }, _) => "error",
             (Action::Conflict { .. }, _) => "conflict",
             _ => "success",
         };
@@ -420,16 +426,30 @@ fn record_plan(metrics: &Metrics, plan: &Plan, failures: &BTreeMap<usize, VaultE
         if result == "error" || (result == "conflict" && *entry == "success") {
             *entry = result;
         }
-        let action = if failures.contains_key(&i) {
+        let action = if failure.is_some() {
             "error"
         } else {
             change.action.name()
         };
         metrics.paths.with_label_values(&[action]).inc();
+        match &change.action {
+            Action::Error { kind, .. }
+            | Action::Refused {
+                kind: Some(kind), ..
+            } => metrics.count_error(*kind),
+            _ => {}
+        }
+        if let Some(e) = failure {
+            metrics.count_error(e.kind());
+            metrics.count_write_error(e.kind());
+        }
     }
-    for action in Action::NAMES {
-        // Present every action so dashboards see zeros, not gaps.
-        metrics.paths.with_label_values(&[action]);
+    for (kind, _) in prepared
+        .run_errors()
+        .iter()
+        .chain(applied.iter().flat_map(|a| a.errors.iter()))
+    {
+        metrics.count_error(*kind);
     }
     for (owner, result) in per_owner {
         metrics
@@ -439,8 +459,27 @@ fn record_plan(metrics: &Metrics, plan: &Plan, failures: &BTreeMap<usize, VaultE
     }
 }
 
+/// Pushes the run's metrics to its own Pushgateway group, and/or writes
+/// them to `--metrics-file`.
+///
+/// The grouping key is `job="vault-sync"`, `cluster`, `command` (`run`,
+/// `plan`, `prune`) and the `--push-label`s: each command of each cluster
+/// has a group of its own, so a CI `plan --push-metrics` or a manual
+/// `prune` never replaces what the CronJob's `run` pushed (and never
+/// refreshes its last success). Prometheus' advice for batch jobs: one
+/// group per job, replaced whole by each run, with the last success as a
+/// timestamp.
+///
+/// A push replaces the group whole (`PUT`), so no series of an earlier run
+/// survives. A run that did not succeed must not move the last success,
+/// nor erase it: it reads the group's current value first and pushes it
+/// back unchanged. When that read fails, it falls back to `POST`, which
+/// replaces only the families sent and keeps the last success (and
+/// possibly series of the previous run's families that this run has no
+/// series of, e.g. a Deployment that is gone): a warning says so.
 async fn publish_metrics(
     global: &GlobalArgs,
+    command: &str,
     metrics: &Metrics,
     started: Instant,
     succeeded: bool,
@@ -454,55 +493,68 @@ async fn publish_metrics(
     if succeeded {
         metrics.last_success_timestamp.set(now);
     }
-    // A failed run must not overwrite the last success time: it leaves that
-    // family out and pushes with POST, which replaces only the families sent.
-    let text = match metrics.encode_without(if succeeded {
-        None
-    } else {
-        Some("vault_sync_last_success_timestamp_seconds")
-    }) {
-        Ok(t) => t,
-        Err(e) => {
-            return Err(pushgateway::PushError(format!(
-                "encoding metrics failed: {e}"
-            )));
-        }
+    let encode = |last_success: Option<f64>| {
+        let skip = match (succeeded, last_success) {
+            (true, _) => None,
+            (false, Some(v)) => {
+                metrics.last_success_timestamp.set(v);
+                None
+            }
+            (false, None) => Some(LAST_SUCCESS),
+        };
+        metrics
+            .encode_without(skip)
+            .map_err(|e| pushgateway::PushError(format!("encoding metrics failed: {e}")))
     };
     // The file and the push are independent outputs: one failing must not
     // cost the other, and each failure is reported.
     let file_result = match &global.metrics_file {
-        Some(path) => write_metrics_file(path, &text).map_err(|e| {
-            pushgateway::PushError(format!(
-                "writing the metrics file {} failed: {e}",
-                path.display()
-            ))
-        }),
+        Some(path) => {
+            let previous = (!succeeded)
+                .then(|| previous_file_gauge(path, LAST_SUCCESS))
+                .flatten();
+            encode(previous).and_then(|text| {
+                write_metrics_file(path, &text).map_err(|e| {
+                    pushgateway::PushError(format!(
+                        "writing the metrics file {} failed: {e}",
+                        path.display()
+                    ))
+                })
+            })
+        }
         None => Ok(()),
     };
     let Some(url) = &global.pushgateway_url else {
         return file_result;
     };
-    let mut labels = vec![(
-        "cluster".to_owned(),
-        global
-            .cluster_name
-            .clone()
-            .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned()),
-    )];
+    let mut labels = vec![
+        (
+            "cluster".to_owned(),
+            global
+                .cluster_name
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned()),
+        ),
+        ("command".to_owned(), command.to_owned()),
+    ];
     labels.extend(global.push_labels.iter().cloned());
-    let pushed = pushgateway::push(
-        url,
-        "vault-sync",
-        &labels,
-        text,
-        global.vault_timeout,
-        if succeeded {
-            pushgateway::Mode::Replace
-        } else {
-            pushgateway::Mode::Merge
-        },
-    )
-    .await;
+    let (last_success, mode) = if succeeded {
+        (None, pushgateway::Mode::Replace)
+    } else {
+        match pushgateway::read_gauge(url, JOB, &labels, LAST_SUCCESS, global.vault_timeout).await {
+            Ok(previous) => (previous, pushgateway::Mode::Replace),
+            Err(e) => {
+                tracing::warn!(
+                    "{e}; merging this failed run's metrics into the group instead of replacing it, so that its last success is kept"
+                );
+                (None, pushgateway::Mode::Merge)
+            }
+        }
+    };
+    let pushed = match encode(last_success) {
+        Ok(text) => pushgateway::push(url, JOB, &labels, text, global.vault_timeout, mode).await,
+        Err(e) => Err(e),
+    };
     match (pushed, file_result) {
         (Err(push), Err(file)) => {
             // Only one error is returned; report the other here.
@@ -512,6 +564,22 @@ async fn publish_metrics(
         (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
         (Ok(()), Ok(())) => Ok(()),
     }
+}
+
+/// The Pushgateway job of every group.
+const JOB: &str = "vault-sync";
+
+/// An unlabelled sample of `family` in the metrics file a previous run
+/// wrote, if any.
+fn previous_file_gauge(path: &std::path::Path, family: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|line| {
+        line.strip_prefix(family)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Atomic write (temp file + rename), as the textfile collector requires.

@@ -59,7 +59,6 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                         return failures;
                     }
                     Err(e) => {
-                        self.metrics.count_vault_error(e.metric_label());
                         errors.push((
                             e.kind(),
                             format!("cannot record new paths in the vault-sync index, so no path is created and nothing is deleted: {e}"),
@@ -116,7 +115,6 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             return;
         }
         if let Err(e) = self.update_index(state, &unclaim, &BTreeSet::new()).await {
-            self.metrics.count_vault_error(e.metric_label());
             errors.push((
                 e.kind(),
                 format!("cannot record failed writes in the vault-sync index (their paths stay tracked, judged by their markers): {e}"),
@@ -260,7 +258,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         F: Fn(&'a Change) -> Fut,
         Fut: std::future::Future<Output = Result<(), VaultError>> + 'a,
     {
-        let failures: BTreeMap<usize, VaultError> = stream::iter(selected)
+        stream::iter(selected)
             .map(|i| {
                 let change = &plan.changes[i];
                 let fut = op(change);
@@ -295,10 +293,6 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .buffer_unordered(self.scope.concurrency)
             .filter_map(|(i, r)| async move { r.err().map(|e| (i, e)) })
             .collect()
-            .await;
-        for e in failures.values() {
-            self.metrics.count_vault_error(e.metric_label());
-        }
-        failures
+            .await
     }
 }

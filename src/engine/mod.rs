@@ -549,7 +549,6 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// An index that cannot be used: said once, counted, and the run goes
     /// on creating and deleting nothing (`index` becomes `None`).
     fn index_unusable(&self, e: &IndexFailure, errors: &mut Vec<(ErrorKind, String)>) {
-        self.metrics.count_vault_error(e.metric_label());
         tracing::error!(
             error_type = e.metric_label(),
             "cannot use the vault-sync index: {e}"

@@ -178,7 +178,6 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 };
             }
             Err(e) => {
-                self.metrics.count_vault_error(e.metric_label());
                 tracing::warn!(
                     error_type = e.metric_label(),
                     "cannot re-read the vault-sync index; unmarked paths stay conflicts this run: {e}"

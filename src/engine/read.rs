@@ -159,7 +159,6 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             match self.vault.lookup_mount(raw).await {
                 Ok(m) => mounts.table.insert(m),
                 Err(e) => {
-                    self.metrics.count_vault_error(e.metric_label());
                     mounts.errors.insert(raw.clone(), e);
                 }
             }
@@ -239,7 +238,6 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                     Ok(o) => o,
                     Err(e) => {
                         let e = self.vault.explain(e).await;
-                        self.metrics.count_vault_error(e.metric_label());
                         Observed::Failed {
                             kind: e.kind(),
                             message: e.to_string(),

@@ -73,7 +73,8 @@ impl VaultError {
         }
     }
 
-    /// Label for `vault_sync_vault_write_errors_total{error_type}` and the
+    /// Label for `vault_sync_last_run_errors{error_type}` (and, for a write
+    /// or delete, `vault_sync_last_run_vault_write_errors`) and the
     /// JSON `error_type` field.
     pub fn metric_label(&self) -> &'static str {
         self.kind().label()

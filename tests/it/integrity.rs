@@ -1024,7 +1024,7 @@ async fn revoked_token_is_one_auth_failure_never_an_invalid_path() {
         .unwrap_or_else(|e| panic!("metrics file {file_arg}: {e}\n{out}"));
     let auth_failed = exposition_value(
         &metrics,
-        r#"vault_sync_vault_write_errors_total{error_type="auth_failed"}"#,
+        r#"vault_sync_last_run_errors{error_type="auth_failed"}"#,
     );
     assert!(
         auth_failed.is_some_and(|v| v >= 1.0),
@@ -1032,14 +1032,14 @@ async fn revoked_token_is_one_auth_failure_never_an_invalid_path() {
     );
     let invalid_path = exposition_value(
         &metrics,
-        r#"vault_sync_vault_write_errors_total{error_type="invalid_path"}"#,
+        r#"vault_sync_last_run_errors{error_type="invalid_path"}"#,
     )
     .unwrap_or(0.0);
     assert_eq!(invalid_path, 0.0, "invalid_path counted:\n{metrics}");
     let successes: Vec<&str> = metrics
         .lines()
         .filter(|l| {
-            l.starts_with("vault_sync_auth_attempts_total{") && l.contains(r#"result="success""#)
+            l.starts_with("vault_sync_last_run_auth_attempts{") && l.contains(r#"result="success""#)
         })
         .filter(|l| {
             l.rsplit(' ')
@@ -1189,7 +1189,7 @@ struct PushGroup {
 impl PushGroup {
     fn url(&self) -> String {
         format!(
-            "{}/metrics/job/vault-sync/cluster/{}/test/{}",
+            "{}/metrics/job/vault-sync/cluster/{}/command/run/test/{}",
             STACK.pushgateway_url(),
             self.cluster,
             self.test
@@ -1423,7 +1423,8 @@ async fn prune_neither_logs_nor_counts_a_conflict() {
     assert_eq!(error_lines, Vec::<&str>::new(), "prune logged errors");
     let metrics = std::fs::read_to_string(&file).expect("metrics file");
     assert_eq!(
-        exposition_value(&metrics, r#"vault_sync_paths{action="conflict"}"#).unwrap_or(0.0),
+        exposition_value(&metrics, r#"vault_sync_last_run_paths{action="conflict"}"#)
+            .unwrap_or(0.0),
         0.0,
         "{metrics}"
     );

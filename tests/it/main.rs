@@ -13,6 +13,7 @@
 // they keep (IT_KEEP) or measure.
 #![allow(clippy::disallowed_types, clippy::print_stdout, clippy::print_stderr)]
 
+mod alerts;
 mod completions;
 mod faults;
 mod fixtures;

@@ -2,10 +2,11 @@
 //! Pushgateway, the `--metrics-file`, failed pushes, JSON logs and progress
 //! bars (in a real pseudo-terminal, through tmux).
 //!
-//! Every test pushes to a Pushgateway group of its own
+//! Every test pushes to Pushgateway groups of its own
 //! (`--push-label test=<unique>`, i.e. the group
-//! `/metrics/job/vault-sync/cluster/default/test/<unique>`), reads it back
-//! through `GET /api/v1/metrics`, and deletes it at the end. Every output
+//! `/metrics/job/vault-sync/cluster/default/command/<command>/test/<unique>`),
+//! reads them back through `GET /api/v1/metrics`, and deletes them at the
+//! end. Every output
 //! (stdout, stderr, metrics file, Pushgateway API, terminal capture) goes
 //! through the leak guard.
 
@@ -27,28 +28,37 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Every family a successful `run` pushes.
 const RUN_FAMILIES: &[&str] = &[
-    "vault_sync_sync_attempts_total",
+    "vault_sync_last_run_sync_attempts",
     "vault_sync_sync_duration_seconds",
     "vault_sync_secrets_discovered",
-    "vault_sync_vault_write_errors_total",
-    "vault_sync_auth_attempts_total",
+    "vault_sync_last_run_vault_write_errors",
+    "vault_sync_last_run_errors",
+    "vault_sync_last_run_auth_attempts",
     "vault_sync_last_success_timestamp_seconds",
     "vault_sync_last_run_timestamp_seconds",
     "vault_sync_run_duration_seconds",
-    "vault_sync_paths",
-    "vault_sync_vault_requests_total",
+    "vault_sync_last_run_paths",
+    "vault_sync_last_run_vault_requests",
     "vault_sync_build_info",
 ];
 
-/// The error types `vault_write_errors_total` starts at zero.
-const WRITE_ERROR_TYPES: &[&str] = &[
-    "permission_denied",
-    "invalid_path",
-    "connection_failed",
-    "auth_failed",
-    "cas_mismatch",
-    "unknown",
-];
+/// The error types `last_run_vault_write_errors` starts at zero: the
+/// kinds of a failed Vault write or delete, as the library lists them.
+fn write_error_types() -> Vec<&'static str> {
+    vault_sync::metrics::VAULT_WRITE_ERROR_TYPES
+        .iter()
+        .map(|k| k.label())
+        .collect()
+}
+
+/// Every error type `last_run_errors` starts at zero: the library's closed
+/// set (the push must carry exactly it).
+fn error_types() -> Vec<&'static str> {
+    vault_sync::core::error_kind::ErrorKind::ALL
+        .iter()
+        .map(|k| k.label())
+        .collect()
+}
 
 /// The actions `paths` always reports.
 const PATH_ACTIONS: &[&str] = &[
@@ -80,17 +90,20 @@ fn now_secs() -> f64 {
 
 // --- Pushgateway ----------------------------------------------------------------
 
-/// One test's own Pushgateway group; deleted on drop.
-struct PushGroup {
-    test: String,
+/// One test's own Pushgateway group of `run` (see [`PushGroup::of`] for
+/// the other commands'); deleted on drop.
+pub(crate) struct PushGroup {
+    pub(crate) test: String,
+    command: &'static str,
     http: reqwest::Client,
 }
 
 impl PushGroup {
-    fn new(label: &str) -> Self {
+    pub(crate) fn new(label: &str) -> Self {
         init_crypto();
         Self {
             test: format!("obs-{label}-{}", random_hex(8)),
+            command: "run",
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -98,14 +111,23 @@ impl PushGroup {
         }
     }
 
+    /// The group the same `--push-label` gives `command`.
+    pub(crate) fn of(&self, command: &'static str) -> Self {
+        Self {
+            test: self.test.clone(),
+            command,
+            http: self.http.clone(),
+        }
+    }
+
     /// The `--push-label` argument.
-    fn push_label(&self) -> String {
+    pub(crate) fn push_label(&self) -> String {
         format!("test={}", self.test)
     }
 
     /// The group's URL (cluster `default`, as no `--cluster-name` is given).
     fn url(&self) -> String {
-        group_url(&self.test)
+        group_url(self.command, &self.test)
     }
 
     /// The raw `GET /api/v1/metrics` body.
@@ -121,9 +143,9 @@ impl PushGroup {
         resp.text().await.expect("Pushgateway API body")
     }
 
-    /// This test's group (the one whose `test` label is ours), and the raw
-    /// API text it came from.
-    async fn fetch(&self) -> (Option<Value>, String) {
+    /// This test's group of this command (the one whose `test` and
+    /// `command` labels are ours), and the raw API text it came from.
+    pub(crate) async fn fetch(&self) -> (Option<Value>, String) {
         let text = self.api_text().await;
         let api: Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("Pushgateway API is not JSON ({e}): {text}"));
@@ -132,30 +154,38 @@ impl PushGroup {
             .as_array()
             .unwrap_or_else(|| panic!("Pushgateway API has no data array: {text}"))
             .iter()
-            .filter(|g| g["labels"]["test"] == self.test.as_str())
+            .filter(|g| {
+                g["labels"]["test"] == self.test.as_str() && g["labels"]["command"] == self.command
+            })
             .cloned()
             .collect();
         assert!(
             groups.len() <= 1,
-            "more than one group with test={}: {groups:?}",
-            self.test
+            "more than one group with test={} command={}: {groups:?}",
+            self.test,
+            self.command
         );
         (groups.into_iter().next(), text)
     }
 
     /// The group, which must exist.
-    async fn group(&self) -> (Value, String) {
+    pub(crate) async fn group(&self) -> (Value, String) {
         let (group, text) = self.fetch().await;
-        let group =
-            group.unwrap_or_else(|| panic!("no Pushgateway group test={}:\n{text}", self.test));
+        let group = group.unwrap_or_else(|| {
+            panic!(
+                "no Pushgateway group test={} command={}:\n{text}",
+                self.test, self.command
+            )
+        });
         assert_eq!(group["labels"]["job"], "vault-sync", "{group}");
         assert_eq!(group["labels"]["cluster"], "default", "{group}");
+        assert_eq!(group["labels"]["command"], self.command, "{group}");
         assert_eq!(group["labels"]["test"], self.test.as_str(), "{group}");
         assert_eq!(group["last_push_successful"], true, "{group}");
         (group, text)
     }
 
-    async fn delete(&self) {
+    pub(crate) async fn delete(&self) {
         let url = self.url();
         let resp = self
             .http
@@ -171,9 +201,9 @@ impl PushGroup {
     }
 }
 
-fn group_url(test: &str) -> String {
+fn group_url(command: &str, test: &str) -> String {
     format!(
-        "{}/metrics/job/vault-sync/cluster/default/test/{test}",
+        "{}/metrics/job/vault-sync/cluster/default/command/{command}/test/{test}",
         STACK.pushgateway_url()
     )
 }
@@ -194,7 +224,7 @@ impl Drop for PushGroup {
 }
 
 /// The samples of `family` in a group: (labels, sample object).
-fn samples(group: &Value, family: &str) -> Vec<(BTreeMap<String, String>, Value)> {
+pub(crate) fn samples(group: &Value, family: &str) -> Vec<(BTreeMap<String, String>, Value)> {
     group[family]["metrics"]
         .as_array()
         .unwrap_or_else(|| panic!("family {family} missing from the group:\n{group:#}"))
@@ -213,14 +243,14 @@ fn samples(group: &Value, family: &str) -> Vec<(BTreeMap<String, String>, Value)
         .collect()
 }
 
-fn num(v: &Value) -> f64 {
+pub(crate) fn num(v: &Value) -> f64 {
     v.as_str()
         .and_then(|s| s.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
 /// The one sample of `family` whose labels include `want`, as a float.
-fn sample_value(group: &Value, family: &str, want: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample_value(group: &Value, family: &str, want: &[(&str, &str)]) -> Option<f64> {
     let found: Vec<Value> = samples(group, family)
         .into_iter()
         .filter(|(labels, _)| {
@@ -236,8 +266,35 @@ fn sample_value(group: &Value, family: &str, want: &[(&str, &str)]) -> Option<f6
     found.first().map(|m| num(&m["value"]))
 }
 
+/// The non-zero samples of `family`, by the value of its label `label`.
+pub(crate) fn nonzero_by(group: &Value, family: &str, label: &str) -> BTreeMap<String, f64> {
+    samples(group, family)
+        .into_iter()
+        .map(|(labels, m)| {
+            (
+                labels.get(label).cloned().unwrap_or_default(),
+                num(&m["value"]),
+            )
+        })
+        .filter(|(_, v)| *v != 0.0)
+        .collect()
+}
+
+/// Every value of the closed set `set` is a series of `family` (labelled
+/// `label`), and no other value is.
+fn assert_seeded(group: &Value, family: &str, label: &str, set: &[&str]) {
+    let mut got: Vec<String> = samples(group, family)
+        .into_iter()
+        .map(|(labels, _)| labels.get(label).cloned().unwrap_or_default())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = set.iter().map(|s| (*s).to_owned()).collect();
+    want.sort();
+    assert_eq!(got, want, "{family}{{{label}}}");
+}
+
 /// Like [`sample_value`], but the sample must exist.
-fn value(group: &Value, family: &str, want: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(group: &Value, family: &str, want: &[(&str, &str)]) -> f64 {
     sample_value(group, family, want)
         .unwrap_or_else(|| panic!("no sample {family}{want:?} in the group:\n{group:#}"))
 }
@@ -271,7 +328,7 @@ fn pushgateway_env() -> [(&'static str, &'static str); 1] {
 }
 
 /// Runs `args` with `PUSHGATEWAY_URL` set and `--push-label test=<unique>`.
-async fn cli_push(ns: &TestNs, group: &PushGroup, args: &[&str]) -> CliOutput {
+pub(crate) async fn cli_push(ns: &TestNs, group: &PushGroup, args: &[&str]) -> CliOutput {
     let label = group.push_label();
     let mut full: Vec<&str> = args.to_vec();
     full.extend(["--push-label", label.as_str()]);
@@ -589,6 +646,15 @@ async fn successful_run_pushes_every_family() {
     assert_eq!(summary["unchanged"], 1, "{out}");
 
     let (g, api_text) = group.group().await;
+    let keys: Vec<&String> = g["labels"]
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        keys,
+        ["cluster", "command", "job", "test"],
+        "the grouping key is job, cluster, command and the push labels: {g}"
+    );
     for family in RUN_FAMILIES {
         assert!(g.get(*family).is_some(), "family {family} missing:\n{g:#}");
     }
@@ -598,7 +664,7 @@ async fn successful_run_pushes_every_family() {
     assert_eq!(
         value(
             &g,
-            "vault_sync_sync_attempts_total",
+            "vault_sync_last_run_sync_attempts",
             &[
                 ("namespace", nsn),
                 ("deployment", "web"),
@@ -608,7 +674,7 @@ async fn successful_run_pushes_every_family() {
         1.0
     );
     assert_eq!(
-        samples(&g, "vault_sync_sync_attempts_total").len(),
+        samples(&g, "vault_sync_last_run_sync_attempts").len(),
         1,
         "{g:#}"
     );
@@ -620,7 +686,9 @@ async fn successful_run_pushes_every_family() {
         ),
         2.0
     );
-    assert_eq!(g["vault_sync_sync_attempts_total"]["type"], "COUNTER");
+    // Per-run values are gauges: a counter restarted by every run cannot
+    // be read with rate() from a Pushgateway.
+    assert_eq!(g["vault_sync_last_run_sync_attempts"]["type"], "GAUGE");
     assert_eq!(g["vault_sync_secrets_discovered"]["type"], "GAUGE");
 
     // One write (the create), timed.
@@ -632,24 +700,36 @@ async fn successful_run_pushes_every_family() {
     assert_eq!(num(&h["buckets"]["+Inf"]), 1.0, "{hist:#}");
 
     // No errors, every known error type at zero.
-    for error_type in WRITE_ERROR_TYPES {
+    for error_type in write_error_types() {
         assert_eq!(
             value(
                 &g,
-                "vault_sync_vault_write_errors_total",
+                "vault_sync_last_run_vault_write_errors",
                 &[("error_type", error_type)]
             ),
             0.0,
             "error_type {error_type}"
         );
     }
-    for (labels, m) in samples(&g, "vault_sync_vault_write_errors_total") {
+    for (labels, m) in samples(&g, "vault_sync_last_run_vault_write_errors") {
         assert_eq!(num(&m["value"]), 0.0, "{labels:?}");
     }
+    assert_seeded(
+        &g,
+        "vault_sync_last_run_vault_write_errors",
+        "error_type",
+        &write_error_types(),
+    );
+    assert_seeded(&g, "vault_sync_last_run_errors", "error_type", &error_types());
+    assert_eq!(
+        nonzero_by(&g, "vault_sync_last_run_errors", "error_type"),
+        BTreeMap::new(),
+        "errors after a clean run"
+    );
     for family in [
-        "vault_sync_secret_not_found_errors_total",
-        "vault_sync_secret_key_missing_errors_total",
-        "vault_sync_config_parse_errors_total",
+        "vault_sync_last_run_secret_not_found_errors",
+        "vault_sync_last_run_secret_key_missing_errors",
+        "vault_sync_last_run_config_parse_errors",
     ] {
         assert!(
             g.get(family).is_none(),
@@ -661,13 +741,13 @@ async fn successful_run_pushes_every_family() {
     assert_eq!(
         value(
             &g,
-            "vault_sync_auth_attempts_total",
+            "vault_sync_last_run_auth_attempts",
             &[("method", "token"), ("result", "success")]
         ),
         1.0
     );
     assert_eq!(
-        samples(&g, "vault_sync_auth_attempts_total").len(),
+        samples(&g, "vault_sync_last_run_auth_attempts").len(),
         1,
         "{g:#}"
     );
@@ -696,7 +776,7 @@ async fn successful_run_pushes_every_family() {
             _ => 0.0,
         };
         assert_eq!(
-            value(&g, "vault_sync_paths", &[("action", action)]),
+            value(&g, "vault_sync_last_run_paths", &[("action", action)]),
             expected,
             "paths{{action={action}}}"
         );
@@ -704,7 +784,7 @@ async fn successful_run_pushes_every_family() {
 
     // Vault requests: reads, the 404 of the new path, writes; known labels only.
     let mut by_class: BTreeMap<(String, String), f64> = BTreeMap::new();
-    for (labels, m) in samples(&g, "vault_sync_vault_requests_total") {
+    for (labels, m) in samples(&g, "vault_sync_last_run_vault_requests") {
         let method = labels.get("method").cloned().unwrap_or_default();
         let class = labels.get("status_class").cloned().unwrap_or_default();
         assert!(
@@ -779,33 +859,33 @@ async fn failed_run_pushes_errors_and_keeps_last_success() {
     assert_eq!(
         value(
             &g,
-            "vault_sync_secret_not_found_errors_total",
+            "vault_sync_last_run_secret_not_found_errors",
             &[("namespace", nsn), ("secret", "missing")]
         ),
         1.0
     );
     assert_eq!(
-        samples(&g, "vault_sync_secret_not_found_errors_total").len(),
+        samples(&g, "vault_sync_last_run_secret_not_found_errors").len(),
         1,
         "{g:#}"
     );
     assert_eq!(
         value(
             &g,
-            "vault_sync_secret_key_missing_errors_total",
+            "vault_sync_last_run_secret_key_missing_errors",
             &[("namespace", nsn), ("secret", "present")]
         ),
         1.0
     );
     assert_eq!(
-        samples(&g, "vault_sync_secret_key_missing_errors_total").len(),
+        samples(&g, "vault_sync_last_run_secret_key_missing_errors").len(),
         1,
         "{g:#}"
     );
     assert_eq!(
         value(
             &g,
-            "vault_sync_config_parse_errors_total",
+            "vault_sync_last_run_config_parse_errors",
             &[
                 ("namespace", nsn),
                 ("deployment", "badjson"),
@@ -815,7 +895,7 @@ async fn failed_run_pushes_errors_and_keeps_last_success() {
         1.0
     );
     assert_eq!(
-        samples(&g, "vault_sync_config_parse_errors_total").len(),
+        samples(&g, "vault_sync_last_run_config_parse_errors").len(),
         1,
         "{g:#}"
     );
@@ -829,7 +909,7 @@ async fn failed_run_pushes_errors_and_keeps_last_success() {
         assert_eq!(
             value(
                 &g,
-                "vault_sync_sync_attempts_total",
+                "vault_sync_last_run_sync_attempts",
                 &[
                     ("namespace", nsn),
                     ("deployment", deployment),
@@ -841,16 +921,22 @@ async fn failed_run_pushes_errors_and_keeps_last_success() {
         );
     }
     assert_eq!(
-        samples(&g, "vault_sync_sync_attempts_total").len(),
+        samples(&g, "vault_sync_last_run_sync_attempts").len(),
         4,
         "{g:#}"
     );
-    assert_eq!(value(&g, "vault_sync_paths", &[("action", "error")]), 3.0);
     assert_eq!(
-        value(&g, "vault_sync_paths", &[("action", "unchanged")]),
+        value(&g, "vault_sync_last_run_paths", &[("action", "error")]),
+        3.0
+    );
+    assert_eq!(
+        value(&g, "vault_sync_last_run_paths", &[("action", "unchanged")]),
         1.0
     );
-    assert_eq!(value(&g, "vault_sync_paths", &[("action", "create")]), 0.0);
+    assert_eq!(
+        value(&g, "vault_sync_last_run_paths", &[("action", "create")]),
+        0.0
+    );
 
     let run_2 = value(&g, "vault_sync_last_run_timestamp_seconds", &[]);
     assert!(
@@ -865,13 +951,61 @@ async fn failed_run_pushes_errors_and_keeps_last_success() {
     for family in RUN_FAMILIES {
         assert!(g.get(*family).is_some(), "family {family} missing:\n{g:#}");
     }
+    // Errors by type, once each; nothing was written, so no write error.
+    assert_eq!(
+        nonzero_by(&g, "vault_sync_last_run_errors", "error_type"),
+        BTreeMap::from([
+            ("invalid_secrets_json".to_owned(), 1.0),
+            ("secret_key_missing".to_owned(), 1.0),
+            ("secret_not_found".to_owned(), 1.0),
+        ]),
+        "{:#}",
+        g["vault_sync_last_run_errors"]
+    );
+    assert_eq!(
+        nonzero_by(&g, "vault_sync_last_run_vault_write_errors", "error_type"),
+        BTreeMap::new(),
+        "Deployment errors counted as Vault write errors"
+    );
     assert_no_path_labels(&g);
+
+    // A third run, failing again, with two of the broken Deployments gone:
+    // the group is replaced whole (no series of theirs is left from the
+    // second run), and the last success is still the first run's.
+    for gone in ["nosecret", "badjson"] {
+        ns.delete_deployment(gone).await;
+    }
+    let third = cli_push(&ns, &group, &["run"]).await;
+    third.assert_code(1);
+    let (g, _) = group.group().await;
+    let deployments: Vec<String> = samples(&g, "vault_sync_last_run_sync_attempts")
+        .into_iter()
+        .map(|(l, _)| l["deployment"].clone())
+        .collect();
+    assert_eq!(deployments, ["good", "nokey"], "{g:#}");
+    assert!(
+        g.get("vault_sync_last_run_secret_not_found_errors")
+            .is_none()
+            && g.get("vault_sync_last_run_config_parse_errors").is_none(),
+        "series of the previous run survived:\n{g:#}"
+    );
+    assert_eq!(
+        nonzero_by(&g, "vault_sync_last_run_errors", "error_type"),
+        BTreeMap::from([("secret_key_missing".to_owned(), 1.0)])
+    );
+    assert_eq!(
+        value(&g, "vault_sync_last_success_timestamp_seconds", &[]),
+        success_1,
+        "a second failed run changed last_success_timestamp"
+    );
 
     ns.assert_no_leak(&[
         &ok.stdout,
         &ok.stderr,
         &failed.stdout,
         &failed.stderr,
+        &third.stdout,
+        &third.stderr,
         &api_text,
     ]);
     group.delete().await;
@@ -905,7 +1039,11 @@ async fn metrics_file_is_exposition_format() {
     }
     let nsn = ns.name.as_str();
     assert_eq!(
-        file_value(&families, "vault_sync_paths", &[("action", "create")]),
+        file_value(
+            &families,
+            "vault_sync_last_run_paths",
+            &[("action", "create")]
+        ),
         2.0
     );
     assert_eq!(
@@ -919,7 +1057,7 @@ async fn metrics_file_is_exposition_format() {
     assert_eq!(
         file_value(
             &families,
-            "vault_sync_sync_attempts_total",
+            "vault_sync_last_run_sync_attempts",
             &[
                 ("namespace", nsn),
                 ("deployment", "app"),
@@ -948,7 +1086,37 @@ async fn metrics_file_is_exposition_format() {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     assert_eq!(left, vec![file.clone()], "files in the metrics dir");
-    ns.assert_no_leak(&[&text, &api_text]);
+
+    // A failed run rewrites the file with the previous last success.
+    let success = file_value(&families, "vault_sync_last_success_timestamp_seconds", &[]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    ns.deployment(
+        "broken",
+        &[(PATH, &ns.path("secret", "broken"))],
+        &PodRefs::new().env_from("missing"),
+    )
+    .await;
+    let failed = ns.cli(&["run", "--metrics-file", &file_arg]).await;
+    failed.assert_code(1);
+    let failed_text = std::fs::read_to_string(&file).expect("metrics file");
+    let failed_families = parse_exposition(&failed_text);
+    assert_eq!(
+        file_value(
+            &failed_families,
+            "vault_sync_last_success_timestamp_seconds",
+            &[]
+        ),
+        success,
+        "a failed run moved or dropped the file's last success:\n{failed_text}"
+    );
+    assert!(
+        file_value(
+            &failed_families,
+            "vault_sync_last_run_timestamp_seconds",
+            &[]
+        ) > success + 1.0
+    );
+    ns.assert_no_leak(&[&text, &api_text, &failed_text]);
     group.delete().await;
 }
 
@@ -967,7 +1135,7 @@ async fn app_with_secret(ns: &TestNs, secret: &str, key: &str, label: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_pushes_only_with_push_metrics() {
     let ns = TestNs::new("obs-plan").await;
-    let group = PushGroup::new("plan");
+    let group = PushGroup::new("plan").of("plan");
     app_with_secret(&ns, "cfg", "C", "cfg-c").await;
 
     let plain = cli_push(&ns, &group, &["plan"]).await;
@@ -989,7 +1157,10 @@ async fn plan_pushes_only_with_push_metrics() {
         }
         assert!(g.get(*family).is_some(), "family {family} missing:\n{g:#}");
     }
-    assert_eq!(value(&g, "vault_sync_paths", &[("action", "create")]), 1.0);
+    assert_eq!(
+        value(&g, "vault_sync_last_run_paths", &[("action", "create")]),
+        1.0
+    );
     // Changes pending are not a failure.
     assert_eq!(
         value(&g, "vault_sync_last_success_timestamp_seconds", &[]),
@@ -1003,6 +1174,9 @@ async fn plan_pushes_only_with_push_metrics() {
             .is_none(),
         "plan wrote to Vault"
     );
+    // The plan's group is its own: the CronJob's run group is untouched.
+    let (run_group, text) = group.of("run").fetch().await;
+    assert!(run_group.is_none(), "plan pushed to the run group:\n{text}");
     ns.assert_no_leak(&[&api_text]);
     group.delete().await;
 }
@@ -1010,7 +1184,7 @@ async fn plan_pushes_only_with_push_metrics() {
 // --- 4. a failed push ------------------------------------------------------------------
 
 /// A local port nothing listens on.
-fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("local addr").port();
     drop(listener);
@@ -1148,7 +1322,9 @@ async fn push_label_values_are_encoded() {
 }
 
 /// Vault unreachable: the run fails per path, and the pushed metrics say
-/// why (`vault_write_errors_total{error_type="connection_failed"}`).
+/// why (`last_run_errors{error_type="connection_failed"}`). Nothing was
+/// written (the reads failed first), so no write error is counted: that
+/// family counts failed writes and deletes only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_vault_is_counted() {
     let ns = TestNs::new("obs-novault").await;
@@ -1175,7 +1351,7 @@ async fn unreachable_vault_is_counted() {
         g.get("vault_sync_last_run_timestamp_seconds").is_some(),
         "{g:#}"
     );
-    let errors: f64 = samples(&g, "vault_sync_vault_requests_total")
+    let errors: f64 = samples(&g, "vault_sync_last_run_vault_requests")
         .iter()
         .filter(|(l, _)| l.get("status_class").map(String::as_str) == Some("error"))
         .map(|(_, m)| num(&m["value"]))
@@ -1184,7 +1360,7 @@ async fn unreachable_vault_is_counted() {
     assert_eq!(
         value(
             &g,
-            "vault_sync_sync_attempts_total",
+            "vault_sync_last_run_sync_attempts",
             &[
                 ("namespace", ns.name.as_str()),
                 ("deployment", "app"),
@@ -1193,14 +1369,17 @@ async fn unreachable_vault_is_counted() {
         ),
         1.0
     );
-    assert!(
-        value(
-            &g,
-            "vault_sync_vault_write_errors_total",
-            &[("error_type", "connection_failed")]
-        ) >= 1.0,
-        "Vault unreachable, yet vault_write_errors_total{{error_type=\"connection_failed\"}} is 0:\n{out}\n{:#}",
-        g["vault_sync_vault_write_errors_total"]
+    let errors = nonzero_by(&g, "vault_sync_last_run_errors", "error_type");
+    assert_eq!(
+        errors.keys().collect::<Vec<_>>(),
+        ["connection_failed"],
+        "Vault unreachable:\n{out}\n{:#}",
+        g["vault_sync_last_run_errors"]
+    );
+    assert_eq!(
+        nonzero_by(&g, "vault_sync_last_run_vault_write_errors", "error_type"),
+        BTreeMap::new(),
+        "no write was attempted, yet write errors were counted"
     );
     group.delete().await;
 }
@@ -1255,11 +1434,25 @@ async fn early_failure_is_pushed() {
         g.get("vault_sync_last_run_timestamp_seconds").is_some(),
         "{g:#}"
     );
-    let errors: f64 = samples(&g, "vault_sync_vault_write_errors_total")
-        .iter()
-        .map(|(_, m)| num(&m["value"]))
-        .sum();
-    assert_eq!(errors, 1.0, "the early failure is counted once:\n{g:#}");
+    assert_eq!(
+        nonzero_by(&g, "vault_sync_last_run_errors", "error_type"),
+        BTreeMap::from([("config".to_owned(), 1.0)]),
+        "the early failure is counted once, as what it is:\n{g:#}"
+    );
+    assert_eq!(
+        nonzero_by(&g, "vault_sync_last_run_vault_write_errors", "error_type"),
+        BTreeMap::new(),
+        "a kubeconfig failure is not a Vault write error"
+    );
+    // Every per-run family is pushed even though the run stopped early, so
+    // the group holds nothing of an earlier run.
+    for family in [
+        "vault_sync_last_run_paths",
+        "vault_sync_last_run_errors",
+        "vault_sync_last_run_vault_write_errors",
+    ] {
+        assert!(g.get(family).is_some(), "{family} missing:\n{g:#}");
+    }
     group.delete().await;
 }
 

@@ -1325,7 +1325,7 @@ async fn run_pushes_metrics_without_secret_values() {
 
     let _ = http
         .delete(format!(
-            "{}/metrics/job/vault-sync/cluster/default/it_ns/{}",
+            "{}/metrics/job/vault-sync/cluster/default/command/run/it_ns/{}",
             STACK.pushgateway_url(),
             ns.name
         ))

@@ -658,12 +658,13 @@ async fn kubernetes_auth_with_token_request_and_wrong_role() {
     eprintln!("kubernetes auth, wrong role: failed in {took:?}");
     let (_, metrics) = metrics_file(dir.path());
     assert!(
-        metrics.contains("vault_sync_vault_write_errors_total{error_type=\"auth_failed\"} 1"),
+        metrics.contains("vault_sync_last_run_errors{error_type=\"auth_failed\"} 1"),
         "{metrics}"
     );
     assert!(
-        metrics
-            .contains("vault_sync_auth_attempts_total{method=\"kubernetes\",result=\"failure\"} 1"),
+        metrics.contains(
+            "vault_sync_last_run_auth_attempts{method=\"kubernetes\",result=\"failure\"} 1"
+        ),
         "{metrics}"
     );
     let entries = mark.entries();
@@ -1291,7 +1292,8 @@ async fn vault_down_before_the_run_fails_fast_and_writes_nothing() {
     assert!(mark.entries().writes(&ns.audit_needle()).is_empty());
     let (_, metrics) = metrics_file(dir.path());
     assert!(
-        metrics.contains("vault_sync_vault_requests_total{method=\"GET\",status_class=\"error\"}"),
+        metrics
+            .contains("vault_sync_last_run_vault_requests{method=\"GET\",status_class=\"error\"}"),
         "{metrics}"
     );
     eprintln!("vault down before the run: {took:?}");

