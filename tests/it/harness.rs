@@ -758,7 +758,7 @@ impl PodRefs {
         self
     }
 
-    fn pod_spec(&self) -> Value {
+    pub fn pod_spec(&self) -> Value {
         let env: Vec<Value> = self
             .key_refs
             .iter()

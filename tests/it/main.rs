@@ -26,3 +26,4 @@ mod orphans;
 mod stack;
 mod sync;
 mod vault_connect;
+mod workloads;
