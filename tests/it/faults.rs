@@ -717,16 +717,9 @@ async fn assert_old_or_new(
 
 /// display path → action, for every change but `unchanged` ones.
 fn actions(out: &CliOutput) -> BTreeMap<String, String> {
-    changes(out)
-        .iter()
-        .filter(|c| c["action"] != "unchanged")
-        .map(|c| {
-            (
-                c["path"].as_str().unwrap_or_default().to_owned(),
-                c["action"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
+    let mut all = crate::fixtures::actions(out);
+    all.retain(|_, action| action != "unchanged");
+    all
 }
 
 /// The `result` of the change for `path`.

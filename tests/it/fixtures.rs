@@ -746,6 +746,19 @@ pub fn changes(out: &CliOutput) -> Vec<Value> {
         .clone()
 }
 
+/// display path → action, for every change.
+pub fn actions(out: &CliOutput) -> BTreeMap<String, String> {
+    changes(out)
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap_or_default().to_owned(),
+                c["action"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// The one change for `path` (display spelling, `mount/rel`).
 pub fn change(out: &CliOutput, path: &str) -> Value {
     let found: Vec<Value> = changes(out)

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::fixtures::{TcpProxy, change, changes, port_of};
+use crate::fixtures::{TcpProxy, actions, change, changes, port_of};
 use crate::harness::{
     CliOutput, Kv2Secret, PodRefs, STACK, TestNs, VaultHttp, assert_no_leak, audit_mark,
     block_on_own_runtime, index_lines, random_hex,
@@ -322,14 +322,6 @@ fn change_of(out: &CliOutput, deployment: &str) -> Value {
         "expected one change of Deployment {deployment}:\n{out}"
     );
     found.into_iter().next().unwrap_or_default()
-}
-
-/// path → action, for every change.
-fn actions(out: &CliOutput) -> BTreeMap<String, String> {
-    changes(out)
-        .iter()
-        .map(|c| (text(&c["path"]), text(&c["action"])))
-        .collect()
 }
 
 /// Delete requests, and writes to `needle`, that the CLI token made.

@@ -720,7 +720,12 @@ async fn successful_run_pushes_every_family() {
         "error_type",
         &write_error_types(),
     );
-    assert_seeded(&g, "vault_sync_last_run_errors", "error_type", &error_types());
+    assert_seeded(
+        &g,
+        "vault_sync_last_run_errors",
+        "error_type",
+        &error_types(),
+    );
     assert_eq!(
         nonzero_by(&g, "vault_sync_last_run_errors", "error_type"),
         BTreeMap::new(),

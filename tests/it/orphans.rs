@@ -27,7 +27,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
-use crate::fixtures::{change, changes, restricted_service_account};
+use crate::fixtures::{actions, change, changes, restricted_service_account};
 use crate::harness::{
     AuditEntries, CliOutput, Kv2Secret, PodRefs, STACK, TestNs, VaultHttp, audit_mark,
     block_on_own_runtime, delete_cluster_paths, index_lines, only_deletes,
@@ -275,19 +275,6 @@ impl Drop for Case {
 }
 
 // --- JSON output ------------------------------------------------------------------
-
-/// path → action, for every change.
-fn actions(out: &CliOutput) -> BTreeMap<String, String> {
-    changes(out)
-        .iter()
-        .map(|c| {
-            (
-                c["path"].as_str().unwrap_or_default().to_owned(),
-                c["action"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
 
 fn with_action(out: &CliOutput, action: &str) -> BTreeSet<String> {
     actions(out)

@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::fixtures::{change, changes};
+use crate::fixtures::{actions, change};
 use crate::harness::{PodRefs, TestNs, audit_mark};
 
 const PATH: &str = "vault-sync.io/path";
@@ -71,19 +71,6 @@ fn job_template(secret: &str) -> Value {
     let mut t = template(secret);
     t["spec"]["restartPolicy"] = json!("Never");
     t
-}
-
-/// path → action.
-fn actions(out: &crate::harness::CliOutput) -> BTreeMap<String, String> {
-    changes(out)
-        .iter()
-        .map(|c| {
-            (
-                c["path"].as_str().unwrap_or_default().to_owned(),
-                c["action"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,9 +205,7 @@ async fn path_rules_keep_a_namespace_in_its_prefix() {
     }
 
     let mark = audit_mark();
-    let run = home
-        .cli(&["run", "-o", "json", "--allow-path", rule])
-        .await;
+    let run = home.cli(&["run", "-o", "json", "--allow-path", rule]).await;
     run.assert_code(1);
     let got = actions(&run);
     assert_eq!(got[&format!("{own}/db")], "create", "{run}");
@@ -247,7 +232,13 @@ async fn path_rules_keep_a_namespace_in_its_prefix() {
         reached.is_empty(),
         "requests reached the other namespace's prefix: {reached:?}"
     );
-    assert!(other.vault.kv2_read("secret", &other.rel("squat/db")).await.is_none());
+    assert!(
+        other
+            .vault
+            .kv2_read("secret", &other.rel("squat/db"))
+            .await
+            .is_none()
+    );
 
     // Tightening the rules never deletes what is now outside them.
     home.deployments_api()
@@ -262,8 +253,17 @@ async fn path_rules_keep_a_namespace_in_its_prefix() {
     let c = change(&run, &format!("{own}/db"));
     assert_eq!(c["action"], "refused", "{run}");
     assert_eq!(c["error_type"], "outside_allowed_paths", "{run}");
-    assert!(home.vault.kv2_read("secret", &home.rel("ok/db")).await.is_some());
+    assert!(
+        home.vault
+            .kv2_read("secret", &home.rel("ok/db"))
+            .await
+            .is_some()
+    );
     // Without the rule it is an orphan like any other.
     let run = home.cli(&["run", "-o", "json"]).await;
-    assert_eq!(change(&run, &format!("{own}/db"))["action"], "delete", "{run}");
+    assert_eq!(
+        change(&run, &format!("{own}/db"))["action"],
+        "delete",
+        "{run}"
+    );
 }
