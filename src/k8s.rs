@@ -15,7 +15,7 @@ use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::core::annotations;
-use crate::core::desired::SecretFetch;
+use crate::core::desired::{SecretFetch, SecretMeta};
 use crate::core::error_kind::ErrorKind;
 use crate::core::references::{SecretReference, secret_references};
 use crate::error_chain;
@@ -344,6 +344,14 @@ pub async fn list_secrets(
 }
 
 fn secret_fetch(secret: Secret) -> SecretFetch {
+    // uid and resourceVersion pin a saved plan's change to this revision.
+    let meta = match (secret.metadata.uid, secret.metadata.resource_version) {
+        (Some(uid), Some(resource_version)) => Some(SecretMeta {
+            uid,
+            resource_version,
+        }),
+        _ => None,
+    };
     SecretFetch::found(
         secret
             .data
@@ -352,6 +360,7 @@ fn secret_fetch(secret: Secret) -> SecretFetch {
             .map(|(k, v)| (k, v.0))
             .collect(),
     )
+    .with_meta(meta)
 }
 
 /// Reads one Secret.
