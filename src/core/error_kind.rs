@@ -32,6 +32,8 @@ pub enum ErrorKind {
     CasMismatch,
     RequestTooLarge,
     NotAttempted,
+    /// A saved plan's change whose Secret or Vault path moved since the plan.
+    Stale,
     // vault-sync's index.
     IndexUntrusted,
     IndexUnreadable,
@@ -45,7 +47,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 24] = [
         Self::AuthFailed,
         Self::BinaryValue,
         Self::CasMismatch,
@@ -67,6 +69,7 @@ impl ErrorKind {
         Self::RequestTooLarge,
         Self::SecretKeyMissing,
         Self::SecretNotFound,
+        Self::Stale,
         Self::Unknown,
         Self::Unreachable,
     ];
@@ -91,6 +94,7 @@ impl ErrorKind {
             Self::CasMismatch => "cas_mismatch",
             Self::RequestTooLarge => "request_too_large",
             Self::NotAttempted => "not_attempted",
+            Self::Stale => "stale",
             Self::IndexUntrusted => "index_untrusted",
             Self::IndexUnreadable => "index_unreadable",
             Self::IndexMissing => "index_missing",
@@ -145,6 +149,7 @@ impl ErrorKind {
                 "split the Secret's keys across paths, or raise the server's request limits"
             }
             Self::NotAttempted => "see the error that stopped it; the next run retries",
+            Self::Stale => "make a new plan, review it, and apply that one",
             Self::IndexUntrusted | Self::IndexUnreadable | Self::IndexMissing => {
                 "vault-sync prune --rebuild-index --scan <prefix> --yes"
             }
@@ -199,8 +204,9 @@ mod tests {
             RequestTooLarge => 18,
             SecretKeyMissing => 19,
             SecretNotFound => 20,
-            Unknown => 21,
-            Unreachable => 22,
+            Stale => 21,
+            Unknown => 22,
+            Unreachable => 23,
         }
     }
 

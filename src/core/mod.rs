@@ -13,5 +13,6 @@ pub mod orphans;
 pub mod ownership;
 pub mod plan;
 pub mod references;
+pub mod saved_plan;
 pub mod value;
 pub mod vault_path;

@@ -6,6 +6,7 @@ mod apply;
 mod orphans;
 pub mod ports;
 mod read;
+mod saved;
 #[cfg(test)]
 mod tests;
 
@@ -20,12 +21,14 @@ use crate::core::error_kind::ErrorKind;
 use crate::core::index::Index;
 use crate::core::ownership::Owner;
 use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, Problem};
+use crate::core::saved_plan::Pins;
 use crate::core::vault_path::KvLocation;
 use crate::k8s::{self, DeploymentView, KubeError, Listing};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::vault::VaultError;
 pub use orphans::{IndexFailure, IndexState};
+pub use saved::SavedOutcome;
 use ports::{Cluster, Reporter, SecretStore, Stage, WorkloadState};
 use read::{Mounts, Parsed};
 
@@ -128,6 +131,8 @@ struct Batch<'b, 'a, St> {
     bars: &'b Bars<St>,
     /// `run`: apply the batch's creates and updates.
     writes: bool,
+    /// `plan --out`: record what each change is pinned to.
+    pin: bool,
 }
 
 /// Time since the start of `prepare`, for the debug log of each phase.
@@ -159,6 +164,8 @@ struct Gathered {
     held: BTreeSet<Owner>,
     /// Every location some Deployment wants.
     desired: BTreeSet<KvLocation>,
+    /// `plan --out`: what each change was computed from (no values).
+    pins: Pins,
 }
 
 impl<C: Cluster, S: SecretStore> Engine<C, S> {
@@ -179,6 +186,24 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         progress: &impl Reporter,
         writes: bool,
     ) -> Result<Prepared, VaultError> {
+        Ok(self.prepare_with(progress, writes, false).await?.0)
+    }
+
+    /// `plan --out`: the plan, and what each of its changes is pinned to
+    /// (source Secrets' revisions, Vault versions and markers as read).
+    pub async fn prepare_pinned(
+        &self,
+        progress: &impl Reporter,
+    ) -> Result<(Prepared, Pins), VaultError> {
+        self.prepare_with(progress, false, true).await
+    }
+
+    async fn prepare_with(
+        &self,
+        progress: &impl Reporter,
+        writes: bool,
+        pin: bool,
+    ) -> Result<(Prepared, Pins), VaultError> {
         let clock = Clock::start();
         let listing = self.list(progress).await;
         clock.phase("listing");
@@ -196,7 +221,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 &mut index,
                 &mut errors,
                 progress,
-                writes,
+                (writes, pin),
                 &clock,
             )
             .await;
@@ -221,14 +246,15 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             forget.remove(&loc);
         }
         clock.phase("orphans");
-        Ok(Prepared {
+        let prepared = Prepared {
             plan,
             listing_failures: listing.failures,
             errors,
             index,
             forget,
             write_failures,
-        })
+        };
+        Ok((prepared, gathered.pins))
     }
 
     /// Phase 1: the annotated Deployments in scope.
@@ -295,7 +321,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         index: &mut Option<IndexState>,
         errors: &mut Vec<(ErrorKind, String)>,
         progress: &impl Reporter,
-        writes: bool,
+        (writes, pin): (bool, bool),
         clock: &Clock,
     ) -> Gathered {
         let scope = &self.scope;
@@ -334,6 +360,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 mounts,
                 bars: &bars,
                 writes,
+                pin,
             };
             let (paths, bytes) = self.plan_batch(batch, index, errors, &mut gathered).await;
             limit = batch::next_limit(paths, bytes, BATCH_VALUE_BYTES, min_batch, scope.batch_size);
@@ -381,6 +408,9 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let bytes: usize = fetched.values().map(SecretFetch::value_bytes).sum();
 
         let (located, problems) = self.desire_batch(members, &fetched, batch.mounts, gathered);
+        let sources = batch
+            .pin
+            .then(|| saved::source_pins(members, &located, &fetched));
         drop(fetched);
         if let Some(state) = index.as_mut() {
             self.refresh_index_for(state, &located, &observed).await;
@@ -397,6 +427,9 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             gone: self.gone_owners(holders).await,
         };
         let batch_plan = plan::plan(located, problems, Vec::new(), &observed, index_now, &opts);
+        if let Some(sources) = sources {
+            saved::pin_writes(&batch_plan, sources, &observed, &mut gathered.pins);
+        }
         drop(observed);
         if batch.writes {
             let failures = self
@@ -460,6 +493,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .find_orphans(&state.index, desired, held, &listed)
             .await;
         changes.extend(findings.changes);
+        gathered.pins.deletes.extend(findings.pins);
         findings.forget
     }
 

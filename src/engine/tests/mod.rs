@@ -477,3 +477,5 @@ async fn a_stop_request_reads_no_further_batch_and_deletes_nothing() {
     assert!(!actions(&prepared).values().any(|a| *a == "delete"));
     assert_eq!(w.vault().take_writes(), Vec::new());
 }
+
+mod saved;
