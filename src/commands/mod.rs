@@ -308,10 +308,17 @@ async fn sync_inner(
     );
     report(&prepared, applied.as_ref());
     // An interrupted plan is incomplete: not saved for review.
-    if let Mode::Plan(PlanArgs { out: Some(file), .. }) = mode
+    if let Mode::Plan(PlanArgs {
+        out: Some(file), ..
+    }) = mode
         && shutdown.requested().is_none()
     {
-        saved::save(file, saved::header(global, &engine.scope)?, &prepared.plan, &pins)?;
+        saved::save(
+            file,
+            saved::header(global, &engine.scope)?,
+            &prepared.plan,
+            &pins,
+        )?;
     }
 
     let failed = prepared.has_failures()

@@ -56,8 +56,8 @@ pub(super) fn save(
     plan: &Plan,
     pins: &Pins,
 ) -> Result<(), CommandError> {
-    let document = saved_plan::build(header, plan, pins)
-        .map_err(|e| CommandError::Config(e.to_string()))?;
+    let document =
+        saved_plan::build(header, plan, pins).map_err(|e| CommandError::Config(e.to_string()))?;
     let mut text = serde_json::to_string_pretty(&document)
         .map_err(|e| CommandError::Config(format!("cannot encode the plan: {e}")))?;
     text.push('\n');
@@ -160,8 +160,7 @@ pub(super) async fn run_plan(
             global.output,
         );
     }
-    let failed = !outcome.failures.is_empty()
-        || !outcome.errors.is_empty()
-        || outcome.plan.has_failures();
+    let failed =
+        !outcome.failures.is_empty() || !outcome.errors.is_empty() || outcome.plan.has_failures();
     Ok(if failed { Exit::Failure } else { Exit::Success })
 }

@@ -559,7 +559,9 @@ pub struct Expect<'a> {
 /// Why a plan file is refused whole, before any request to Vault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("the plan file is not a vault-sync plan: {0}; pass the file `vault-sync plan --out` wrote")]
+    #[error(
+        "the plan file is not a vault-sync plan: {0}; pass the file `vault-sync plan --out` wrote"
+    )]
     Unreadable(String),
     #[error(
         "the plan file has format_version {found}, and this vault-sync ({tool}) reads format_version {FORMAT_VERSION} only; apply it with the vault-sync version that made it, or make a new plan"

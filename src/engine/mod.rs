@@ -28,9 +28,9 @@ use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::vault::VaultError;
 pub use orphans::{IndexFailure, IndexState};
-pub use saved::SavedOutcome;
 use ports::{Cluster, Reporter, SecretStore, Stage, WorkloadState};
 use read::{Mounts, Parsed};
+pub use saved::SavedOutcome;
 
 /// What a run works on, from the command line.
 #[derive(Debug, Clone)]

@@ -189,11 +189,12 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     ) {
         let no_index = Index::new();
         let index_now = index.as_ref().map_or(&no_index, |s| &s.index);
-        let verified: Vec<(usize, Result<Change, VaultError>)> = stream::iter(chunk.iter().copied())
-            .map(|i| async move { (i, self.verify_write(&changes[i], index_now).await) })
-            .buffer_unordered(self.scope.concurrency)
-            .collect()
-            .await;
+        let verified: Vec<(usize, Result<Change, VaultError>)> =
+            stream::iter(chunk.iter().copied())
+                .map(|i| async move { (i, self.verify_write(&changes[i], index_now).await) })
+                .buffer_unordered(self.scope.concurrency)
+                .collect()
+                .await;
         let mut fresh = Plan::default();
         let mut positions = Vec::new();
         for (i, result) in verified {
@@ -310,7 +311,14 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             gone,
         };
         let observed = BTreeMap::from([(c.location.clone(), observed)]);
-        let mut planned = plan::plan(vec![located], Vec::new(), Vec::new(), &observed, index, &opts);
+        let mut planned = plan::plan(
+            vec![located],
+            Vec::new(),
+            Vec::new(),
+            &observed,
+            index,
+            &opts,
+        );
         let change = planned
             .changes
             .pop()
@@ -412,7 +420,9 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         }
         // The marker and version, read right before deleting.
         let now = match c.location.version {
-            KvVersion::V2 => VaultPin::from_metadata(self.vault.read_metadata(&c.location).await?.as_ref()),
+            KvVersion::V2 => {
+                VaultPin::from_metadata(self.vault.read_metadata(&c.location).await?.as_ref())
+            }
             KvVersion::V1 => VaultPin::from_observed(&self.vault.read(&c.location).await?)
                 .unwrap_or(VaultPin::Absent),
         };

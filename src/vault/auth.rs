@@ -130,12 +130,14 @@ fn classify_login_error(method: &AuthMethod, addr: &str, e: ClientError) -> Atte
                 format!("{} (status {code})", errors.join("; "))
             };
             match code {
-                code if super::client::retryable_status(code) => Attempt::Retry(VaultError::Status {
-                    status: code,
-                    operation: "write",
-                    path: "auth/.../login".into(),
-                    message: detail,
-                }),
+                code if super::client::retryable_status(code) => {
+                    Attempt::Retry(VaultError::Status {
+                        status: code,
+                        operation: "write",
+                        path: "auth/.../login".into(),
+                        message: detail,
+                    })
+                }
                 _ => auth_failed(format!(
                     "{detail}; check the role name, the auth mount path, and that the role binds this identity"
                 )),

@@ -76,10 +76,10 @@ impl FakeCluster {
         s.revision += 1;
         let resource_version = s.revision.to_string();
         let key = (ns.to_owned(), name.to_owned());
-        let uid = s
-            .secret_meta
-            .get(&key)
-            .map_or_else(|| format!("uid-{ns}-{name}-{resource_version}"), |m| m.uid.clone());
+        let uid = s.secret_meta.get(&key).map_or_else(
+            || format!("uid-{ns}-{name}-{resource_version}"),
+            |m| m.uid.clone(),
+        );
         s.secret_meta.insert(
             key.clone(),
             SecretMeta {

@@ -96,9 +96,15 @@ async fn an_unchanged_world_gets_exactly_the_writes_of_a_plain_run() {
     setup(&saved);
     let plan = save(&saved).await;
     assert_eq!(plan.changes.len(), 3);
-    assert!(saved.vault().take_writes().is_empty(), "planning writes nothing");
+    assert!(
+        saved.vault().take_writes().is_empty(),
+        "planning writes nothing"
+    );
     let outcome = apply(&saved, &plan).await;
-    assert!(outcome.failures.is_empty() && outcome.errors.is_empty(), "{outcome:?}");
+    assert!(
+        outcome.failures.is_empty() && outcome.errors.is_empty(),
+        "{outcome:?}"
+    );
     assert_eq!(
         sorted(saved.vault().take_writes()),
         sorted(plain.vault().take_writes())
@@ -119,13 +125,19 @@ async fn a_secret_changed_after_the_plan_makes_only_its_path_stale() {
     assert_eq!(r["secret/api/cache"], "applied");
     assert!(w.vault().get("secret/api/db").is_none(), "stale: untouched");
     let message = outcome.failures.values().next().expect("one").to_string();
-    assert!(message.contains("Secret shop/db changed since the plan"), "{message}");
+    assert!(
+        message.contains("Secret shop/db changed since the plan"),
+        "{message}"
+    );
     // Only the pinned Secrets are read.
     let mut gets = w.kube().take_secret_gets();
     gets.sort();
     assert_eq!(
         gets,
-        [(NS.to_owned(), "cache".to_owned()), (NS.to_owned(), "db".to_owned())]
+        [
+            (NS.to_owned(), "cache".to_owned()),
+            (NS.to_owned(), "db".to_owned())
+        ]
     );
 }
 
@@ -207,10 +219,21 @@ async fn a_saved_deletion_rechecks_owner_and_marker() {
     w.kube().delete_deployment(NS, "web");
     let plan = save(&w).await;
     assert_eq!(plan.changes.len(), 2);
-    assert!(plan.changes.iter().all(|c| c.action == saved_plan::SavedAction::Delete));
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| c.action == saved_plan::SavedAction::Delete)
+    );
     // Someone re-marks one path for another owner after the plan.
-    let mut md = w.vault().get("secret/web/cart").expect("path").custom_metadata;
-    md.insert(OWNER_KEY.into(), ownership::Owner::new("default", NS, "x").to_string());
+    let mut md = w
+        .vault()
+        .get("secret/web/cart")
+        .expect("path")
+        .custom_metadata;
+    md.insert(
+        OWNER_KEY.into(),
+        ownership::Owner::new("default", NS, "x").to_string(),
+    );
     w.vault().set_metadata("secret/web/cart", md);
     let outcome = apply(&w, &plan).await;
     let r = results(&outcome);
