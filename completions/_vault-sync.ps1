@@ -68,6 +68,7 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
         }
         'vault-sync;plan' {
             [CompletionResult]::new('--max-deletes', '--max-deletes', [CompletionResultType]::ParameterName, 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)')
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Also save the plan to FILE, for `run --plan FILE`: JSON with key names and what each change is pinned to (Secret resourceVersions, Vault versions and ownership), never a value or a digest of one')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
             [CompletionResult]::new('--kube-timeout', '--kube-timeout', [CompletionResultType]::ParameterName, 'Bound on each Kubernetes API request (e.g. 30s, 2m)')
@@ -111,6 +112,8 @@ Register-ArgumentCompleter -Native -CommandName 'vault-sync' -ScriptBlock {
         }
         'vault-sync;run' {
             [CompletionResult]::new('--max-deletes', '--max-deletes', [CompletionResultType]::ParameterName, 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)')
+            [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Apply exactly the changes of a plan saved with `plan --out FILE` and nothing else. A change whose Secrets, Vault version or ownership moved since is `stale` and not applied. The file''s --adopt, --no-prune and --destroy apply; its cluster, Vault address and -n/-l must match this run''s')
+            [CompletionResult]::new('--max-plan-age', '--max-plan-age', [CompletionResultType]::ParameterName, 'With --plan: refuse a plan older than this (e.g. 30m, 1h; 0 disables the check)')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use')
             [CompletionResult]::new('--kube-timeout', '--kube-timeout', [CompletionResultType]::ParameterName, 'Bound on each Kubernetes API request (e.g. 30s, 2m)')

@@ -535,13 +535,17 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__plan)
-            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --allow-path --allow-paths-file --kinds --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
+            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --out --kubeconfig --context --kube-timeout --namespace --selector --allow-path --allow-paths-file --kinds --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --max-deletes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --out)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -799,13 +803,21 @@ _vault__sync() {
             return 0
             ;;
         vault__subcmd__sync__subcmd__run)
-            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --kubeconfig --context --kube-timeout --namespace --selector --allow-path --allow-paths-file --kinds --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
+            opts="-n -l -o -v -q -h --adopt --push-metrics --no-prune --destroy --max-deletes --plan --max-plan-age --kubeconfig --context --kube-timeout --namespace --selector --allow-path --allow-paths-file --kinds --cluster-name --index-mount --vault-addr --vault-auth --vault-role --vault-auth-path --vault-jwt-file --vault-namespace --vault-timeout --pushgateway-url --push-label --require-push --metrics-file --concurrency --read-secrets --batch-size --output --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --max-deletes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-plan-age)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -64,6 +64,7 @@ set edit:completion:arg-completer[vault-sync] = {|@words|
         }
         &'vault-sync;plan'= {
             cand --max-deletes 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)'
+            cand --out 'Also save the plan to FILE, for `run --plan FILE`: JSON with key names and what each change is pinned to (Secret resourceVersions, Vault versions and ownership), never a value or a digest of one'
             cand --kubeconfig 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)'
             cand --context 'Kubeconfig context to use'
             cand --kube-timeout 'Bound on each Kubernetes API request (e.g. 30s, 2m)'
@@ -106,6 +107,8 @@ set edit:completion:arg-completer[vault-sync] = {|@words|
         }
         &'vault-sync;run'= {
             cand --max-deletes 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)'
+            cand --plan 'Apply exactly the changes of a plan saved with `plan --out FILE` and nothing else. A change whose Secrets, Vault version or ownership moved since is `stale` and not applied. The file''s --adopt, --no-prune and --destroy apply; its cluster, Vault address and -n/-l must match this run''s'
+            cand --max-plan-age 'With --plan: refuse a plan older than this (e.g. 30m, 1h; 0 disables the check)'
             cand --kubeconfig 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)'
             cand --context 'Kubeconfig context to use'
             cand --kube-timeout 'Bound on each Kubernetes API request (e.g. 30s, 2m)'

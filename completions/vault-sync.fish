@@ -67,6 +67,7 @@ complete -c vault-sync -n "__fish_vault_sync_needs_command" -f -a "check" -d 'Ch
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l max-deletes -d 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l out -d 'Also save the plan to FILE, for `run --plan FILE`: JSON with key names and what each change is pinned to (Secret resourceVersions, Vault versions and ownership), never a value or a digest of one' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l context -d 'Kubeconfig context to use' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
@@ -107,6 +108,8 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s v -l verb
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s q -l quiet -d 'Errors only: no progress bars, no log line below ERROR on stderr, and no table on stdout (the exit code says what happened); `-o json` still prints its document'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l max-deletes -d 'Refuse every deletion of a run that would delete more than this many paths (a guard against a mass deletion caused by a mistake)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l plan -d 'Apply exactly the changes of a plan saved with `plan --out FILE` and nothing else. A change whose Secrets, Vault version or ownership moved since is `stale` and not applied. The file\'s --adopt, --no-prune and --destroy apply; its cluster, Vault address and -n/-l must match this run\'s' -r -F
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l max-plan-age -d 'With --plan: refuse a plan older than this (e.g. 30m, 1h; 0 disables the check)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l context -d 'Kubeconfig context to use' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r

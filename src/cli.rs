@@ -28,12 +28,16 @@ pub enum Command {
     ///
     /// Exit code: 0 no changes, 2 changes pending, 1 errors or conflicts
     /// (like `terraform plan -detailed-exitcode`).
-    Plan(SyncArgs),
+    Plan(PlanArgs),
     /// Apply the plan: write what differs and delete orphans (paths
     /// vault-sync wrote that nothing wants any more; see --no-prune).
     ///
-    /// Exit code: 0 everything applied, 1 anything failed.
-    Run(SyncArgs),
+    /// With --plan FILE, apply exactly the changes saved by `plan --out`
+    /// instead, each only if what it was planned from has not moved.
+    ///
+    /// Exit code: 0 everything applied, 1 anything failed, was refused or
+    /// (with --plan) was stale.
+    Run(RunArgs),
     /// Remove Vault paths vault-sync wrote that nothing wants any more.
     Prune(PruneArgs),
     /// Check Vault and Kubernetes connectivity, auth and permissions.
@@ -61,6 +65,37 @@ pub struct SyncArgs {
 
     #[command(flatten)]
     pub delete: DeleteArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub sync: SyncArgs,
+
+    /// Also save the plan to FILE, for `run --plan FILE`: JSON with key
+    /// names and what each change is pinned to (Secret resourceVersions,
+    /// Vault versions and ownership), never a value or a digest of one.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub sync: SyncArgs,
+
+    /// Apply exactly the changes of a plan saved with `plan --out FILE`
+    /// and nothing else. A change whose Secrets, Vault version or
+    /// ownership moved since is `stale` and not applied. The file's
+    /// --adopt, --no-prune and --destroy apply; its cluster, Vault address
+    /// and -n/-l must match this run's.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["adopt", "no_prune", "destroy"])]
+    pub plan: Option<PathBuf>,
+
+    /// With --plan: refuse a plan older than this (e.g. 30m, 1h; 0
+    /// disables the check).
+    #[arg(long, default_value = "1h", value_parser = parse_age)]
+    pub max_plan_age: Duration,
 }
 
 /// How orphans are deleted.
@@ -333,6 +368,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a duration like 30s, 2m or 1h30m"))
 }
 
+/// A duration, where `0` means "no limit" (returned as zero).
+fn parse_age(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
 /// A Prometheus label name, and not one of the grouping key's own labels
 /// (`job`, `cluster`, `command`: vault-sync sets them, and a second value
 /// would make a different group or none).
@@ -388,6 +431,8 @@ mod tests {
     fn durations_and_cluster_names() {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("0s").is_err());
+        assert_eq!(parse_age("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_age("30m"), Ok(Duration::from_secs(1800)));
         assert!(parse_cluster_name("prod-eu").is_ok());
         assert!(parse_cluster_name("Prod/eu").is_err());
         assert!(parse_cluster_name("Prod").is_err());

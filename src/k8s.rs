@@ -17,7 +17,7 @@ use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::core::annotations;
-use crate::core::desired::SecretFetch;
+use crate::core::desired::{SecretFetch, SecretMeta};
 use crate::core::error_kind::ErrorKind;
 use crate::core::references::{SecretReference, secret_references};
 use crate::core::workload::Kind;
@@ -485,6 +485,14 @@ pub async fn list_secrets(
 }
 
 fn secret_fetch(secret: Secret) -> SecretFetch {
+    // uid and resourceVersion pin a saved plan's change to this revision.
+    let meta = match (secret.metadata.uid, secret.metadata.resource_version) {
+        (Some(uid), Some(resource_version)) => Some(SecretMeta {
+            uid,
+            resource_version,
+        }),
+        _ => None,
+    };
     SecretFetch::found(
         secret
             .data
@@ -493,6 +501,7 @@ fn secret_fetch(secret: Secret) -> SecretFetch {
             .map(|(k, v)| (k, v.0))
             .collect(),
     )
+    .with_meta(meta)
 }
 
 /// Reads one Secret.

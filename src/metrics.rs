@@ -28,7 +28,7 @@ use crate::core::plan::Action;
 /// is one of `ErrorKind::ALL`; both sets are pre-seeded at zero, so that a
 /// dashboard shows 0 rather than "no data" and an alert's `> 0` has a series
 /// to compare.
-pub const VAULT_WRITE_ERROR_TYPES: [ErrorKind; 8] = [
+pub const VAULT_WRITE_ERROR_TYPES: [ErrorKind; 9] = [
     ErrorKind::ConnectionFailed,
     ErrorKind::AuthFailed,
     ErrorKind::PermissionDenied,
@@ -36,6 +36,7 @@ pub const VAULT_WRITE_ERROR_TYPES: [ErrorKind; 8] = [
     ErrorKind::CasMismatch,
     ErrorKind::RequestTooLarge,
     ErrorKind::NotAttempted,
+    ErrorKind::Stale,
     ErrorKind::Unknown,
 ];
 
@@ -365,6 +366,10 @@ mod tests {
                 path: s(),
                 reason: s(),
             },
+            VaultError::Stale {
+                path: s(),
+                reason: s(),
+            },
         ];
         let seen: BTreeSet<usize> = all
             .iter()
@@ -380,9 +385,10 @@ mod tests {
                 VaultError::Decode { .. } => 8,
                 VaultError::Config(_) => 9,
                 VaultError::NotAttempted { .. } => 10,
+                VaultError::Stale { .. } => 11,
             })
             .collect();
-        assert_eq!(seen.len(), 11, "every VaultError variant once");
+        assert_eq!(seen.len(), 12, "every VaultError variant once");
         all
     }
 

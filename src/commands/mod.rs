@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod check;
+mod saved;
 
 pub use check::CheckResult;
 
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cli::{Cli, Command, DeleteArgs, GlobalArgs, PruneArgs, SyncArgs};
+use crate::cli::{Cli, Command, DeleteArgs, GlobalArgs, PlanArgs, PruneArgs, RunArgs};
 use crate::core::error_kind::ErrorKind;
 use crate::core::ownership::{DEFAULT_CLUSTER, Owner};
 use crate::core::path_rules::PathRules;
@@ -53,6 +54,9 @@ pub enum CommandError {
     Config(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// `run --plan`: the file is refused whole, before any Vault request.
+    #[error("refused the saved plan: {0}")]
+    Refused(#[from] crate::core::saved_plan::Refusal),
 }
 
 impl CommandError {
@@ -61,7 +65,7 @@ impl CommandError {
             Self::Kube(e) => e.kind(),
             Self::Vault(e) => e.kind(),
             Self::Index(e) => e.kind(),
-            Self::Config(_) | Self::Metrics(_) => ErrorKind::Config,
+            Self::Config(_) | Self::Metrics(_) | Self::Refused(_) => ErrorKind::Config,
         }
     }
 
@@ -92,8 +96,8 @@ pub async fn execute(cli: Cli) -> Result<Exit, CommandError> {
 
 /// The three commands that share the read phase.
 enum Mode {
-    Plan(SyncArgs),
-    Run(SyncArgs),
+    Plan(PlanArgs),
+    Run(RunArgs),
     Prune(PruneArgs),
 }
 
@@ -108,7 +112,8 @@ impl Mode {
 
     fn delete_args(&self) -> &DeleteArgs {
         match self {
-            Self::Plan(a) | Self::Run(a) => &a.delete,
+            Self::Plan(a) => &a.sync.delete,
+            Self::Run(a) => &a.sync.delete,
             Self::Prune(a) => &a.delete,
         }
     }
@@ -116,7 +121,9 @@ impl Mode {
 
 fn scope(global: &GlobalArgs, mode: &Mode) -> Result<Scope, CommandError> {
     let (adopt, prune) = match mode {
-        Mode::Plan(a) | Mode::Run(a) => (a.adopt, !a.no_prune),
+        Mode::Plan(PlanArgs { sync: a, .. }) | Mode::Run(RunArgs { sync: a, .. }) => {
+            (a.adopt, !a.no_prune)
+        }
         Mode::Prune(_) => (false, true),
     };
     Ok(Scope {
@@ -191,7 +198,7 @@ async fn sync(global: &GlobalArgs, mode: &Mode) -> Result<Exit, CommandError> {
         });
     }
     let push = match mode {
-        Mode::Plan(a) => a.push_metrics,
+        Mode::Plan(a) => a.sync.push_metrics,
         Mode::Run(_) | Mode::Prune(_) => true,
     };
     if push {
@@ -223,6 +230,14 @@ async fn sync_inner(
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
 ) -> Result<Exit, CommandError> {
+    if let Mode::Run(
+        args @ RunArgs {
+            plan: Some(file), ..
+        },
+    ) = mode
+    {
+        return saved::run_plan(global, args, file, metrics, shutdown).await;
+    }
     let (kube, vault) = connect(global, metrics).await?;
     let vault = vault.with_shutdown(shutdown.clone());
     let progress = Progress::detect(global.quiet);
@@ -238,9 +253,15 @@ async fn sync_inner(
     {
         rebuild_index(&engine, args).await?;
     }
-    let mut prepared = engine
-        .prepare(&progress, matches!(mode, Mode::Run(_)))
-        .await?;
+    let (mut prepared, pins) = match mode {
+        Mode::Plan(PlanArgs { out: Some(_), .. }) => engine.prepare_pinned(&progress).await?,
+        _ => (
+            engine
+                .prepare(&progress, matches!(mode, Mode::Run(_)))
+                .await?,
+            Default::default(),
+        ),
+    };
     if let Mode::Prune(_) = mode {
         // prune touches orphans only: show, log, count and apply nothing
         // else (a conflict is `run`'s to report).
@@ -287,6 +308,19 @@ async fn sync_inner(
     };
     record_run(metrics, &prepared, applied.as_ref());
     report(&prepared, applied.as_ref());
+    // An interrupted plan is incomplete: not saved for review.
+    if let Mode::Plan(PlanArgs {
+        out: Some(file), ..
+    }) = mode
+        && shutdown.requested().is_none()
+    {
+        saved::save(
+            file,
+            saved::header(global, &engine.scope)?,
+            &prepared.plan,
+            &pins,
+        )?;
+    }
 
     let failed = prepared.has_failures()
         || applied
@@ -410,9 +444,25 @@ fn log_problems(plan: &Plan) {
 /// paths in error, the run's own errors (listing, index, interruption) and
 /// failed writes and deletes.
 fn record_run(metrics: &Metrics, prepared: &Prepared, applied: Option<&Applied>) {
-    let plan = &prepared.plan;
     let no_failures = BTreeMap::new();
-    let failures = applied.map_or(&no_failures, |a| &a.failures);
+    let run_errors = prepared.run_errors();
+    record_outcome(
+        metrics,
+        &prepared.plan,
+        applied.map_or(&no_failures, |a| &a.failures),
+        run_errors
+            .iter()
+            .chain(applied.iter().flat_map(|a| a.errors.iter())),
+    );
+}
+
+/// [`record_run`] from the parts of an outcome (also `run --plan`'s).
+pub(crate) fn record_outcome<'a>(
+    metrics: &Metrics,
+    plan: &Plan,
+    failures: &BTreeMap<usize, VaultError>,
+    run_errors: impl Iterator<Item = &'a (ErrorKind, String)>,
+) {
     let mut per_owner: BTreeMap<&Owner, &'static str> = BTreeMap::new();
     for (i, change) in plan.changes.iter().enumerate() {
         let failure = failures.get(&i);
@@ -444,11 +494,7 @@ fn record_run(metrics: &Metrics, prepared: &Prepared, applied: Option<&Applied>)
             metrics.count_write_error(e.kind());
         }
     }
-    for (kind, _) in prepared
-        .run_errors()
-        .iter()
-        .chain(applied.iter().flat_map(|a| a.errors.iter()))
-    {
+    for (kind, _) in run_errors {
         metrics.count_error(*kind);
     }
     for (owner, result) in per_owner {

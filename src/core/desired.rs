@@ -12,11 +12,23 @@ use super::ownership::Owner;
 use super::references::SecretReference;
 use super::value::{NotUtf8, SecretMap, SecretValue};
 
+/// A Secret's identity and revision, as the API server gave them: what a
+/// saved plan pins a change to instead of any value (see `saved_plan`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretMeta {
+    pub uid: String,
+    pub resource_version: String,
+}
+
 /// What the shell found for one Secret.
 #[derive(Debug, Clone)]
 pub enum SecretFetch {
-    /// Key → value, or `NotUtf8` for bytes Vault cannot store faithfully.
-    Found(BTreeMap<String, Result<SecretValue, NotUtf8>>),
+    /// Key → value, or `NotUtf8` for bytes Vault cannot store faithfully;
+    /// and the Secret's uid and resourceVersion when the source gave them.
+    Found(
+        BTreeMap<String, Result<SecretValue, NotUtf8>>,
+        Option<SecretMeta>,
+    ),
     NotFound,
     /// Reading it failed (e.g. RBAC forbids it): `kind` is a metric label.
     Failed {
@@ -29,7 +41,7 @@ impl SecretFetch {
     /// Bytes of keys and values held (for sizing batches).
     pub fn value_bytes(&self) -> usize {
         match self {
-            Self::Found(data) => data
+            Self::Found(data, _) => data
                 .iter()
                 .map(|(k, v)| k.len() + v.as_ref().map_or(0, SecretValue::len))
                 .sum(),
@@ -43,7 +55,24 @@ impl SecretFetch {
             data.into_iter()
                 .map(|(key, bytes)| (key, SecretValue::from_bytes(bytes)))
                 .collect(),
+            None,
         )
+    }
+
+    /// The same fetch, carrying the Secret's uid and resourceVersion.
+    pub fn with_meta(self, meta: Option<SecretMeta>) -> Self {
+        match self {
+            Self::Found(data, _) => Self::Found(data, meta),
+            other => other,
+        }
+    }
+
+    /// The uid and resourceVersion of a found Secret, if known.
+    pub fn meta(&self) -> Option<&SecretMeta> {
+        match self {
+            Self::Found(_, meta) => meta.as_ref(),
+            Self::NotFound | Self::Failed { .. } => None,
+        }
     }
 }
 
@@ -209,7 +238,7 @@ pub fn desire(
             for reference in required_secrets(spec, discovered) {
                 let raw_path = secret_path(spec, &reference.name);
                 match secrets.secret(&reference.name) {
-                    Some(SecretFetch::Found(data)) => {
+                    Some(SecretFetch::Found(data, _)) => {
                         match decode_all(namespace, &reference.name, data) {
                             Ok(data) => out.paths.push(DesiredPath {
                                 raw_path,
@@ -247,7 +276,7 @@ pub fn desire(
             let mut ok = true;
             for sel in selections {
                 let found = match secrets.secret(&sel.name) {
-                    Some(SecretFetch::Found(found)) => found,
+                    Some(SecretFetch::Found(found, _)) => found,
                     Some(SecretFetch::Failed { kind, message }) => {
                         out.errors
                             .push((Some(spec.path.clone()), failed(&sel.name, *kind, message)));

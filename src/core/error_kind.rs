@@ -35,6 +35,8 @@ pub enum ErrorKind {
     /// A path rule (`--allow-path`) does not let the workload's namespace
     /// write there.
     OutsideAllowedPaths,
+    /// A saved plan's change whose Secret or Vault path moved since the plan.
+    Stale,
     // vault-sync's index.
     IndexUntrusted,
     IndexUnreadable,
@@ -48,7 +50,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 25] = [
         Self::AuthFailed,
         Self::BinaryValue,
         Self::CasMismatch,
@@ -71,6 +73,7 @@ impl ErrorKind {
         Self::RequestTooLarge,
         Self::SecretKeyMissing,
         Self::SecretNotFound,
+        Self::Stale,
         Self::Unknown,
         Self::Unreachable,
     ];
@@ -96,6 +99,7 @@ impl ErrorKind {
             Self::RequestTooLarge => "request_too_large",
             Self::NotAttempted => "not_attempted",
             Self::OutsideAllowedPaths => "outside_allowed_paths",
+            Self::Stale => "stale",
             Self::IndexUntrusted => "index_untrusted",
             Self::IndexUnreadable => "index_unreadable",
             Self::IndexMissing => "index_missing",
@@ -153,6 +157,7 @@ impl ErrorKind {
             Self::OutsideAllowedPaths => {
                 "point the annotation under the namespace's allowed prefix, or change the --allow-path rules"
             }
+            Self::Stale => "make a new plan, review it, and apply that one",
             Self::IndexUntrusted | Self::IndexUnreadable | Self::IndexMissing => {
                 "vault-sync prune --rebuild-index --scan <prefix> --yes"
             }
@@ -208,8 +213,9 @@ mod tests {
             RequestTooLarge => 19,
             SecretKeyMissing => 20,
             SecretNotFound => 21,
-            Unknown => 22,
-            Unreachable => 23,
+            Stale => 22,
+            Unknown => 23,
+            Unreachable => 24,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod ownership;
 pub mod path_rules;
 pub mod plan;
 pub mod references;
+pub mod saved_plan;
 pub mod value;
 pub mod vault_path;
 pub mod workload;

@@ -207,7 +207,8 @@ pub struct Plan {
     pub notes: Vec<Note>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     pub create: usize,
     pub update: usize,

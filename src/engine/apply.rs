@@ -247,7 +247,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
 
     /// Runs `op` on the selected changes with bounded concurrency, logging
     /// each outcome; returns the failures by change index.
-    async fn for_each_change<'a, F, Fut>(
+    pub(super) async fn for_each_change<'a, F, Fut>(
         &'a self,
         plan: &'a Plan,
         selected: Vec<usize>,

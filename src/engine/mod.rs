@@ -6,6 +6,7 @@ mod apply;
 mod orphans;
 pub mod ports;
 mod read;
+mod saved;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +22,7 @@ use crate::core::index::Index;
 use crate::core::ownership::Owner;
 use crate::core::path_rules::PathRules;
 use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, Problem};
+use crate::core::saved_plan::Pins;
 use crate::core::vault_path::KvLocation;
 use crate::core::workload::Kind;
 use crate::k8s::{self, KubeError, Listing, WorkloadView};
@@ -30,6 +32,7 @@ use crate::vault::VaultError;
 pub use orphans::{IndexFailure, IndexState};
 use ports::{Cluster, Reporter, SecretStore, Stage, WorkloadState};
 use read::{Mounts, Parsed};
+pub use saved::SavedOutcome;
 
 /// What a run works on, from the command line.
 #[derive(Debug, Clone)]
@@ -134,6 +137,8 @@ struct Batch<'b, 'a, St> {
     bars: &'b Bars<St>,
     /// `run`: apply the batch's creates and updates.
     writes: bool,
+    /// `plan --out`: record what each change is pinned to.
+    pin: bool,
 }
 
 /// Time since the start of `prepare`, for the debug log of each phase.
@@ -165,6 +170,8 @@ struct Gathered {
     held: BTreeSet<Owner>,
     /// Every location some Deployment wants.
     desired: BTreeSet<KvLocation>,
+    /// `plan --out`: what each change was computed from (no values).
+    pins: Pins,
 }
 
 impl<C: Cluster, S: SecretStore> Engine<C, S> {
@@ -185,6 +192,24 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         progress: &impl Reporter,
         writes: bool,
     ) -> Result<Prepared, VaultError> {
+        Ok(self.prepare_with(progress, writes, false).await?.0)
+    }
+
+    /// `plan --out`: the plan, and what each of its changes is pinned to
+    /// (source Secrets' revisions, Vault versions and markers as read).
+    pub async fn prepare_pinned(
+        &self,
+        progress: &impl Reporter,
+    ) -> Result<(Prepared, Pins), VaultError> {
+        self.prepare_with(progress, false, true).await
+    }
+
+    async fn prepare_with(
+        &self,
+        progress: &impl Reporter,
+        writes: bool,
+        pin: bool,
+    ) -> Result<(Prepared, Pins), VaultError> {
         let clock = Clock::start();
         let listing = self.list(progress).await;
         clock.phase("listing");
@@ -202,7 +227,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 &mut index,
                 &mut errors,
                 progress,
-                writes,
+                (writes, pin),
                 &clock,
             )
             .await;
@@ -227,14 +252,15 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             forget.remove(&loc);
         }
         clock.phase("orphans");
-        Ok(Prepared {
+        let prepared = Prepared {
             plan,
             listing_failures: listing.failures,
             errors,
             index,
             forget,
             write_failures,
-        })
+        };
+        Ok((prepared, gathered.pins))
     }
 
     /// Phase 1: the annotated Deployments in scope.
@@ -307,7 +333,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         index: &mut Option<IndexState>,
         errors: &mut Vec<(ErrorKind, String)>,
         progress: &impl Reporter,
-        writes: bool,
+        (writes, pin): (bool, bool),
         clock: &Clock,
     ) -> Gathered {
         let scope = &self.scope;
@@ -346,6 +372,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 mounts,
                 bars: &bars,
                 writes,
+                pin,
             };
             let (paths, bytes) = self.plan_batch(batch, index, errors, &mut gathered).await;
             limit = batch::next_limit(paths, bytes, BATCH_VALUE_BYTES, min_batch, scope.batch_size);
@@ -393,6 +420,9 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let bytes: usize = fetched.values().map(SecretFetch::value_bytes).sum();
 
         let (located, problems) = self.desire_batch(members, &fetched, batch.mounts, gathered);
+        let sources = batch
+            .pin
+            .then(|| saved::source_pins(members, &located, &fetched));
         drop(fetched);
         if let Some(state) = index.as_mut() {
             self.refresh_index_for(state, &located, &observed).await;
@@ -409,6 +439,9 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             gone: self.gone_owners(holders).await,
         };
         let batch_plan = plan::plan(located, problems, Vec::new(), &observed, index_now, &opts);
+        if let Some(sources) = sources {
+            saved::pin_writes(&batch_plan, sources, &observed, &mut gathered.pins);
+        }
         drop(observed);
         if batch.writes {
             let failures = self
@@ -480,6 +513,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .find_orphans(&state.index, desired, held, &listed, &judged)
             .await;
         changes.extend(findings.changes);
+        gathered.pins.deletes.extend(findings.pins);
         findings.forget
     }
 

@@ -12,7 +12,8 @@ use crate::core::error_kind::ErrorKind;
 use crate::core::index::{self, Index, IndexEntry, IndexError};
 use crate::core::orphans::{self, OrphanScope, OwnerState, PathState};
 use crate::core::ownership::Owner;
-use crate::core::plan::{self, Change, Located, Observed};
+use crate::core::plan::{self, Action, Change, Located, Observed};
+use crate::core::saved_plan::{DeletePin, OwnerStateRecord, VaultPin};
 use crate::core::vault_path::{self, KvLocation, KvVersion};
 use crate::core::workload::Kind;
 use crate::vault::VaultError;
@@ -75,6 +76,8 @@ pub struct OrphanFindings {
     pub changes: Vec<Change>,
     /// Entries to drop from the index once the run's deletions are done.
     pub forget: BTreeSet<KvLocation>,
+    /// What each deletion was judged on, for a saved plan.
+    pub pins: BTreeMap<KvLocation, DeletePin>,
 }
 
 impl<C: Cluster, S: SecretStore> Engine<C, S> {
@@ -363,7 +366,15 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                         scope,
                         self.scope.destroy,
                     );
-                    (loc, entry, verdict)
+                    let pin = matches!(verdict.action, Some(Action::Delete { .. }))
+                        .then(|| {
+                            Some(DeletePin {
+                                owner_state: OwnerStateRecord::from_state(&owner_state)?,
+                                vault: VaultPin::from_path_state(&path_state)?,
+                            })
+                        })
+                        .flatten();
+                    (loc, entry, verdict, pin)
                 }
             })
             .buffer_unordered(self.scope.concurrency)
@@ -371,7 +382,10 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .await;
 
         let mut findings = OrphanFindings::default();
-        for (loc, entry, verdict) in verdicts {
+        for (loc, entry, verdict, pin) in verdicts {
+            if let Some(pin) = pin {
+                findings.pins.insert(loc.clone(), pin);
+            }
             if verdict.forget {
                 findings.forget.insert(loc.clone());
             }

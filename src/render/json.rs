@@ -213,7 +213,12 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
         match applied.get(&i) {
             None => out.result = Some("applied"),
             Some(e) => {
-                out.result = Some("failed");
+                // `run --plan`: not applied because it moved since the plan.
+                out.result = Some(if e.kind() == ErrorKind::Stale {
+                    "stale"
+                } else {
+                    "failed"
+                });
                 out.error_type = Some(e.metric_label());
                 out.message = Some(Cow::Owned(e.to_string()));
             }

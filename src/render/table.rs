@@ -7,6 +7,7 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{Cell, Color, ContentArrangement, Table};
 
 use super::Report;
+use crate::core::error_kind::ErrorKind;
 use crate::core::plan::Action;
 
 /// Colour only on a terminal, and never with `NO_COLOR` set.
@@ -120,6 +121,9 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
         let (sym, color) = symbol(&change.action);
         let failed = report.applied.and_then(|a| a.get(&i));
         let (action, detail) = match failed {
+            Some(e) if e.kind() == ErrorKind::Stale => {
+                (format!("{} STALE", change.action.name()), e.to_string())
+            }
             Some(e) => (format!("{} FAILED", change.action.name()), e.to_string()),
             None => (change.action.name().to_owned(), detail(&change.action)),
         };

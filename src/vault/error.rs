@@ -47,6 +47,11 @@ pub enum VaultError {
     Config(String),
     #[error("{path} was not written: {reason}")]
     NotAttempted { path: String, reason: String },
+    /// `run --plan`: what the saved change was pinned to moved.
+    #[error(
+        "{path} is stale and was not touched: {reason}; make a new plan, review it, and apply that one"
+    )]
+    Stale { path: String, reason: String },
 }
 
 impl VaultError {
@@ -69,6 +74,7 @@ impl VaultError {
             Self::CasMismatch { .. } => ErrorKind::CasMismatch,
             Self::RequestTooLarge { .. } => ErrorKind::RequestTooLarge,
             Self::NotAttempted { .. } => ErrorKind::NotAttempted,
+            Self::Stale { .. } => ErrorKind::Stale,
             Self::Status { .. } | Self::Decode { .. } | Self::Config(_) => ErrorKind::Unknown,
         }
     }

@@ -23,6 +23,7 @@ mod integrity;
 mod least_privilege;
 mod observability;
 mod orphans;
+mod saved_plans;
 mod stack;
 mod sync;
 mod vault_connect;

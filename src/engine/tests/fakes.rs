@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use crate::core::annotations;
-use crate::core::desired::SecretFetch;
+use crate::core::desired::{SecretFetch, SecretMeta};
 use crate::core::index::IndexRead;
 use crate::core::ownership::PathMetadata;
 use crate::core::plan::{Observed, ObservedSecret, Write};
@@ -31,6 +31,13 @@ pub struct FakeCluster {
 struct ClusterState {
     workloads: BTreeMap<(Kind, String, String), WorkloadView>,
     secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    /// Each Secret's uid and resourceVersion, as the API server keeps them:
+    /// the version moves on every write, the uid when it is recreated.
+    secret_meta: BTreeMap<(String, String), SecretMeta>,
+    /// The last resourceVersion handed out.
+    revision: u64,
+    /// Secret GETs answered, by (namespace, name).
+    secret_gets: Vec<(String, String)>,
 }
 
 impl FakeCluster {
@@ -79,12 +86,40 @@ impl FakeCluster {
             .remove(&(kind, ns.into(), name.into()));
     }
 
+    /// Creates or changes a Secret (a new resourceVersion either way).
     pub fn secret(&self, ns: &str, name: &str, data: &[(&str, &str)]) {
         let data = data
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
             .collect();
-        self.lock().secrets.insert((ns.into(), name.into()), data);
+        let mut s = self.lock();
+        s.revision += 1;
+        let resource_version = s.revision.to_string();
+        let key = (ns.to_owned(), name.to_owned());
+        let uid = s.secret_meta.get(&key).map_or_else(
+            || format!("uid-{ns}-{name}-{resource_version}"),
+            |m| m.uid.clone(),
+        );
+        s.secret_meta.insert(
+            key.clone(),
+            SecretMeta {
+                uid,
+                resource_version,
+            },
+        );
+        s.secrets.insert(key, data);
+    }
+
+    pub fn delete_secret(&self, ns: &str, name: &str) {
+        let mut s = self.lock();
+        let key = (ns.to_owned(), name.to_owned());
+        s.secrets.remove(&key);
+        s.secret_meta.remove(&key);
+    }
+
+    /// Every Secret GET since the last call.
+    pub fn take_secret_gets(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.lock().secret_gets)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClusterState> {
@@ -117,8 +152,13 @@ impl Cluster for FakeCluster {
     }
 
     async fn get_secret(&self, namespace: &str, name: &str) -> SecretFetch {
-        match self.lock().secrets.get(&(namespace.into(), name.into())) {
-            Some(data) => SecretFetch::found(data.clone()),
+        let mut s = self.lock();
+        let key = (namespace.to_owned(), name.to_owned());
+        s.secret_gets.push(key.clone());
+        match s.secrets.get(&key) {
+            Some(data) => {
+                SecretFetch::found(data.clone()).with_meta(s.secret_meta.get(&key).cloned())
+            }
             None => SecretFetch::NotFound,
         }
     }

@@ -570,3 +570,4 @@ async fn path_rules_keep_a_namespace_in_its_lane() {
     assert!(w.vault().get("secret/apps/shop/db").is_some());
     assert!(!w.index().contains_key("secret/apps/team-b/db"));
 }
+mod saved;
