@@ -9,6 +9,10 @@
 //! suite runs in parallel. `IT_KEEP=1` keeps each test's namespace and Vault
 //! paths for inspection.
 
+/// The stack's settings, written by tests/stack/up.sh (read by `harness`).
+pub const ENV_FILE: &str = "tests/stack/.env";
+pub const NOT_RUNNING: &str = "local stack not running: run tests/stack/up.sh (or tests/run.sh)";
+
 mod completions;
 mod faults;
 mod fixtures;
