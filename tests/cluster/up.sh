@@ -34,6 +34,10 @@ T0="$(now)"
 READY_TIMEOUT="${CLUSTER_READY_TIMEOUT:-120}"
 if [ -z "$CLUSTER_DIR" ] || [ "$CLUSTER_DIR" = / ]; then die "refusing state dir '$CLUSTER_DIR'"; fi
 [ "$(id -u)" = 0 ] || die "needs root (network namespace, containerd, kubelet)"
+# Unix socket paths are limited to 107 bytes; the longest one up.sh makes is
+# containerd's ttrpc socket.
+[ "${#CLUSTER_DIR}" -le 70 ] ||
+  die "state dir path too long for unix sockets ($CLUSTER_DIR); set VAULT_SYNC_CLUSTER_DIR to a shorter one"
 
 LOGS="$CLUSTER_DIR/logs"
 PKI="$CLUSTER_DIR/pki"
@@ -65,7 +69,8 @@ on_exit() {
   printf '[cluster] ERROR: up.sh failed at step "%s" (exit %s); log: %s\n' "$STEP" "$rc" "${STEP_LOG:-none}" >&2
   if [ -n "$STEP_LOG" ] && [ -f "$STEP_LOG" ]; then
     printf '[cluster] ---- last 40 lines of %s ----\n' "$STEP_LOG" >&2
-    tail -n 40 "$STEP_LOG" >&2 || true
+    # (The dev server's log holds its unseal key: never shown.)
+    tail -n 40 "$STEP_LOG" | sed -E 's/(Unseal Key|Root Token): .*/\1: (hidden)/' >&2 || true
     printf '[cluster] ---- end ----\n' >&2
   fi
   if [ "${CLUSTER_KEEP_ON_FAILURE:-0}" != 1 ]; then
@@ -445,8 +450,12 @@ start pushgateway "$PUSHGATEWAY_BIN" --web.listen-address="127.0.0.1:$PG_PORT" -
 wait_for etcd etcd_ready
 wait_for bao bao_ready
 wait_for pushgateway pushgateway_ready
-(umask 077 && sed -n 's/^Unseal Key: //p' "$LOGS/bao.log" | head -n1 >"$VAULT_UNSEAL_KEY_FILE")
-[ -s "$VAULT_UNSEAL_KEY_FILE" ] || { STEP_LOG="$LOGS/bao.log"; log "no unseal key in the bao log"; false; }
+# The banner with the key may come a moment after the API answers.
+unseal_key_logged() {
+  (umask 077 && sed -n 's/^Unseal Key: //p' "$LOGS/bao.log" | head -n1 >"$VAULT_UNSEAL_KEY_FILE")
+  [ -s "$VAULT_UNSEAL_KEY_FILE" ]
+}
+wait_for bao unseal_key_logged
 wait_for kube-apiserver apiserver_ready
 
 step controllers-and-node
