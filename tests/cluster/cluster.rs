@@ -299,8 +299,7 @@ pub async fn wait_job(name: &str, created: f64) -> JobRun {
         "Job {name}: one Pod expected (backoffLimit 0)"
     );
     let pod = items[0].clone();
-    let pod_name = pod["metadata"]["name"].as_str().expect("pod name");
-    let logs = kubectl(&["-n", NS, "logs", &format!("pod/{pod_name}")]);
+    let logs = kubectl(&["-n", NS, "logs", &format!("job/{name}")]);
     JobRun {
         name: name.to_owned(),
         succeeded,

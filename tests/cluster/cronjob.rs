@@ -396,8 +396,8 @@ async fn next_job_prunes_a_deleted_deployment_and_keeps_a_preserved_one() {
 
 /// The Pod runs as 65532 with a read-only root filesystem, and its peak
 /// memory over `VS_E2E_MEMORY_PATHS` paths (default 1,000), in a run that
-/// creates them all and in a no-op run over them, stays under the base's
-/// 128Mi limit.
+/// creates them all, a no-op run over them and a run that prunes them all,
+/// stays under the base's 128Mi limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_runs_unprivileged_and_within_its_memory_limit() {
     let paths: usize = std::env::var("VS_E2E_MEMORY_PATHS")
@@ -460,8 +460,24 @@ async fn pod_runs_unprivileged_and_within_its_memory_limit() {
     // Clean up: more deletions than the base's --max-deletes allows, so as
     // an operator would after reviewing them, with a one-off Job that
     // raises it.
+    // This prune of every path is measured too: at 25,000 paths it was the
+    // run that exceeded 128Mi (OOMKilled) where create and no-op fit.
     apps.delete_all_deployments().await;
     let max = (paths + 100).to_string();
-    let cleanup = create_job_with_args("memory-cleanup", &["--max-deletes", &max]).await;
+    let watcher = PodWatcher::start();
+    let cleanup = create_job_with_args("memory-prune", &["--max-deletes", &max]).await;
+    let seen = watcher.finish();
     assert_succeeded(&cleanup, &apps.values());
+    eprintln!(
+        "memory-prune: {paths} paths deleted: peak memory of the Pod's cgroup {:.1} MiB \
+         (container {:.1} MiB), limit {:.0} MiB",
+        mib(seen.pod_peak),
+        mib(seen.container_peak),
+        mib(MEMORY_LIMIT)
+    );
+    assert!(
+        seen.pod_peak < MEMORY_LIMIT,
+        "prune: peak {:.1} MiB at {paths} paths is over the 128Mi limit",
+        mib(seen.pod_peak)
+    );
 }

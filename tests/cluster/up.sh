@@ -482,27 +482,10 @@ wait_for kubelet node_ready
 step vault-setup
 # Vault's own identity for reviewing tokens (TokenReview), as a Vault
 # outside the cluster has it: a ServiceAccount bound to system:auth-delegator.
-run_logged kc apply -f - <<'YAML'
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: vault-token-reviewer
-  namespace: kube-system
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: vault-token-reviewer
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: system:auth-delegator
-subjects:
-  - kind: ServiceAccount
-    name: vault-token-reviewer
-    namespace: kube-system
-YAML
-(umask 077 && kc create token vault-token-reviewer -n kube-system --duration=24h >"$CLUSTER_DIR/reviewer.jwt")
+run_logged kc -n kube-system create serviceaccount vault-token-reviewer
+run_logged kc create clusterrolebinding vault-token-reviewer \
+  --clusterrole=system:auth-delegator --serviceaccount=kube-system:vault-token-reviewer
+(umask 077 && kc -n kube-system create token vault-token-reviewer --duration=24h >"$CLUSTER_DIR/reviewer.jwt")
 # The same script a user runs (README "Deploy as a CronJob").
 run_logged env VAULT_CLI="$BAO_BIN" VAULT_ADDR="$VAULT_ADDR" VAULT_TOKEN=root \
   KUBERNETES_HOST="$KUBE_API_URL" KUBERNETES_CA_CERT="$PKI/ca.crt" \
