@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use vault_sync::cli::Cli;
+use vault_sync::cli::{Cli, LogFormat};
 use vault_sync::commands::{self, Exit};
 use vault_sync::render;
 
@@ -47,5 +47,15 @@ fn real_main() -> anyhow::Result<Exit> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    Ok(runtime.block_on(commands::execute(cli))?)
+    let log_format = cli.global.log_format;
+    match runtime.block_on(commands::execute(cli)) {
+        Ok(exit) => Ok(exit),
+        // A log pipeline reads one JSON object per line: the failure that
+        // stopped the command is one too, with its error type.
+        Err(e) if log_format == LogFormat::Json => {
+            tracing::error!(error_type = e.kind().label(), "{e}");
+            Ok(Exit::Failure)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -2,12 +2,16 @@
 # The one test command (CI runs it through .ci/run): installs and starts the
 # real local stack (kube-apiserver + etcd, OpenBao, Pushgateway), checks and
 # unit-tests the alert rules with promtool, then runs rustfmt, clippy and the
-# whole test suite against the stack, and stops the stack on exit, success or
-# failure.
+# whole test suite against the stack; then starts the single-node test
+# cluster (tests/cluster/: a kubelet that runs Pods, in a network namespace
+# of its own), imports the image built from the release binary, and runs the
+# CronJob tests (cargo test --test cluster) inside that namespace. Stops the
+# cluster and the stack on exit, success or failure.
 #
-# A stack that was already running before this script started (a developer's
-# tests/stack/up.sh) is reused and left running; set VAULT_SYNC_KEEP_STACK=1 to
-# keep a stack this script started, too.
+# A stack or cluster that was already running before this script started (a
+# developer's tests/stack/up.sh or tests/cluster/up.sh) is reused and left
+# running; set VAULT_SYNC_KEEP_STACK=1 / VAULT_SYNC_KEEP_CLUSTER=1 to keep one
+# this script started, too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,8 +37,26 @@ preexisting=0
   for name in "${STACK_PROCS[@]}"; do live_pid "$name" >/dev/null || exit 1; done
 ) && preexisting=1
 
+# The same for the test cluster.
+cluster_preexisting=0
+(
+  # shellcheck source=tests/cluster/lib.sh
+  . tests/cluster/lib.sh
+  [ -f "$CLUSTER_DIR/cluster.env" ] || exit 1
+  for name in "${CLUSTER_PROCS[@]}"; do live_pid "$name" >/dev/null || exit 1; done
+) && cluster_preexisting=1
+cluster_started=0
+
 stop_stack() {
   local rc=$?
+  if [ "$cluster_started" = 1 ]; then
+    if [ "$cluster_preexisting" = 1 ] || [ "${VAULT_SYNC_KEEP_CLUSTER:-0}" = 1 ]; then
+      section "cluster: left running (stop it with tests/cluster/down.sh)"
+    else
+      section "cluster: down"
+      tests/cluster/down.sh || rc=1
+    fi
+  fi
   if [ "$preexisting" = 1 ] || [ "${VAULT_SYNC_KEEP_STACK:-0}" = 1 ]; then
     section "stack: left running (stop it with tests/stack/down.sh)"
   else
@@ -77,6 +99,9 @@ cargo fmt --all -- --check
 
 section "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+# The cluster tests are `test = false` (they run only inside the cluster's
+# network namespace), which --all-targets leaves out: lint them by name.
+cargo clippy --locked --test cluster -- -D warnings
 
 section "cargo test"
 cargo test --locked
@@ -85,3 +110,18 @@ section "fuzz: property tests of the annotation parser and path normaliser (boun
 # Every cargo test run already tries 2,000 inputs per property; this adds a
 # longer run, bounded in cases and in time.
 PROPTEST_CASES=50000 timeout 600 cargo test --locked --lib core::fuzz
+
+section "cluster: install (containerd, runc, kubelet, kube-controller-manager, kube-scheduler)"
+tests/cluster/install.sh >/dev/null
+
+section "cluster: up (builds the image from the release binary)"
+cluster_started=1
+tests/cluster/up.sh
+# shellcheck source=/dev/null
+. tests/cluster/.env
+
+section "cluster tests: the CronJob in a Pod (inside network namespace $VS_NETNS)"
+# Built outside the namespace (no network is needed, but keep cargo's own
+# work out of it), run inside it: the cluster listens only there.
+cargo test --locked --test cluster --no-run
+nsenter --net="/run/netns/$VS_NETNS" cargo test --locked --offline --test cluster -- --show-output

@@ -24,7 +24,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const NOT_RUNNING: &str = "local stack not running: run tests/stack/up.sh (or tests/run.sh)";
+// Which env file describes the servers, and how to start them, is the test
+// crate's choice: tests/it reads tests/stack/.env, tests/cluster its own.
+use crate::{ENV_FILE, NOT_RUNNING};
 
 /// How long one CLI invocation may take before the test fails.
 const CLI_TIMEOUT: Duration = Duration::from_secs(120);
@@ -33,7 +35,7 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(120);
 // Stack settings
 // ---------------------------------------------------------------------------
 
-/// The variables of `tests/stack/.env`.
+/// The variables of the env file (`tests/stack/.env` for tests/it).
 pub struct StackEnv {
     vars: BTreeMap<String, String>,
 }
@@ -44,7 +46,7 @@ impl StackEnv {
         self.vars
             .get(key)
             .map(String::as_str)
-            .unwrap_or_else(|| panic!("tests/stack/.env has no {key}; {NOT_RUNNING}"))
+            .unwrap_or_else(|| panic!("{ENV_FILE} has no {key}; {NOT_RUNNING}"))
     }
 
     pub fn vault_addr(&self) -> &str {
@@ -90,7 +92,7 @@ pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
 }
 
 fn load_stack_env() -> StackEnv {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stack/.env");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(ENV_FILE);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{NOT_RUNNING} ({}: {e})", path.display()));
     let env = StackEnv {

@@ -13,6 +13,10 @@
 // they keep (IT_KEEP) or measure.
 #![allow(clippy::disallowed_types, clippy::print_stdout, clippy::print_stderr)]
 
+/// The stack's settings, written by tests/stack/up.sh (read by `harness`).
+pub const ENV_FILE: &str = "tests/stack/.env";
+pub const NOT_RUNNING: &str = "local stack not running: run tests/stack/up.sh (or tests/run.sh)";
+
 mod alerts;
 mod completions;
 mod faults;
