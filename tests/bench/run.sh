@@ -248,8 +248,8 @@ measure() {
     # API server request deltas (all users; vault-sync uses only these four)
     ($km1 | to_entries | map({key, value: (.value - ($km0[.key] // 0))}) | map(select(.value > 0))
       | from_entries) as $kd
-    | (($kd["LIST deployments"] // 0) + ($kd["GET secrets"] // 0) + ($kd["LIST secrets"] // 0)
-       + ($kd["GET deployments"] // 0)) as $kube
+    | ([$kd | to_entries[] | select(.key | test("^(LIST|GET) (deployments|statefulsets|daemonsets|jobs|cronjobs|secrets)$")) | .value]
+       | add // 0) as $kube
     | {
         name: $name, paths: $paths, concurrency: $conc,
         sync_args: ($sargs | split(" ") | map(select(. != ""))),
@@ -261,8 +261,8 @@ measure() {
         floor_requests: ($faudit | {read, write, delete, list, total}),
         floor_internal_s: $fself.wall_s,
         kube_requests: ($kube | floor),
-        kube_requests_source: "kube-apiserver apiserver_request_total delta (LIST deployments + GET secrets + LIST secrets + GET deployments; all clients)",
-        kube_requests_other: ($kd | del(.["LIST deployments"], .["GET secrets"], .["LIST secrets"], .["GET deployments"])
+        kube_requests_source: "kube-apiserver apiserver_request_total delta (LIST and GET of the five workload kinds and of secrets; all clients)",
+        kube_requests_other: ($kd | with_entries(select(.key | test("^(LIST|GET) (deployments|statefulsets|daemonsets|jobs|cronjobs|secrets)$") | not))
                               | map_values(floor)),
         cpu_s: ({tool: $tcpu} + ($cpu1 | with_entries(.value = ((.value - $cpu0[.key]) * 100 | round / 100)))),
         floor_cpu_s: ({tool: $fcpu} + ($fcpu1 | with_entries(.value = ((.value - $fcpu0[.key]) * 100 | round / 100)))),
@@ -277,8 +277,8 @@ measure() {
 # kube_estimate DEPLOYMENTS SECRETS OWNER_GETS -> JSON fragment
 kube_estimate() {
   jq -cn --argjson d "$1" --argjson s "$2" --argjson o "$3" \
-    '{kube_requests_estimated: ((if $d == 0 then 1 else (($d + 499) / 500 | floor) end) + $s + $o),
-      kube_requests_estimate: "pages of 500 + distinct Secret GETs + orphan-owner Deployment GETs"}'
+    '{kube_requests_estimated: ((if $d == 0 then 1 else (($d + 499) / 500 | floor) end) + 4 + $s + $o),
+      kube_requests_estimate: "pages of 500 + one LIST per other workload kind (4) + distinct Secret GETs + orphan-owner Deployment GETs"}'
 }
 
 # kube_estimate_list DEPLOYMENTS NAMESPACES SECRETS_PER_NAMESPACE -> JSON fragment
@@ -286,9 +286,9 @@ kube_estimate() {
 #   lower bound: a namespace that spans two batches is listed twice.
 kube_estimate_list() {
   jq -cn --argjson d "$1" --argjson n "$2" --argjson s "$3" \
-    '{kube_requests_estimated: ((if $d == 0 then 1 else (($d + 499) / 500 | floor) end)
+    '{kube_requests_estimated: ((if $d == 0 then 1 else (($d + 499) / 500 | floor) end) + 4
         + $n * (if $s == 0 then 1 else (($s + 99) / 100 | floor) end)),
-      kube_requests_estimate: "pages of 500 + Secret LIST pages per namespace per batch (lower bound: a namespace spanning two batches is listed twice)"}'
+      kube_requests_estimate: "pages of 500 + one LIST per other workload kind (4) + Secret LIST pages per namespace per batch (lower bound: a namespace spanning two batches is listed twice)"}'
 }
 
 # --- default scenario ------------------------------------------------------------
