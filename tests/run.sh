@@ -115,6 +115,11 @@ section "cluster: install (containerd, runc, kubelet, kube-controller-manager, k
 tests/cluster/install.sh >/dev/null
 
 section "cluster: up (builds the image from the release binary)"
+# The cluster has servers of its own: drop the host stack's variables so
+# that nothing (the bao CLI prefers BAO_ADDR, say) reaches for the stack.
+for v in $(sed -n 's/^export \([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' tests/stack/.env); do
+  unset "$v"
+done
 cluster_started=1
 tests/cluster/up.sh
 # shellcheck source=/dev/null

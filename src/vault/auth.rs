@@ -5,7 +5,7 @@ use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
 use super::client::Attempt;
-use super::error::VaultError;
+use super::error::{ServerSays, VaultError, server_says_text};
 use crate::error_chain;
 
 /// Where a JWT comes from: read fresh at every login, because projected
@@ -130,6 +130,9 @@ fn classify_login_error(method: &AuthMethod, addr: &str, e: ClientError) -> Atte
                 format!("{} (status {code})", errors.join("; "))
             };
             match code {
+                503 if server_says_text(&detail) == ServerSays::Sealed => {
+                    Attempt::Retry(VaultError::Sealed)
+                }
                 code if super::client::retryable_status(code) => {
                     Attempt::Retry(VaultError::Status {
                         status: code,

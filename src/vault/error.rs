@@ -115,7 +115,12 @@ pub(crate) enum ServerSays {
 /// The one place that reads the server's error text; Vault gives no
 /// error codes beyond the HTTP status.
 pub(crate) fn server_says(body: &serde_json::Value) -> ServerSays {
-    let text = error_messages(body);
+    server_says_text(&error_messages(body))
+}
+
+/// [`server_says`] for error strings already taken out of the body (the
+/// login client hands them over as a list).
+pub(crate) fn server_says_text(text: &str) -> ServerSays {
     if text.contains("check-and-set") {
         ServerSays::CasMismatch
     } else if text.contains("sealed") {
