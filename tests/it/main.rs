@@ -14,6 +14,7 @@
 #![allow(clippy::disallowed_types, clippy::print_stdout, clippy::print_stderr)]
 
 mod alerts;
+mod ci_recipes;
 mod completions;
 mod faults;
 mod fixtures;
