@@ -28,4 +28,5 @@ mod saved_plans;
 mod stack;
 mod sync;
 mod vault_connect;
+mod versions;
 mod workloads;
