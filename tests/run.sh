@@ -85,3 +85,8 @@ section "fuzz: property tests of the annotation parser and path normaliser (boun
 # Every cargo test run already tries 2,000 inputs per property; this adds a
 # longer run, bounded in cases and in time.
 PROPTEST_CASES=50000 timeout 600 cargo test --locked --lib core::fuzz
+
+# ---------------------------------------------------------------------------
+# Release (issue #21): the release command and what its tarball gives a user.
+section "release: tests/release.sh, then the tarball unpacked and used"
+tests/release-check.sh
