@@ -130,3 +130,8 @@ section "cluster tests: the CronJob in a Pod (inside network namespace $VS_NETNS
 # work out of it), run inside it: the cluster listens only there.
 cargo test --locked --test cluster --no-run
 nsenter --net="/run/netns/$VS_NETNS" cargo test --locked --offline --test cluster -- --show-output
+
+# ---------------------------------------------------------------------------
+# Release (issue #21): the release command and what its tarball gives a user.
+section "release: tests/release.sh, then the tarball unpacked and used"
+tests/release-check.sh

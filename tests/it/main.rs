@@ -18,6 +18,7 @@ pub const ENV_FILE: &str = "tests/stack/.env";
 pub const NOT_RUNNING: &str = "local stack not running: run tests/stack/up.sh (or tests/run.sh)";
 
 mod alerts;
+mod ci_recipes;
 mod completions;
 mod faults;
 mod fixtures;
@@ -31,4 +32,5 @@ mod saved_plans;
 mod stack;
 mod sync;
 mod vault_connect;
+mod versions;
 mod workloads;
