@@ -10,6 +10,13 @@ case "$CLUSTER_DIR" in
   *) CLUSTER_DIR="$PWD/$CLUSTER_DIR" ;;
 esac
 CLUSTER_DIR="${CLUSTER_DIR%/}"
+# Unix socket paths are limited to 107 bytes and containerd's deepest one
+# needs about 37 beyond the state dir: a checkout deep in the file system
+# (a CI runner's) gets a short state dir of its own instead, named after
+# the checkout so that two checkouts never share one.
+if [ -z "${VAULT_SYNC_CLUSTER_DIR:-}" ] && [ "${#CLUSTER_DIR}" -gt 70 ]; then
+  CLUSTER_DIR="/run/vault-sync-cluster-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)"
+fi
 # shellcheck disable=SC2034  # used by up.sh and down.sh
 REPO_ENV_FILE="$REPO_ROOT/tests/cluster/.env"
 # Marker that makes a directory ours to delete (guards `rm -rf`).
