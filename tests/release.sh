@@ -83,13 +83,13 @@ tar --sort=name --format=gnu --numeric-owner --owner=0 --group=0 \
   --mtime="@$SOURCE_DATE_EPOCH" -C "$stage" -cf - "$name" | gzip -9 -n >"$out/$tarball"
 
 # --- OCI image ----------------------------------------------------------------
-# Hook for the image build (another branch adds the builder): if an OCI image
-# archive exists at $VAULT_SYNC_IMAGE_ARCHIVE (default
-# target/vault-sync-image.oci.tar), it is shipped as
+# The image the cluster tests run (image/build.sh, run by tests/cluster/up.sh):
+# if an OCI image archive exists at $VAULT_SYNC_IMAGE_ARCHIVE (default
+# target/image/vault-sync.oci.tar), it is shipped as
 # vault-sync-<version>-image.oci.tar, and the digest of its image manifest
 # (index.json's first manifest) is recorded in IMAGE_DIGEST. Without one,
 # the release is the tarball alone, and this says so.
-image_archive="${VAULT_SYNC_IMAGE_ARCHIVE:-$target_dir/vault-sync-image.oci.tar}"
+image_archive="${VAULT_SYNC_IMAGE_ARCHIVE:-$target_dir/image/vault-sync.oci.tar}"
 if [ -f "$image_archive" ]; then
   image="vault-sync-$version-image.oci.tar"
   cp "$image_archive" "$out/$image"
