@@ -323,14 +323,9 @@ impl Listing {
         if let KubeError::Forbidden {
             resource, scope, ..
         } = &failure
-            && let Some(KubeError::Forbidden {
-                resource: seen,
-                scope: seen_scope,
-                ..
-            }) = self.failures.iter_mut().find(
+            && let Some(KubeError::Forbidden { resource: seen, .. }) = self.failures.iter_mut().find(
                 |f| matches!(f, KubeError::Forbidden { verb: "list", scope: s, .. } if s == scope),
             )
-            && *seen_scope == *scope
         {
             seen.push_str(", ");
             seen.push_str(resource);
