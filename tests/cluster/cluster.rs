@@ -80,6 +80,11 @@ async fn apply_overlay() {
 }
 
 pub fn suspend(on: bool) {
+    patch_cronjob(&json!({"spec": {"suspend": on}}));
+}
+
+/// Merge-patches the CronJob under test.
+pub fn patch_cronjob(patch: &serde_json::Value) {
     kubectl(&[
         "-n",
         NS,
@@ -89,7 +94,7 @@ pub fn suspend(on: bool) {
         "--type",
         "merge",
         "-p",
-        &json!({"spec": {"suspend": on}}).to_string(),
+        &patch.to_string(),
     ]);
 }
 

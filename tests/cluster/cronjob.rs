@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use crate::cluster::{
     Apps, BASE_SCHEDULE, CLUSTER_NAME, JobRun, MEMORY_LIMIT, NS, PodWatcher, audit_offset,
-    audit_since, create_job, create_job_with_args, kubectl, kubectl_json, mib, now_secs, suspend,
-    turn, vault_writes, wait_job,
+    audit_since, create_job, create_job_with_args, kubectl, kubectl_json, mib, now_secs,
+    patch_cronjob, suspend, turn, vault_writes, wait_job,
 };
 use crate::harness::{STACK, VaultHttp, assert_no_leak, block_on_own_runtime};
 
@@ -183,32 +183,12 @@ async fn the_schedule_fires() {
     let before: Vec<String> = job_names();
 
     let started = now_secs();
-    kubectl(&[
-        "-n",
-        NS,
-        "patch",
-        "cronjob",
-        "vault-sync",
-        "--type",
-        "merge",
-        "-p",
-        &json!({"spec": {"schedule": "* * * * *", "suspend": false}}).to_string(),
-    ]);
+    patch_cronjob(&json!({"spec": {"schedule": "* * * * *", "suspend": false}}));
     // Put the base's schedule back and suspend, whatever happens below.
     struct Restore;
     impl Drop for Restore {
         fn drop(&mut self) {
-            kubectl(&[
-                "-n",
-                NS,
-                "patch",
-                "cronjob",
-                "vault-sync",
-                "--type",
-                "merge",
-                "-p",
-                &json!({"spec": {"schedule": BASE_SCHEDULE}}).to_string(),
-            ]);
+            patch_cronjob(&json!({"spec": {"schedule": BASE_SCHEDULE}}));
             suspend(true);
         }
     }
