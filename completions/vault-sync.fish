@@ -27,8 +27,8 @@ end
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l context -d 'Kubeconfig context to use' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
-complete -c vault-sync -n "__fish_vault_sync_needs_command" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
-complete -c vault-sync -n "__fish_vault_sync_needs_command" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_needs_command" -s n -l namespace -d 'Only workloads in this namespace (repeatable; default: all namespaces). Also from `VAULT_SYNC_NAMESPACES` (comma-separated), so that an installation\'s settings can narrow the scope' -r
+complete -c vault-sync -n "__fish_vault_sync_needs_command" -s l -l selector -d 'Only workloads matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
 complete -c vault-sync -n "__fish_vault_sync_needs_command" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r
@@ -71,8 +71,8 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l out -d 'A
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l context -d 'Kubeconfig context to use' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s n -l namespace -d 'Only workloads in this namespace (repeatable; default: all namespaces). Also from `VAULT_SYNC_NAMESPACES` (comma-separated), so that an installation\'s settings can narrow the scope' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -s l -l selector -d 'Only workloads matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand plan" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r
@@ -113,8 +113,8 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l max-plan-a
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l context -d 'Kubeconfig context to use' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s n -l namespace -d 'Only workloads in this namespace (repeatable; default: all namespaces). Also from `VAULT_SYNC_NAMESPACES` (comma-separated), so that an installation\'s settings can narrow the scope' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -s l -l selector -d 'Only workloads matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand run" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r
@@ -154,8 +154,8 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l scan -d 
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l context -d 'Kubeconfig context to use' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s n -l namespace -d 'Only workloads in this namespace (repeatable; default: all namespaces). Also from `VAULT_SYNC_NAMESPACES` (comma-separated), so that an installation\'s settings can narrow the scope' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s l -l selector -d 'Only workloads matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r
@@ -192,8 +192,8 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand prune" -s h -l hel
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l context -d 'Kubeconfig context to use' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s n -l namespace -d 'Only workloads in this namespace (repeatable; default: all namespaces). Also from `VAULT_SYNC_NAMESPACES` (comma-separated), so that an installation\'s settings can narrow the scope' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s l -l selector -d 'Only workloads matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r
@@ -227,8 +227,8 @@ complete -c vault-sync -n "__fish_vault_sync_using_subcommand check" -s h -l hel
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l kubeconfig -d 'Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l context -d 'Kubeconfig context to use' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l kube-timeout -d 'Bound on each Kubernetes API request (e.g. 30s, 2m)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s n -l namespace -d 'Only Deployments in this namespace (repeatable; default: all namespaces)' -r
-complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s l -l selector -d 'Only Deployments matching this label selector (e.g. `team=payments`)' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s n -l namespace -d 'Only workloads in this namespace (repeatable; default: all namespaces). Also from `VAULT_SYNC_NAMESPACES` (comma-separated), so that an installation\'s settings can narrow the scope' -r
+complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -s l -l selector -d 'Only workloads matching this label selector (e.g. `team=payments`)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l allow-path -d 'Which Vault paths workloads of a namespace may write: `NAMESPACE_GLOB=PATH_PREFIX`, repeatable, e.g. `*=secret/apps/{namespace}/`. With any rule, a path no matching rule covers is refused (`outside_allowed_paths`), and so is the deletion of an orphan there. Also from `VAULT_SYNC_ALLOW_PATHS` (comma-separated)' -r
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l allow-paths-file -d 'A file of path rules, one `NAMESPACE_GLOB=PATH_PREFIX` a line (`#` starts a comment), added to `--allow-path`' -r -F
 complete -c vault-sync -n "__fish_vault_sync_using_subcommand completions" -l kinds -d 'Workload kinds to read (comma-separated or repeated): Deployment, StatefulSet, DaemonSet, Job, CronJob [default: all]. A kind left out is neither synced nor judged for orphans' -r

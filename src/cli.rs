@@ -160,18 +160,28 @@ pub struct GlobalArgs {
     #[arg(long, global = true, default_value = "30s", value_parser = parse_duration, help_heading = "Kubernetes")]
     pub kube_timeout: Duration,
 
-    /// Only Deployments in this namespace (repeatable; default: all namespaces).
+    /// Only workloads in this namespace (repeatable; default: all
+    /// namespaces). Also from `VAULT_SYNC_NAMESPACES` (comma-separated), so
+    /// that an installation's settings can narrow the scope.
     #[arg(
         short = 'n',
         long = "namespace",
         global = true,
         value_name = "NAMESPACE",
+        value_delimiter = ',',
+        env = "VAULT_SYNC_NAMESPACES",
         help_heading = "Kubernetes"
     )]
     pub namespaces: Vec<String>,
 
-    /// Only Deployments matching this label selector (e.g. `team=payments`).
-    #[arg(short = 'l', long, global = true, help_heading = "Kubernetes")]
+    /// Only workloads matching this label selector (e.g. `team=payments`).
+    #[arg(
+        short = 'l',
+        long,
+        global = true,
+        env = "VAULT_SYNC_SELECTOR",
+        help_heading = "Kubernetes"
+    )]
     pub selector: Option<String>,
 
     /// Which Vault paths workloads of a namespace may write:
@@ -425,6 +435,14 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn namespaces_repeat_and_split_on_commas() {
+        // The comma form is what VAULT_SYNC_NAMESPACES carries.
+        let cli = Cli::try_parse_from(["vault-sync", "plan", "-n", "a,b", "--namespace", "c"])
+            .expect("parses");
+        assert_eq!(cli.global.namespaces, ["a", "b", "c"]);
     }
 
     #[test]
