@@ -773,11 +773,33 @@ pub fn check(plan: &SavedPlan, expect: &Expect<'_>) -> Result<Vec<CheckedChange>
         .collect()
 }
 
+/// One change of the file, checked against the plan's own rules: where it
+/// writes, whose it is, its pins, then what it does.
 fn check_change(
     plan: &SavedPlan,
     c: &SavedChange,
     expect: &Expect<'_>,
 ) -> Result<CheckedChange, String> {
+    let location = check_location(plan, c, expect)?;
+    let owner = check_owner(plan, c)?;
+    let pin = check_pin(plan, c, &owner, location.version)?;
+    let action = saved_action(plan, c, location.version)?;
+    Ok(CheckedChange {
+        location,
+        owner,
+        preserve_on_delete: c.preserve_on_delete,
+        action,
+        pin,
+    })
+}
+
+/// The change's path: inside one of the plan's mounts, well-formed, not in
+/// the index folder, and where this cluster writes.
+fn check_location(
+    plan: &SavedPlan,
+    c: &SavedChange,
+    expect: &Expect<'_>,
+) -> Result<KvLocation, String> {
     let version = match c.kv_version {
         1 => KvVersion::V1,
         2 => KvVersion::V2,
@@ -819,6 +841,11 @@ fn check_change(
             None => "the path is under clusters/ on KV v1, where only named clusters write".into(),
         });
     }
+    Ok(location)
+}
+
+/// The change's owner: of the plan's cluster and scope, and well-formed.
+fn check_owner(plan: &SavedPlan, c: &SavedChange) -> Result<Owner, String> {
     let owner = c.owner.owner();
     if owner.cluster != plan.cluster {
         return Err(format!(
@@ -838,13 +865,24 @@ fn check_change(
     {
         return Err("its owner is not a valid namespace/Deployment".into());
     }
+    Ok(owner)
+}
+
+/// What a run re-checks before applying the change, with the fields that
+/// belong to its action only.
+fn check_pin(
+    plan: &SavedPlan,
+    c: &SavedChange,
+    owner: &Owner,
+    version: KvVersion,
+) -> Result<CheckedPin, String> {
     let unexpected = |field: &str| Err(format!("{field} does not belong to a {:?}", c.action));
-    let pin = match c.action {
+    match c.action {
         SavedAction::Create | SavedAction::Update => {
             if c.reason.is_some() || c.destroy.is_some() || c.owner_state.is_some() {
                 return unexpected("reason/destroy/owner_state");
             }
-            write_pin(c, &owner)?
+            write_pin(c, owner)
         }
         SavedAction::Delete => {
             if c.keys.is_some() || !c.sources.is_empty() || c.select.is_some() {
@@ -860,10 +898,14 @@ fn check_change(
             if c.destroy != Some(plan.options.destroy || version == KvVersion::V1) {
                 return Err("its destroy flag is not the plan's --destroy".into());
             }
-            delete_pin(c, &owner, version)?
+            delete_pin(c, owner, version)
         }
-    };
-    let action = match c.action {
+    }
+}
+
+/// The plan's action the change stands for.
+fn saved_action(plan: &SavedPlan, c: &SavedChange, version: KvVersion) -> Result<Action, String> {
+    Ok(match c.action {
         SavedAction::Create => {
             let keys = c.keys.clone().ok_or("a create without keys")?;
             if !keys.changed.is_empty()
@@ -890,13 +932,6 @@ fn check_change(
             destroy: plan.options.destroy || version == KvVersion::V1,
             unmarked_version: c.unmarked_version,
         },
-    };
-    Ok(CheckedChange {
-        location,
-        owner,
-        preserve_on_delete: c.preserve_on_delete,
-        action,
-        pin,
     })
 }
 
