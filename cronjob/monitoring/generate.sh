@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Generates prometheusrule.yaml (a PrometheusRule for the Prometheus
-# Operator) from alerts.yaml (plain Prometheus rules), so the two never
-# drift apart. alerts.yaml is the source; edit it, then run this.
+# Operator) from alerts.yaml (plain Prometheus rules), and the Helm chart's
+# copy of alerts.yaml (cronjob/chart/files/alerts.yaml, which its optional
+# PrometheusRule renders), so that they never drift apart. alerts.yaml is
+# the source; edit it, then run this.
 #
 #   cronjob/monitoring/generate.sh            # rewrite prometheusrule.yaml
 #   cronjob/monitoring/generate.sh --check    # fail if it is out of date (tests/run.sh)
@@ -63,9 +65,14 @@ EOF
   rules | sed -n '/^groups:/,$p' | sed 's/^/  /'
 }
 
+chart_copy="$here/../chart/files/alerts.yaml"
 if ((check)); then
   if ! diff -u "$here/prometheusrule.yaml" <(prometheus_rule); then
     echo "generate.sh: prometheusrule.yaml is out of date; run cronjob/monitoring/generate.sh" >&2
+    exit 1
+  fi
+  if ! diff -u "$chart_copy" "$source"; then
+    echo "generate.sh: cronjob/chart/files/alerts.yaml is out of date; run cronjob/monitoring/generate.sh" >&2
     exit 1
   fi
   exit 0
@@ -77,4 +84,6 @@ if [ -n "$out" ]; then
   echo "wrote $out/alerts.yaml and $out/prometheusrule.yaml (threshold $multiple × ${schedule}s)"
 else
   prometheus_rule >"$here/prometheusrule.yaml"
+  mkdir -p "$(dirname "$chart_copy")"
+  cp "$source" "$chart_copy"
 fi

@@ -108,20 +108,54 @@ fn repo_root() -> &'static Path {
 
 /// Runs kubectl (the cluster's admin kubeconfig) from the repository root.
 pub fn kubectl_try(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(STACK.get("KUBECTL"))
-        .arg("--kubeconfig")
-        .arg(STACK.kubeconfig())
+    tool_try("KUBECTL", args, None)
+}
+
+/// Runs helm (the cluster's admin kubeconfig) from the repository root.
+pub fn helm_try(args: &[&str]) -> Result<String, String> {
+    tool_try("HELM", args, None)
+}
+
+pub fn helm(args: &[&str]) -> String {
+    helm_try(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the tool the cluster's env file names (`KUBECTL`, `HELM`) with the
+/// admin kubeconfig, `input` on its standard input if any; its stdout, or
+/// what it said when it failed.
+fn tool_try(tool: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
+    use std::io::Write;
+    let mut child = Command::new(STACK.get(tool))
         .args(args)
+        .env("KUBECONFIG", STACK.kubeconfig())
         .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"));
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{tool} {args:?}: {e}"));
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("{tool} {args:?}: writing its stdin: {e}"));
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{tool} {args:?}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         Ok(stdout)
     } else {
         Err(format!(
-            "kubectl {}: {}\n{}{}",
+            "{} {}: {}\n{}{}",
+            tool.to_lowercase(),
             args.join(" "),
             out.status,
             stdout,
@@ -233,39 +267,19 @@ pub async fn create_job_with_args(label: &str, extra: &[&str]) -> JobRun {
 
 /// kubectl with `input` on its standard input; fails unless it succeeds.
 pub fn kubectl_stdin(args: &[&str], input: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(STACK.get("KUBECTL"))
-        .arg("--kubeconfig")
-        .arg(STACK.kubeconfig())
-        .args(args)
-        .current_dir(repo_root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write kubectl stdin");
-    let out = child.wait_with_output().expect("kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {}: {}\n{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    tool_try("KUBECTL", args, Some(input)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Waits until Job `name` is Complete or Failed; returns it with its Pod.
 pub async fn wait_job(name: &str, created: f64) -> JobRun {
+    wait_job_in(NS, name, created).await
+}
+
+/// [`wait_job`] for a Job in namespace `ns`.
+pub async fn wait_job_in(ns: &str, name: &str, created: f64) -> JobRun {
     let deadline = Instant::now() + JOB_TIMEOUT;
     let succeeded = loop {
-        let job = kubectl_json(&["-n", NS, "get", "job", name]);
+        let job = kubectl_json(&["-n", ns, "get", "job", name]);
         let done = job["status"]["conditions"]
             .as_array()
             .into_iter()
@@ -285,7 +299,7 @@ pub async fn wait_job(name: &str, created: f64) -> JobRun {
             job["status"],
             kubectl(&[
                 "-n",
-                NS,
+                ns,
                 "get",
                 "pods",
                 "-l",
@@ -296,7 +310,7 @@ pub async fn wait_job(name: &str, created: f64) -> JobRun {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let pods = kubectl_json(&["-n", NS, "get", "pods", "-l", &format!("job-name={name}")]);
+    let pods = kubectl_json(&["-n", ns, "get", "pods", "-l", &format!("job-name={name}")]);
     let items = pods["items"].as_array().expect("pod list");
     assert_eq!(
         items.len(),
@@ -304,7 +318,7 @@ pub async fn wait_job(name: &str, created: f64) -> JobRun {
         "Job {name}: one Pod expected (backoffLimit 0)"
     );
     let pod = items[0].clone();
-    let logs = kubectl(&["-n", NS, "logs", &format!("job/{name}")]);
+    let logs = kubectl(&["-n", ns, "logs", &format!("job/{name}")]);
     JobRun {
         name: name.to_owned(),
         succeeded,

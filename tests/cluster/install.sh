@@ -4,7 +4,9 @@
 #   - kubelet, kube-controller-manager and kube-scheduler, built from the same
 #     Go wrapper module as tests/stack/install.sh's kube-apiserver and cached
 #     beside it (~/.cache/vault-sync-stack/kube-<v>-etcd-<v>/bin);
-#   - the sandbox ("pause") program, a static C binary, cached there too.
+#   - the sandbox ("pause") program, a static C binary, cached there too;
+#   - helm ($HELM_VERSION), from its Go module, cached in
+#     ~/.cache/vault-sync-stack/helm-<v>/.
 #
 # Idempotent: each piece is built only when missing. Prints the bin dir last.
 set -euo pipefail
@@ -58,6 +60,22 @@ for c in kube-scheduler kube-controller-manager kubelet; do
   mv "$BIN_DIR/$c.tmp" "$BIN_DIR/$c"
   ilog "built $c in $(elapsed "$t0")s"
 done
+
+# Helm, for the chart's tests. `go install pkg@version` builds it from the
+# module proxy in a module of its own (helm's go.mod), with the version it
+# prints set as its release does.
+if [ ! -x "$HELM" ]; then
+  ilog "building helm $HELM_VERSION (first time only; minutes)"
+  t0="$(now)"
+  mkdir -p "$(dirname "$HELM")"
+  gobin="$(mktemp -d)"
+  GOBIN="$gobin" GOFLAGS= go install -ldflags "-s -w \
+    -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  mv "$gobin/helm" "$HELM"
+  rmdir "$gobin"
+  ilog "built helm in $(elapsed "$t0")s"
+fi
 
 # The sandbox container's only process: waits for a signal, reaps children.
 if [ ! -x "$BIN_DIR/pause" ]; then

@@ -48,6 +48,11 @@ KUBE_VERSION="${KUBE_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 CACHE_ROOT="${VAULT_SYNC_STACK_CACHE:-$HOME/.cache/vault-sync-stack}"
 BIN_DIR="$CACHE_ROOT/kube-$KUBE_VERSION-etcd-$ETCD_VERSION/bin"
+# Helm, for the chart's tests (cronjob/chart): built from its Go module by
+# install.sh, cached apart from the Kubernetes binaries (it does not follow
+# their version).
+HELM_VERSION="${HELM_VERSION:-v4.3.1}"
+HELM="$CACHE_ROOT/helm-$HELM_VERSION/helm"
 
 # The image the test overlay names (tests/cluster/kustomization.yaml).
 VS_IMAGE="${VS_IMAGE:-localhost/vault-sync:e2e}"

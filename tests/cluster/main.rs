@@ -29,6 +29,7 @@ mod harness;
 
 mod cluster;
 mod cronjob;
+mod packaging;
 
 /// The cluster's settings, written by tests/cluster/up.sh (read by `harness`).
 pub const ENV_FILE: &str = "tests/cluster/.env";

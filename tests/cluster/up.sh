@@ -151,7 +151,7 @@ write_env_files() {
     BAO_ADDR="$VAULT_ADDR"
     for v in VS_NETNS KUBECONFIG VAULT_ADDR BAO_ADDR VAULT_TOKEN VAULT_AUDIT_LOG PUSHGATEWAY_URL \
       VS_IMAGE VS_IMAGE_DIGEST VAULT_UNSEAL_KEY_FILE KUBE_API_URL CLUSTER_DIR BAO_BIN \
-      KUBECTL CTR_SOCK NODE_NAME NODE_IP; do
+      KUBECTL HELM CTR_SOCK NODE_NAME NODE_IP; do
       printf 'export %s=%q\n' "$v" "${!v}"
     done
   } >"$tmp"
@@ -225,6 +225,7 @@ BIN_DIR="$(run_logged "$CLUSTER_SRC_DIR/install.sh" && tail -n1 "$STEP_LOG")"
 for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet bao pause; do
   [ -x "$BIN_DIR/$b" ] || { log "install.sh did not provide $b in $BIN_DIR"; false; }
 done
+[ -x "$HELM" ] || { log "install.sh did not provide helm at $HELM"; false; }
 BAO_BIN="$(readlink -f "$BIN_DIR/bao")"
 PUSHGATEWAY_BIN="$(command -v prometheus-pushgateway)"
 KUBECTL="$(command -v kubectl || echo "$BIN_DIR/kubectl")"
@@ -495,7 +496,7 @@ run_logged kc -n kube-system create serviceaccount vault-token-reviewer
 run_logged kc create clusterrolebinding vault-token-reviewer \
   --clusterrole=system:auth-delegator --serviceaccount=kube-system:vault-token-reviewer
 (umask 077 && kc -n kube-system create token vault-token-reviewer --duration=24h >"$CLUSTER_DIR/reviewer.jwt")
-# The same script a user runs (README "Deploy as a CronJob").
+# The same script a user runs (README "The Vault side").
 run_logged env VAULT_CLI="$BAO_BIN" VAULT_ADDR="$VAULT_ADDR" VAULT_TOKEN=root \
   KUBERNETES_HOST="$KUBE_API_URL" KUBERNETES_CA_CERT="$PKI/ca.crt" \
   TOKEN_REVIEWER_JWT_FILE="$CLUSTER_DIR/reviewer.jwt" \

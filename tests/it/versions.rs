@@ -1,10 +1,10 @@
-//! Every place that states the release version agrees (issue #21, item 6):
-//! `Cargo.toml`, `vault-sync --version`, the newest release of
-//! `CHANGELOG.md` and the versions the README's install recipes download.
-//! Needs no stack.
+//! Every place that states the release version agrees: `Cargo.toml`,
+//! `vault-sync --version`, the newest release of `CHANGELOG.md`, the
+//! versions the README's install recipes download, the Helm chart's
+//! `version` and `appVersion`, and the image tag of the kustomize base and
+//! its example overlays. Needs no stack.
 //!
-//! A new place (the image tag, the Helm chart's `appVersion`) is one more
-//! line in [`sources`].
+//! A new place is one more line in [`sources`].
 
 use std::path::Path;
 use std::process::Command;
@@ -94,6 +94,7 @@ fn changelog() -> String {
 /// Every place that names the version: (where, what it says).
 fn sources() -> Vec<(&'static str, String)> {
     let readme = read("README.md");
+    let chart = read("cronjob/chart/Chart.yaml");
     vec![
         ("Cargo.toml [package] version", cargo_toml()),
         ("vault-sync --version", binary()),
@@ -106,8 +107,50 @@ fn sources() -> Vec<(&'static str, String)> {
             "README, GitLab recipe's VS_VERSION",
             after(&readme, "VS_VERSION: ", "README GitLab recipe").to_owned(),
         ),
-        // The other install paths add their line here, e.g.
-        // ("cronjob/chart/Chart.yaml appVersion", after(&read("cronjob/chart/Chart.yaml"), "appVersion: ", "Chart.yaml").trim_matches('"').to_owned()),
+        (
+            "cronjob/chart/Chart.yaml version",
+            after(&chart, "version: ", "Chart.yaml").to_owned(),
+        ),
+        (
+            "cronjob/chart/Chart.yaml appVersion (the image tag it installs)",
+            after(&chart, "appVersion: \"", "Chart.yaml").to_owned(),
+        ),
+        (
+            "cronjob/base/kustomization.yaml image newTag",
+            after(
+                &read("cronjob/base/kustomization.yaml"),
+                "newTag: ",
+                "cronjob/base",
+            )
+            .to_owned(),
+        ),
+        (
+            "cronjob/base/cronjob.yaml image tag",
+            after(
+                &read("cronjob/base/cronjob.yaml"),
+                "image: ghcr.io/example/vault-sync:",
+                "cronjob/base/cronjob.yaml",
+            )
+            .to_owned(),
+        ),
+        (
+            "examples/kustomize/cluster-wide image newTag",
+            after(
+                &read("examples/kustomize/cluster-wide/kustomization.yaml"),
+                "newTag: ",
+                "examples/kustomize/cluster-wide",
+            )
+            .to_owned(),
+        ),
+        (
+            "examples/kustomize/namespaced image newTag",
+            after(
+                &read("examples/kustomize/namespaced/kustomization.yaml"),
+                "newTag: ",
+                "examples/kustomize/namespaced",
+            )
+            .to_owned(),
+        ),
     ]
 }
 
