@@ -10,7 +10,9 @@
 #   4. the unpacked `vault-sync --version` prints Cargo.toml's version;
 #   5. the tarball holds the binary, completions, LICENSE, README and a man
 #      page per command (each command of `vault-sync --help`);
-#   6. `man -l` renders a page, and its NAME section names the command.
+#   6. `man -l` renders a page, and its NAME section names the command;
+#   7. with a helm at hand, the packaged chart renders this release's image,
+#      by tag and by the recorded digest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -86,6 +88,26 @@ man_name() { # man_name PAGE EXPECTED: the NAME section of PAGE starts with EXPE
 }
 check "man -l vault-sync.1: NAME is vault-sync" man_name vault-sync.1 vault-sync
 check "man -l vault-sync-plan.1: NAME is vault-sync-plan" man_name vault-sync-plan.1 vault-sync-plan
+
+# The packaged chart installs this release's image: its default tag is the
+# version, and the release's IMAGE_DIGEST pins it. Checked when a helm is at
+# hand (tests/run.sh exports the one tests/cluster/install.sh builds).
+chart_renders() {
+  local helm_bin="${HELM:-$(command -v helm || true)}" chart="$out/vault-sync-$version.tgz" rendered
+  [ -n "$helm_bin" ] || { echo "no helm"; return 1; }
+  [ -s "$chart" ] || { echo "missing: ${chart##*/}"; return 1; }
+  rendered="$("$helm_bin" template vault-sync "$chart" --set clusterName=ci,vault.address=https://vault:8200)" || return 1
+  grep -F "image: \"ghcr.io/example/vault-sync:$version\"" <<<"$rendered" || { echo "no image tag $version"; return 1; }
+  [ -s "$out/IMAGE_DIGEST" ] || return 0
+  local digest
+  digest="$(cut -d' ' -f1 "$out/IMAGE_DIGEST")"
+  rendered="$("$helm_bin" template vault-sync "$chart" --set clusterName=ci,vault.address=https://vault:8200 \
+    --set "image.digest=$digest")" || return 1
+  grep -F "image: \"ghcr.io/example/vault-sync@$digest\"" <<<"$rendered"
+}
+if [ -n "${HELM:-}" ] || command -v helm >/dev/null; then
+  check "the packaged chart installs this release's image (tag, digest)" chart_renders
+fi
 
 echo "release: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -11,6 +11,8 @@
 #         LICENSE README.md CHANGELOG.md
 #   vault-sync-<version>-image.oci.tar   only when an image archive was built
 #                                        (see "OCI image" below)
+#   vault-sync-<version>.tgz             the Helm chart, when helm is at hand
+#                                        (see "Helm chart" below)
 #   SHA256SUMS                           over all of the above
 #
 # The tarball is reproducible: entries sorted by name, owner and group 0
@@ -103,7 +105,20 @@ else
   say "no OCI image archive at $image_archive: release without an image"
 fi
 
-(cd "$out" && shopt -s nullglob && sha256sum -- *.tar.gz *.oci.tar >SHA256SUMS)
+# --- Helm chart ----------------------------------------------------------------
+# cronjob/chart packaged (`helm package`) as vault-sync-<version>.tgz, when a
+# helm is at hand ($HELM, as tests/cluster/.env exports it, or on PATH);
+# without one the chart still installs from a checkout.
+helm_bin="${HELM:-$(command -v helm || true)}"
+if [ -n "$helm_bin" ]; then
+  "$helm_bin" package cronjob/chart --destination "$out" >/dev/null
+  [ -s "$out/vault-sync-$version.tgz" ] || { say "helm package gave no vault-sync-$version.tgz (chart version differs?)" >&2; exit 1; }
+  say "chart vault-sync-$version.tgz"
+else
+  say "no helm (\$HELM or on PATH): release without the packaged chart"
+fi
+
+(cd "$out" && shopt -s nullglob && sha256sum -- *.tar.gz *.oci.tar *.tgz >SHA256SUMS)
 
 # What the binary needs of glibc: the newest GLIBC_ symbol version it links.
 glibc="$(objdump -T "$bin" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -Vu | tail -1 || true)"
