@@ -343,7 +343,12 @@ pub struct Apps {
 
 impl Apps {
     pub async fn new(label: &str) -> Self {
-        let ns = format!("e2e-{label}-{}", random_hex(6));
+        Self::named(format!("e2e-{label}-{}", random_hex(6))).await
+    }
+
+    /// In namespace `ns` exactly (a manifest names it), which must not
+    /// exist yet.
+    pub async fn named(ns: String) -> Self {
         let kube = kube_client().await;
         let namespace: Namespace =
             serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster::{
-    Apps, kubectl, kubectl_json, kubectl_stdin, kubectl_try, now_secs, turn, wait_job_in,
+    Apps, create_job, kubectl, kubectl_json, kubectl_stdin, kubectl_try, now_secs, suspend, turn,
+    wait_job_in,
 };
 use crate::harness::{VaultHttp, random_hex};
 
@@ -225,7 +226,7 @@ async fn every_kustomize_overlay_builds_and_is_accepted_by_the_api_server() {
     let _turn = turn().await;
     // The namespaced overlays' target namespaces must exist (they do not
     // create them, by design).
-    for ns in ["apps", "payments"] {
+    for ns in ["apps", "payments", NAMESPACED_TARGET] {
         if kubectl_try(&["get", "namespace", ns]).is_err() {
             kubectl(&["create", "namespace", ns]);
         }
@@ -236,6 +237,7 @@ async fn every_kustomize_overlay_builds_and_is_accepted_by_the_api_server() {
         ("examples/kustomize/cluster-wide", None),
         ("examples/kustomize/namespaced", Some("payments")),
         ("tests/cluster", None),
+        ("tests/cluster/namespaced", Some(NAMESPACED_TARGET)),
     ] {
         let rendered = kubectl(&["kustomize", dir]);
         server_accepts(&rendered, dir);
@@ -271,6 +273,92 @@ async fn every_kustomize_overlay_builds_and_is_accepted_by_the_api_server() {
             }
         }
     }
+}
+
+/// The namespace tests/cluster/namespaced names once (its settings).
+const NAMESPACED_TARGET: &str = "e2e-namespaced";
+
+/// The namespaced kustomize variant, built as a user builds it (base,
+/// `components/namespaced`, the namespace named once) and really applied:
+/// with the cluster-wide binding gone, a Job from it syncs its namespace
+/// and cannot see another. The test overlay is applied again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_overlay_applied_confines_a_real_run_to_its_namespace() {
+    let _turn = turn().await;
+    // A namespace left by an interrupted run of this test goes first.
+    if kubectl_try(&["get", "namespace", NAMESPACED_TARGET]).is_ok() {
+        kubectl(&["delete", "namespace", NAMESPACED_TARGET, "--wait=true"]);
+    }
+    let inside = Apps::named(NAMESPACED_TARGET.to_owned()).await;
+    let value = inside.app("api", &[]).await;
+    let outside = Apps::new("not-namespaced").await;
+    let other = outside.app("web", &[]).await;
+
+    // Back to the cluster-wide test overlay, whatever happens below.
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            for kind in ["rolebinding", "role"] {
+                let _ = kubectl_try(&[
+                    "-n",
+                    NAMESPACED_TARGET,
+                    "delete",
+                    kind,
+                    "vault-sync",
+                    "--ignore-not-found",
+                ]);
+            }
+            kubectl(&["apply", "-k", "tests/cluster"]);
+            suspend(true);
+        }
+    }
+    let restore = Restore;
+    kubectl(&["delete", "clusterrolebinding", "vault-sync"]);
+    kubectl(&["apply", "-k", "tests/cluster/namespaced"]);
+    suspend(true);
+    let role = kubectl_json(&["-n", NAMESPACED_TARGET, "get", "role", "vault-sync"]);
+    assert_eq!(role["metadata"]["namespace"], NAMESPACED_TARGET);
+
+    let run = create_job("namespaced").await;
+    assert!(
+        !run.logs.contains(&value) && !run.logs.contains(&other),
+        "the Pod's log holds a secret value"
+    );
+    assert!(run.succeeded, "{run}");
+    let vault = VaultHttp::root();
+    let synced = vault
+        .kv2_read("secret", &inside.rel("api"))
+        .await
+        .unwrap_or_else(|| panic!("{} not written: {run}", inside.rel("api")));
+    assert!(synced.data.get("password") == Some(&value), "wrong content");
+    assert!(
+        vault
+            .kv2_read("secret", &outside.rel("web"))
+            .await
+            .is_none(),
+        "a namespaced run wrote {} outside its namespace",
+        outside.rel("web")
+    );
+    // Its RBAC really is confined: the ServiceAccount cannot list
+    // Deployments elsewhere.
+    // (`kubectl auth can-i` answers "no" with exit code 1.)
+    let can = kubectl_try(&[
+        "auth",
+        "can-i",
+        "list",
+        "deployments",
+        "-n",
+        &outside.ns,
+        "--as",
+        "system:serviceaccount:vault-sync:vault-sync",
+    ]);
+    assert!(
+        can.as_ref().is_err_and(|e| e.lines().any(|l| l == "no")),
+        "{can:?}"
+    );
+    drop(restore);
+    let binding = kubectl_json(&["get", "clusterrolebinding", "vault-sync"]);
+    assert_eq!(binding["subjects"][0]["name"], "vault-sync");
 }
 
 /// `helm install` as the README shows it (the chart's Role-per-namespace
