@@ -418,13 +418,13 @@ pub fn plan(
     plan
 }
 
+/// One located path against what its read found.
 fn diff_one(
     l: &Located,
     observed: Option<&Observed>,
     index: &Index,
     opts: &PlanOptions,
 ) -> (Action, Option<Write>) {
-    let indexed_owner = index.get(&l.location).map(|e| &e.owner);
     let d = &l.desired;
     let v2 = l.location.version == KvVersion::V2;
     let stamp = |existing: &BTreeMap<String, String>| {
@@ -469,67 +469,15 @@ fn diff_one(
         Some(Observed::Present(secret)) => secret,
     };
 
-    // Who owns it? `claims`: the write puts our marker on it afresh.
-    let mut previous_owner = None;
-    let (ours, claims) = if v2 {
-        match ownership::read(&secret.custom_metadata) {
-            Ownership::VaultSync { owner, .. } if owner == d.owner => (true, false),
-            Ownership::VaultSync { owner, .. } if opts.gone.contains(&owner) => {
-                previous_owner = Some(owner);
-                (true, true)
-            }
-            Ownership::VaultSync { owner, .. } => {
-                return conflict(format!(
-                    "owned by vault-sync for {}; remove vault-sync.io/path from that {} first",
-                    owner.describe_qualified(),
-                    owner.kind
-                ));
-            }
-            Ownership::OtherManager(m) => {
-                return conflict(format!(
-                    "managed by {m:?} (custom_metadata managed-by); vault-sync will not overwrite it"
-                ));
-            }
-            // A marker without a valid owner is nobody's claim: --adopt may take it.
-            Ownership::Malformed if !opts.adopt => {
-                return conflict(
-                    "marked managed-by=vault-sync but without a valid owner; fix its custom_metadata, or rerun with --adopt"
-                        .into(),
-                );
-            }
-            Ownership::Malformed => (false, true),
-            // A write of ours whose marker never landed: the index recorded
-            // the path, and the version the write would produce, before
-            // writing it. Indexes from before that record are judged by the
-            // interrupted create's signature: only one version exists, and
-            // it holds exactly what this Deployment wants. Any other
-            // unmarked content stays someone else's.
-            Ownership::Unowned => {
-                let entry = index.get(&l.location).filter(|e| e.owner == d.owner);
-                let untouched = entry.is_some_and(|e| match e.written {
-                    Some(v) => v == secret.version,
-                    None => secret.version == 1 && same_content(&d.data, &secret.data),
-                });
-                (untouched && !secret.deleted, true)
-            }
-        }
+    let claim = match if v2 {
+        claim_v2(l, secret, index, opts)
     } else {
-        match indexed_owner {
-            Some(owner) if *owner == d.owner => (true, false),
-            Some(owner) if opts.gone.contains(owner) => {
-                previous_owner = Some(owner.clone());
-                (true, false)
-            }
-            Some(owner) => {
-                return conflict(format!(
-                    "owned by vault-sync for {} (KV v1 index)",
-                    owner.describe_qualified()
-                ));
-            }
-            None => (false, false),
-        }
+        claim_v1(d, index.get(&l.location).map(|e| &e.owner), opts)
+    } {
+        Ok(claim) => claim,
+        Err(reason) => return conflict(reason),
     };
-    if !ours && !opts.adopt {
+    if !claim.ours && !opts.adopt {
         return conflict(
             "exists in Vault and is not managed by vault-sync; rerun with --adopt to take it over, or choose another path"
                 .into(),
@@ -541,48 +489,149 @@ fn diff_one(
         return create(secret.version, &secret.custom_metadata);
     }
 
-    let desired_keys: BTreeSet<&String> = d.data.keys().collect();
-    let observed_keys: BTreeSet<&String> = secret.data.keys().collect();
-    let added: Vec<String> = desired_keys
-        .difference(&observed_keys)
-        .map(|k| (*k).clone())
-        .collect();
-    let removed: Vec<String> = observed_keys
-        .difference(&desired_keys)
-        .map(|k| (*k).clone())
-        .collect();
-    let changed: Vec<String> = desired_keys
-        .intersection(&observed_keys)
-        .filter(|k| {
-            secret.data.get(**k).copied().flatten() != d.data.get(**k).map(SecretValue::digest)
-        })
-        .map(|k| (*k).clone())
-        .collect();
-    let content_changed = !(added.is_empty() && removed.is_empty() && changed.is_empty());
+    let keys = KeyChanges::between(&d.data, &secret.data);
+    let content_changed = !keys.is_empty();
     let metadata = stamp(&secret.custom_metadata).filter(|m| *m != secret.custom_metadata);
-
-    if !content_changed && metadata.is_none() && previous_owner.is_none() {
+    if !content_changed && metadata.is_none() && claim.previous_owner.is_none() {
         return (Action::Unchanged, None);
     }
     // A takeover rewrites the content even when it is equal: the content
     // write is the one that carries check-and-set (a marker write has
     // none), so a writer that slipped in since the read is caught.
-    let write_content = content_changed || previous_owner.is_some();
+    let write_content = content_changed || claim.previous_owner.is_some();
     (
         Action::Update {
-            added,
-            changed,
-            removed,
+            added: keys.added,
+            changed: keys.changed,
+            removed: keys.removed,
             metadata_only: !write_content,
-            previous_owner,
+            previous_owner: claim.previous_owner,
         },
         Some(Write {
             data: write_content.then(|| d.data.clone()),
             cas: v2.then_some(secret.version),
             metadata,
-            claims,
+            claims: claim.claims,
         }),
     )
+}
+
+/// Whose an existing path is, as far as this Deployment's write goes.
+struct Claim {
+    /// vault-sync wrote it for this owner (or for one that is gone).
+    ours: bool,
+    /// The write puts our marker on it afresh.
+    claims: bool,
+    /// A gone owner of this cluster whose path this write takes over.
+    previous_owner: Option<Owner>,
+}
+
+/// KV v2: the path's own marker decides; `Err` is the conflict's reason.
+fn claim_v2(
+    l: &Located,
+    secret: &ObservedSecret,
+    index: &Index,
+    opts: &PlanOptions,
+) -> Result<Claim, String> {
+    let d = &l.desired;
+    let claim = |ours, claims| Claim {
+        ours,
+        claims,
+        previous_owner: None,
+    };
+    match ownership::read(&secret.custom_metadata) {
+        Ownership::VaultSync { owner, .. } if owner == d.owner => Ok(claim(true, false)),
+        Ownership::VaultSync { owner, .. } if opts.gone.contains(&owner) => Ok(Claim {
+            ours: true,
+            claims: true,
+            previous_owner: Some(owner),
+        }),
+        Ownership::VaultSync { owner, .. } => Err(format!(
+            "owned by vault-sync for {}; remove vault-sync.io/path from that {} first",
+            owner.describe_qualified(),
+            owner.kind
+        )),
+        Ownership::OtherManager(m) => Err(format!(
+            "managed by {m:?} (custom_metadata managed-by); vault-sync will not overwrite it"
+        )),
+        // A marker without a valid owner is nobody's claim: --adopt may take it.
+        Ownership::Malformed if !opts.adopt => Err(
+            "marked managed-by=vault-sync but without a valid owner; fix its custom_metadata, or rerun with --adopt"
+                .into(),
+        ),
+        Ownership::Malformed => Ok(claim(false, true)),
+        // A write of ours whose marker never landed: the index recorded
+        // the path, and the version the write would produce, before
+        // writing it. Indexes from before that record are judged by the
+        // interrupted create's signature: only one version exists, and
+        // it holds exactly what this Deployment wants. Any other
+        // unmarked content stays someone else's.
+        Ownership::Unowned => {
+            let entry = index.get(&l.location).filter(|e| e.owner == d.owner);
+            let untouched = entry.is_some_and(|e| match e.written {
+                Some(v) => v == secret.version,
+                None => secret.version == 1 && same_content(&d.data, &secret.data),
+            });
+            Ok(claim(untouched && !secret.deleted, true))
+        }
+    }
+}
+
+/// KV v1 has no metadata: the index says whose the path is.
+fn claim_v1(
+    d: &DesiredPath,
+    indexed_owner: Option<&Owner>,
+    opts: &PlanOptions,
+) -> Result<Claim, String> {
+    let (ours, previous_owner) = match indexed_owner {
+        Some(owner) if *owner == d.owner => (true, None),
+        Some(owner) if opts.gone.contains(owner) => (true, Some(owner.clone())),
+        Some(owner) => {
+            return Err(format!(
+                "owned by vault-sync for {} (KV v1 index)",
+                owner.describe_qualified()
+            ));
+        }
+        None => (false, None),
+    };
+    Ok(Claim {
+        ours,
+        claims: false,
+        previous_owner,
+    })
+}
+
+/// Key names that differ between what a Deployment wants and what Vault
+/// holds (values compared by digest, never shown).
+struct KeyChanges {
+    added: Vec<String>,
+    changed: Vec<String>,
+    removed: Vec<String>,
+}
+
+impl KeyChanges {
+    fn between(desired: &SecretMap, observed: &BTreeMap<String, Option<ValueDigest>>) -> Self {
+        let desired_keys: BTreeSet<&String> = desired.keys().collect();
+        let observed_keys: BTreeSet<&String> = observed.keys().collect();
+        let names = |keys: BTreeSet<&&String>| keys.into_iter().map(|k| (*k).clone()).collect();
+        Self {
+            added: names(desired_keys.difference(&observed_keys).collect()),
+            removed: names(observed_keys.difference(&desired_keys).collect()),
+            changed: names(
+                desired_keys
+                    .intersection(&observed_keys)
+                    .filter(|k| {
+                        observed.get(**k).copied().flatten()
+                            != desired.get(**k).map(SecretValue::digest)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
 }
 
 /// Owners of this cluster that hold, by their marker (or, on KV v1, by the
