@@ -1,4 +1,5 @@
-//! Ownership and index integrity (issue #20), end to end on the real stack.
+//! Ownership and the index, end to end on the real stack: which paths
+//! vault-sync may write, take over or delete, and when it trusts its index.
 //!
 //! The classes, each with its tests:
 //!
@@ -40,20 +41,20 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::fixtures::{TcpProxy, actions, change, changes, port_of};
+use crate::audit::{AuditEntries, audit_mark};
+use crate::fixtures::{TcpProxy, actions, change, change_of, changes, port_of};
+use crate::harness::annotation::{PATH, PRESERVE, SECRETS};
 use crate::harness::{
-    CliOutput, Kv2Secret, PodRefs, STACK, TestNs, VaultHttp, assert_no_leak, audit_mark,
-    block_on_own_runtime, index_lines, random_hex,
+    CliOutput, PodRefs, STACK, TestNs, assert_no_leak, block_on_own_runtime, now_secs,
 };
+use crate::metrics::PushGroup;
+use crate::vault::{Kv2Secret, VaultHttp, index_lines};
 
-const PATH: &str = "vault-sync.io/path";
-const SECRETS: &str = "vault-sync.io/secrets";
-const PRESERVE: &str = "vault-sync.io/preserve-on-delete";
 /// The KV v2 mount the tests' paths go to.
 const MOUNT: &str = "secret";
 const INDEX_FORMAT: &str = "vault-sync-index/v1";
@@ -310,22 +311,8 @@ fn assert_run_error(out: &CliOutput, error_type: &str, needles: &[&str]) {
     );
 }
 
-/// The one change of Deployment `deployment`.
-fn change_of(out: &CliOutput, deployment: &str) -> Value {
-    let found: Vec<Value> = changes(out)
-        .into_iter()
-        .filter(|c| c["deployment"] == deployment)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one change of Deployment {deployment}:\n{out}"
-    );
-    found.into_iter().next().unwrap_or_default()
-}
-
 /// Delete requests, and writes to `needle`, that the CLI token made.
-fn deletes_by(audit: &crate::harness::AuditEntries, client: &str) -> Vec<(String, String)> {
+fn deletes_by(audit: &AuditEntries, client: &str) -> Vec<(String, String)> {
     audit
         .writes_by(client)
         .into_iter()
@@ -333,11 +320,7 @@ fn deletes_by(audit: &crate::harness::AuditEntries, client: &str) -> Vec<(String
         .collect()
 }
 
-fn writes_to(
-    audit: &crate::harness::AuditEntries,
-    client: &str,
-    needle: &str,
-) -> Vec<(String, String)> {
+fn writes_to(audit: &AuditEntries, client: &str, needle: &str) -> Vec<(String, String)> {
     audit
         .writes_by(client)
         .into_iter()
@@ -1171,61 +1154,6 @@ async fn unmarked_content_changed_by_someone_else_is_never_deleted() {
 
 // --- 11. SIGTERM ---------------------------------------------------------------------------------------
 
-/// This test's Pushgateway group (`cluster=<c>`, `test=<label>`), deleted
-/// on drop.
-struct PushGroup {
-    cluster: String,
-    test: String,
-}
-
-impl PushGroup {
-    fn url(&self) -> String {
-        format!(
-            "{}/metrics/job/vault-sync/cluster/{}/command/run/test/{}",
-            STACK.pushgateway_url(),
-            self.cluster,
-            self.test
-        )
-    }
-
-    async fn fetch(&self) -> Option<Value> {
-        let url = format!("{}/api/v1/metrics", STACK.pushgateway_url());
-        let body: Value = reqwest::get(&url)
-            .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-            .json()
-            .await
-            .expect("Pushgateway API JSON");
-        body["data"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|g| g["labels"]["test"] == self.test.as_str())
-            .cloned()
-    }
-}
-
-impl Drop for PushGroup {
-    fn drop(&mut self) {
-        let url = self.url();
-        block_on_own_runtime(async move {
-            if let Ok(client) = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-            {
-                let _ = client.delete(&url).send().await;
-            }
-        });
-    }
-}
-
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_run_prints_the_summary_pushes_a_failed_run_and_exits_143() {
     let case = Case::new("int-sigterm").await;
@@ -1246,11 +1174,8 @@ async fn sigterm_mid_run_prints_the_summary_pushes_a_failed_run_and_exits_143() 
     case.auto("app", "secret/app", &refs, &[]).await;
 
     let proxy = TcpProxy::start(port_of(STACK.vault_addr()), Duration::from_millis(100));
-    let group = PushGroup {
-        cluster: case.cluster.clone(),
-        test: format!("int-sigterm-{}", random_hex(8)),
-    };
-    let push_label = format!("test={}", group.test);
+    let group = PushGroup::in_cluster("sigterm", &case.cluster);
+    let push_label = group.push_label();
     let started = now_secs();
     let mark = audit_mark();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vault-sync"))
@@ -1351,6 +1276,7 @@ async fn sigterm_mid_run_prints_the_summary_pushes_a_failed_run_and_exits_143() 
     let pushed = group
         .fetch()
         .await
+        .0
         .unwrap_or_else(|| panic!("no metrics pushed for test={}:\n{shown}", group.test));
     let last_run = pushed["vault_sync_last_run_timestamp_seconds"]["metrics"][0]["value"]
         .as_str()
