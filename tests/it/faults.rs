@@ -45,7 +45,7 @@ use kube::api::{Patch, PatchParams};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::audit::{AuditEntries, audit_mark, only_deletes};
+use crate::audit::{AuditEntries, AuditMark, audit_mark, only_deletes};
 use crate::fixtures::{
     BaoProcess, Fault, PrivateBao, TcpProxy, assert_all_written, assert_marker, assert_no_panic,
     assert_whole_or_absent, changes, deref_to_server, failures, free_port, join_acceptor,
@@ -1125,47 +1125,24 @@ async fn vault_fault_mid_apply(label: &str, fault: VaultFault) {
     const TRIGGER: usize = 18;
     let needle = layout.needle();
     let mark = bao.audit_log().mark();
-    let done = AtomicBool::new(false);
-    let run = async {
-        let out = ns
-            .cli_env(
-                &[
-                    "run",
-                    "-o",
-                    "json",
-                    "--concurrency",
-                    "4",
-                    "--vault-timeout",
-                    timeout,
-                ],
-                &env,
-            )
-            .await;
-        done.store(true, Ordering::SeqCst);
-        out
-    };
-    // The saboteur needs `bao` mutably (kill) while `run` only reads `ns`.
-    let (out, fault_at) = {
+    let (out, after_fault) = {
+        // The saboteur needs `bao` mutably (kill) while the run only reads `ns`.
         let bao = &mut bao;
-        let saboteur = async {
-            while !done.load(Ordering::SeqCst) {
-                let writes = mark.entries().requests_of(&["create", "update"], &needle);
-                if writes.len() >= TRIGGER {
-                    let at = Instant::now();
-                    match fault {
-                        VaultFault::Kill => bao.kill(),
-                        VaultFault::Seal => bao.seal().await,
-                    }
-                    return Some(at);
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            None
+        let saboteur = async || match fault {
+            VaultFault::Kill => bao.kill(),
+            VaultFault::Seal => bao.seal().await,
         };
-        tokio::join!(run, saboteur)
+        run_until_writes(
+            &ns,
+            &env,
+            ["4", timeout],
+            &mark,
+            (&needle, TRIGGER),
+            5,
+            saboteur,
+        )
+        .await
     };
-    let fault_at = fault_at.unwrap_or_else(|| panic!("the run ended before the {fault:?}:\n{out}"));
-    let after_fault = fault_at.elapsed();
     assert_no_panic(&out);
     out.assert_code(1);
     let failed = failures(&out);
@@ -2377,19 +2354,19 @@ async fn vault_cut_mid_run_ends_the_run_within_a_bound() {
 }
 
 /// `run -o json --concurrency <c> --vault-timeout <t>` (`[c, t]`) with
-/// `env`, while `proxy` cuts Vault off once `writes` content writes of the
-/// test's paths are in its audit log (polled every `poll_ms`). Returns the
-/// run and how long it went on after the cut.
-async fn run_and_cut(
+/// `env`; once the audit log shows `writes` content writes (create or
+/// update) since `mark` on paths containing `needle` (polled every
+/// `poll_ms`), `fault` strikes. Returns the run and how long it went on
+/// after the fault; fails if the run ended before it.
+async fn run_until_writes(
     ns: &TestNs,
-    bao: &PrivateBao,
-    proxy: &TcpProxy,
     env: &[(&str, &str)],
     [concurrency, timeout]: [&str; 2],
-    writes: usize,
+    mark: &AuditMark,
+    (needle, writes): (&str, usize),
     poll_ms: u64,
+    fault: impl AsyncFnOnce(),
 ) -> (CliOutput, Duration) {
-    let needle = format!("secret/data/{}", ns.rel(""));
     let done = AtomicBool::new(false);
     let run = async {
         let out = ns
@@ -2409,18 +2386,36 @@ async fn run_and_cut(
         done.store(true, Ordering::SeqCst);
         out
     };
-    let cutter = async {
+    let saboteur = async {
         while !done.load(Ordering::SeqCst) {
-            let sent = bao.audit_log().entries();
-            if sent.requests_of(&["create", "update"], &needle).len() >= writes {
-                proxy.cut();
-                return Some(Instant::now());
+            let sent = mark.entries().requests_of(&["create", "update"], needle);
+            if sent.len() >= writes {
+                let at = Instant::now();
+                fault().await;
+                return Some(at);
             }
             tokio::time::sleep(Duration::from_millis(poll_ms)).await;
         }
         None
     };
-    let (run, cut_at) = tokio::join!(run, cutter);
-    let cut_at = cut_at.unwrap_or_else(|| panic!("the run ended before the cut:\n{run}"));
-    (run, cut_at.elapsed())
+    let (run, fault_at) = tokio::join!(run, saboteur);
+    let fault_at = fault_at.unwrap_or_else(|| panic!("the run ended before the fault:\n{run}"));
+    (run, fault_at.elapsed())
+}
+
+/// [`run_until_writes`] with the proxy in front of `bao` cutting Vault off
+/// once `writes` content writes of the test's paths are in its audit log.
+async fn run_and_cut(
+    ns: &TestNs,
+    bao: &PrivateBao,
+    proxy: &TcpProxy,
+    env: &[(&str, &str)],
+    flags: [&str; 2],
+    writes: usize,
+    poll_ms: u64,
+) -> (CliOutput, Duration) {
+    let needle = format!("secret/data/{}", ns.rel(""));
+    let mark = bao.audit_log().mark();
+    let cut = async || proxy.cut();
+    run_until_writes(ns, env, flags, &mark, (&needle, writes), poll_ms, cut).await
 }
