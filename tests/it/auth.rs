@@ -2,8 +2,9 @@
 //! auth method (Kubernetes with a TokenRequest token and a wrong role,
 //! AppRole at a custom mount, JWT with a key the test controls), a token
 //! that expires mid-run, TLS (with the CA, without it, skip-verify), Vault
-//! namespaces, a policy that denies one path, and `check`'s report of each
-//! broken setup. What happens when Vault goes away is in `faults`.
+//! namespaces, a policy that denies one path, `check`'s report of each
+//! broken setup, and a revoked token reported once as `auth_failed`, never
+//! blamed on the paths. What happens when Vault goes away is in `faults`.
 //!
 //! Tests that need a Vault of their own start a [`PrivateBao`] (the real
 //! `bao` binary, dev mode, its own audit log, killed on drop). Objects a
@@ -21,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::audit::audit_mark;
 use crate::fixtures::{
-    PrivateBao, TcpProxy, assert_all_written, assert_marker, assert_no_panic,
+    ClusterNs, PrivateBao, TcpProxy, assert_all_written, assert_marker, assert_no_panic,
     assert_whole_or_absent, failures, free_port, many_paths, metrics_file, one_path, private_env,
     result_of, tool_jwt_file,
 };
@@ -29,6 +30,7 @@ use crate::harness::annotation::PATH;
 use crate::harness::{
     CliOutput, PodRefs, STACK, TestNs, assert_no_leak, block_on_own_runtime, random_hex,
 };
+use crate::metrics::exposition_value;
 use crate::vault::{Kv2Secret, PathState, VaultHttp, example_policy};
 
 // ---------------------------------------------------------------------------
@@ -1181,5 +1183,87 @@ async fn check_reports_each_broken_setup() {
     assert!(
         table.stdout.contains('✗') && table.stdout.contains("1 of "),
         "{table}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 10. A revoked token
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_token_is_one_auth_failure_never_an_invalid_path() {
+    let case = ClusterNs::new("int-revoked").await;
+    let ns = &case.ns;
+    case.secret("db", &["password"]).await;
+    case.secret("cache", &["url"]).await;
+    case.auto("api", "secret/api", &["db"], &[]).await;
+    case.auto("web", "secret/web", &["cache"], &[]).await;
+    let (token, _) = ns
+        .vault
+        .create_token(&json!({"policies": ["root"], "display_name": "revoked", "ttl": "10m"}))
+        .await;
+    ns.vault
+        .must_post("auth/token/revoke", &json!({ "token": token }), "revoke")
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("vault-sync.prom");
+    let file_arg = file.display().to_string();
+
+    let out = case
+        .cli_env(
+            &["run", "-o", "json", "--metrics-file", &file_arg],
+            &[("VAULT_TOKEN", &token), ("VAULT_SYNC_AUTH", "token")],
+        )
+        .await;
+    assert_no_leak(&[&out.stdout, &out.stderr], &[&token]);
+    out.assert_code(1);
+    let said = out
+        .stderr
+        .matches("the Vault token is invalid, expired or revoked")
+        .count();
+    assert_eq!(said, 1, "said once on stderr:\n{out}");
+    if !out.stdout.trim().is_empty() {
+        let json = out.json();
+        for item in json["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(json["errors"].as_array().into_iter().flatten())
+        {
+            assert_ne!(item["error_type"], "invalid_path", "{item}\n{out}");
+        }
+    }
+    let metrics = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("metrics file {file_arg}: {e}\n{out}"));
+    let auth_failed = exposition_value(
+        &metrics,
+        r#"vault_sync_last_run_errors{error_type="auth_failed"}"#,
+    );
+    assert!(
+        auth_failed.is_some_and(|v| v >= 1.0),
+        "auth_failed not counted:\n{metrics}"
+    );
+    let invalid_path = exposition_value(
+        &metrics,
+        r#"vault_sync_last_run_errors{error_type="invalid_path"}"#,
+    )
+    .unwrap_or(0.0);
+    assert_eq!(invalid_path, 0.0, "invalid_path counted:\n{metrics}");
+    let successes: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("vault_sync_last_run_auth_attempts{") && l.contains(r#"result="success""#)
+        })
+        .filter(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v != 0.0)
+        })
+        .collect();
+    assert_eq!(
+        successes,
+        Vec::<&str>::new(),
+        "a login counted as a success"
     );
 }

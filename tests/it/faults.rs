@@ -14,6 +14,8 @@
 //!    ownership re-check, a lost index, `prune --rebuild-index`.
 //! 6. Vault gone before a run, or cut off mid-run (also between a create's
 //!    content and its marker), within a bound.
+//! 7. SIGTERM mid-run: the run stops, prints its summary, pushes its
+//!    metrics as a failed run, deletes nothing and exits 143.
 //!
 //! Every fault case asserts the exact outcome: exit 1, no deletion, no
 //! partially written path (a path holds its old or its new content, never a
@@ -34,6 +36,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -47,13 +50,17 @@ use serde_json::json;
 
 use crate::audit::{AuditEntries, AuditMark, audit_mark, only_deletes};
 use crate::fixtures::{
-    BaoProcess, Fault, PrivateBao, TcpProxy, assert_all_written, assert_marker, assert_no_panic,
-    assert_whole_or_absent, changes, deref_to_server, failures, free_port, join_acceptor,
-    kubeconfig_via, many_paths, metrics_file, one_path, pending_actions, port_of, private_env,
-    restricted_kubeconfig, result_of, spawn_acceptor,
+    BaoProcess, ClusterNs, Fault, PrivateBao, TcpProxy, assert_all_written, assert_marker,
+    assert_no_panic, assert_whole_or_absent, changes, deref_to_server, failures, free_port,
+    join_acceptor, kubeconfig_via, many_paths, metrics_file, one_path, pending_actions, port_of,
+    private_env, restricted_kubeconfig, result_of, spawn_acceptor,
 };
 use crate::harness::annotation::PATH;
-use crate::harness::{CliOutput, PodRefs, STACK, TestNs, random_hex, run_cli, run_cli_within};
+use crate::harness::{
+    CliOutput, PodRefs, STACK, TestNs, assert_no_leak, now_secs, random_hex, run_cli,
+    run_cli_within,
+};
+use crate::metrics::PushGroup;
 use crate::vault::{Data, Kv2Secret, PathState, VaultHttp};
 
 // ---------------------------------------------------------------------------
@@ -2418,4 +2425,155 @@ async fn run_and_cut(
     let mark = bao.audit_log().mark();
     let cut = async || proxy.cut();
     run_until_writes(ns, env, flags, &mark, (&needle, writes), poll_ms, cut).await
+}
+
+// ---------------------------------------------------------------------------
+// 7. SIGTERM mid-run
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_run_prints_the_summary_pushes_a_failed_run_and_exits_143() {
+    let case = ClusterNs::new("int-sigterm").await;
+    let ns = &case.ns;
+    // An orphan the interrupted run must not delete.
+    case.secret("old-sec", &["k"]).await;
+    case.auto("old", "secret/old", &["old-sec"], &[]).await;
+    case.json("run", &[]).await.assert_code(0);
+    case.delete_deployment("old").await;
+    let old_before = ns.vault.kv2_read("secret", &case.rel("old/old-sec")).await;
+    assert!(old_before.is_some());
+    // Twenty new paths, written one request at a time through a slow proxy.
+    let names: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
+    for n in &names {
+        case.secret(n, &["k"]).await;
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    case.auto("app", "secret/app", &refs, &[]).await;
+
+    let proxy = TcpProxy::start(port_of(STACK.vault_addr()), Duration::from_millis(100));
+    let group = PushGroup::in_cluster("sigterm", &case.cluster);
+    let push_label = group.push_label();
+    let started = now_secs();
+    let mark = audit_mark();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vault-sync"))
+        .env_clear()
+        .envs(
+            ["PATH", "HOME", "TMPDIR"]
+                .iter()
+                .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
+        )
+        .env("VAULT_ADDR", proxy.addr())
+        .env("VAULT_TOKEN", &ns.cli_token)
+        .env("VAULT_SYNC_INDEX_MOUNT", &ns.index_mount)
+        .env("KUBECONFIG", STACK.kubeconfig())
+        .env("NO_COLOR", "1")
+        .args([
+            "run",
+            "--cluster-name",
+            &case.cluster,
+            "-n",
+            &ns.name,
+            "--concurrency",
+            "1",
+            "--pushgateway-url",
+            STACK.pushgateway_url(),
+            "--push-label",
+            &push_label,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vault-sync");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+
+    // SIGTERM once the first content write has reached Vault.
+    let data_prefix = format!("secret/data/{}", case.rel("app/"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let writing = mark
+            .entries()
+            .writes_by(&ns.audit_client())
+            .iter()
+            .any(|(_, p)| p.starts_with(&data_prefix));
+        if writing {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended ({status}) before it was interrupted; make it slower");
+        }
+        assert!(Instant::now() < deadline, "no content write within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().to_string();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(kill.success(), "kill -TERM {pid}");
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vault-sync did not exit within 15 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let elapsed = signalled.elapsed();
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    let mut secrets = ns.values();
+    secrets.push(ns.cli_token.clone());
+    assert_no_leak(&[&stdout, &stderr], &secrets);
+    let shown = format!("--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "exit status {status} {elapsed:?} after SIGTERM:\n{shown}"
+    );
+    assert!(
+        stdout.contains("Apply:") || stderr.contains("Apply:"),
+        "no summary line:\n{shown}"
+    );
+    let pushed = group
+        .fetch()
+        .await
+        .0
+        .unwrap_or_else(|| panic!("no metrics pushed for test={}:\n{shown}", group.test));
+    let last_run = pushed["vault_sync_last_run_timestamp_seconds"]["metrics"][0]["value"]
+        .as_str()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no last_run_timestamp pushed: {pushed}"));
+    assert!(last_run >= started.floor(), "{last_run} < {started}");
+    assert!(
+        pushed
+            .get("vault_sync_last_success_timestamp_seconds")
+            .is_none(),
+        "an interrupted run pushed a last success: {pushed}"
+    );
+    assert_eq!(
+        only_deletes(mark.entries().writes_by(&ns.audit_client())),
+        [],
+        "the interrupted run deleted something"
+    );
+    assert_eq!(
+        ns.vault.kv2_read("secret", &case.rel("old/old-sec")).await,
+        old_before
+    );
+    drop(proxy);
 }

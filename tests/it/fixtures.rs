@@ -30,14 +30,14 @@ use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::audit::AuditLog;
 use crate::harness::annotation::PATH;
-use crate::harness::{CliOutput, PodRefs, STACK, TestNs};
+use crate::harness::{CliOutput, PodRefs, STACK, TestNs, block_on_own_runtime};
 use crate::stack::service_account_token;
 use crate::vault::{Data, Kv2Secret, PathState, VaultHttp, example_policy};
 
@@ -546,6 +546,133 @@ pub fn metrics_file(dir: &Path) -> (String, String) {
     let path = dir.join("metrics.prom");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     (path.display().to_string(), text)
+}
+
+// ---------------------------------------------------------------------------
+// A namespace that is also the run's cluster
+// ---------------------------------------------------------------------------
+
+/// A namespace whose name is also the runs' `--cluster-name`, so their
+/// paths land under `<mount>/clusters/<ns>/` (which the harness cleans up)
+/// and their index is `vault-sync/index/<ns>` in the test's index mount.
+pub struct ClusterNs {
+    pub ns: TestNs,
+    pub cluster: String,
+    /// Vault API paths to DELETE on drop (beyond what the harness cleans).
+    extra_cleanup: Mutex<Vec<String>>,
+    /// Policies this case wrote (deleted on drop).
+    policies: Mutex<Vec<String>>,
+}
+
+impl ClusterNs {
+    pub async fn new(label: &str) -> Self {
+        let ns = TestNs::new(label).await;
+        let cluster = ns.name.clone();
+        Self {
+            ns,
+            cluster,
+            extra_cleanup: Default::default(),
+            policies: Default::default(),
+        }
+    }
+
+    /// `vault-sync <args> --cluster-name <c> -n <ns>` (leak-checked).
+    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+        self.cli_env(args, &[]).await
+    }
+
+    pub async fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--cluster-name", &self.cluster]);
+        self.ns.cli_env(&full, env).await
+    }
+
+    /// `<cmd> -o json <args> --cluster-name <c>`.
+    pub async fn json(&self, cmd: &str, args: &[&str]) -> CliOutput {
+        let mut full = vec![cmd, "-o", "json"];
+        full.extend_from_slice(args);
+        self.cli(&full).await
+    }
+
+    /// `clusters/<c>/<rest>`: the path inside its mount.
+    pub fn rel(&self, rest: &str) -> String {
+        format!("clusters/{}/{rest}", self.cluster)
+    }
+
+    /// `<mount>/clusters/<c>/<rest>`: the display path.
+    pub fn display(&self, mount: &str, rest: &str) -> String {
+        format!("{mount}/{}", self.rel(rest))
+    }
+
+    pub fn owner(&self, deployment: &str) -> String {
+        format!("{}/{}/{deployment}", self.cluster, self.ns.name)
+    }
+
+    /// A Secret with one distinctive value per key; returns key → value.
+    pub async fn secret(&self, name: &str, keys: &[&str]) -> BTreeMap<String, String> {
+        self.ns.secret_of_keys(name, keys).await
+    }
+
+    /// Deployment `name` auto-discovering `secrets` (envFrom) under
+    /// `<mount>/<path>`, plus `extra` annotations.
+    pub async fn auto(&self, name: &str, path: &str, secrets: &[&str], extra: &[(&str, &str)]) {
+        let refs = secrets.iter().fold(PodRefs::new(), |r, s| r.env_from(s));
+        let mut annotations = vec![(PATH, path)];
+        annotations.extend_from_slice(extra);
+        self.ns.deployment(name, &annotations, &refs).await;
+    }
+
+    pub async fn delete_deployment(&self, name: &str) {
+        self.ns.delete_deployment(name).await;
+    }
+
+    pub async fn label_deployment(&self, name: &str, key: &str, value: &str) {
+        self.ns
+            .deployments_api()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {key: value}}})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("label Deployment {}/{name}: {e}", self.ns.name));
+    }
+
+    /// A token with only this policy (HCL); the policy is deleted on drop.
+    pub async fn token_with_policy(&self, label: &str, hcl: &str) -> String {
+        let name = format!("{}-{label}", self.cluster);
+        self.ns.vault.write_policy(&name, hcl).await;
+        self.policies.lock().expect("policies").push(name.clone());
+        let (token, _) = self
+            .ns
+            .vault
+            .create_token(&json!({"policies": [name], "display_name": name, "ttl": "10m"}))
+            .await;
+        token
+    }
+
+    pub fn cleanup_later(&self, api_path: String) {
+        self.extra_cleanup.lock().expect("cleanup").push(api_path);
+    }
+}
+
+impl Drop for ClusterNs {
+    fn drop(&mut self) {
+        if std::env::var_os("IT_KEEP").is_some_and(|v| v == "1") {
+            return;
+        }
+        let paths = std::mem::take(&mut *self.extra_cleanup.lock().expect("cleanup"));
+        let policies = std::mem::take(&mut *self.policies.lock().expect("policies"));
+        block_on_own_runtime(async move {
+            let vault = VaultHttp::root();
+            for p in paths {
+                vault.delete(&p).await;
+            }
+            for p in policies {
+                vault.delete(&format!("sys/policies/acl/{p}")).await;
+            }
+        });
+    }
 }
 
 // ---------------------------------------------------------------------------

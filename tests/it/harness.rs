@@ -549,6 +549,18 @@ impl TestNs {
             .unwrap_or_else(|e| panic!("create Secret {}/{name}: {e}", self.name))
     }
 
+    /// Creates a Secret with one distinctive value per key (registered with
+    /// the leak guard); returns key → value.
+    pub async fn secret_of_keys(&self, name: &str, keys: &[&str]) -> BTreeMap<String, String> {
+        let data: BTreeMap<String, String> = keys
+            .iter()
+            .map(|k| ((*k).to_owned(), self.value(&format!("{name}-{k}"))))
+            .collect();
+        let pairs: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.secret(name, &pairs).await;
+        data
+    }
+
     /// Sets (adds or replaces) keys of an existing Secret.
     pub async fn patch_secret(&self, name: &str, data: &[(&str, &str)]) {
         let b64 = base64::engine::general_purpose::STANDARD;

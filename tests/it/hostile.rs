@@ -20,6 +20,10 @@
 //!    reqwest/hyper/kube trace logs are on, and checks no value, token or
 //!    base64 form appears. (`Debug` redaction of `SecretValue` itself is
 //!    unit-tested in `src/core/value.rs`, `debug_is_redacted`.)
+//! 3. **Cluster names.** `--cluster-name default` and names that are not
+//!    DNS labels are refused before any Vault request.
+//! 4. **Server limits.** A Secret with more keys than OpenBao accepts in one
+//!    request is `request_too_large`, naming the limit.
 //!
 //! Known bugs in `src/` are cases carrying a [`Bug`]: the table asserts the
 //! *correct* outcome for them, counts a failure as XFAIL (printed, not
@@ -36,9 +40,9 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::audit::audit_mark;
-use crate::fixtures::{actions_by_workload, cli_bounded, deploy, pod};
+use crate::fixtures::{ClusterNs, actions_by_workload, change, cli_bounded, deploy, pod};
 use crate::harness::annotation::{PATH, PRESERVE, RECONCILE, SECRETS};
-use crate::harness::{CliOutput, STACK, TestNs, assert_no_leak, random_hex, run_detached};
+use crate::harness::{CliOutput, PodRefs, STACK, TestNs, assert_no_leak, random_hex, run_detached};
 use crate::vault::VaultHttp;
 
 /// Deployment label selecting the cases of the `--adopt` run.
@@ -2096,5 +2100,95 @@ async fn no_value_in_trace_level_logs() {
     assert!(
         outputs[1].stderr.contains("hyper") || outputs[1].stderr.contains("reqwest"),
         "HTTP client trace logs expected"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Part 3: cluster names that are not this cluster's
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_name_default_is_refused_before_any_vault_request() {
+    let case = ClusterNs::new("int-cl-default").await;
+    let ns = &case.ns;
+    ns.secret("db", &[("k", &ns.value("db"))]).await;
+    ns.deployment(
+        "app",
+        &[(PATH, &ns.path("secret", "app"))],
+        &PodRefs::new().env_from("db"),
+    )
+    .await;
+    // Where today's code writes it: under `clusters/default/`, which the
+    // harness does not clean.
+    let rel = format!("clusters/default/{}", ns.rel("app/db"));
+    case.cleanup_later(format!("secret/metadata/{rel}"));
+    let mark = audit_mark();
+    let out = ns
+        .cli(&["run", "-o", "json", "--cluster-name", "default"])
+        .await;
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("default"),
+        "stderr should say why `default` is refused:\n{out}"
+    );
+    assert_eq!(
+        mark.entries().requests_by(&ns.audit_client()),
+        0,
+        "requests reached Vault:\n{out}"
+    );
+    assert!(
+        ns.vault.kv2_metadata("secret", &rel).await.is_none(),
+        "written under clusters/default/"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_names_that_are_not_lowercase_dns_labels_are_refused() {
+    let ns = TestNs::new("int-cl-names").await;
+    for name in ["Prod", "a/b"] {
+        let mark = audit_mark();
+        let out = ns.cli(&["plan", "--cluster-name", name]).await;
+        out.assert_code(1);
+        assert_eq!(
+            mark.entries().requests_by(&ns.audit_client()),
+            0,
+            "{name}: requests reached Vault:\n{out}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Part 4: a Secret larger than the server accepts
+// ---------------------------------------------------------------------------
+
+/// OpenBao refuses a request body with more than `max_request_json_strings`
+/// (1,000 by default) JSON strings; 600 keys and their values are 1,200.
+/// The stack's dev server (OpenBao 2.7.2) answers such a write with
+/// `400 {"errors":["refused JSON input due to high complexity: exceeded
+/// maximum number of strings"]}` (checked with curl), which names no limit:
+/// vault-sync's message must.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_with_more_keys_than_the_server_accepts_is_request_too_large() {
+    let case = ClusterNs::new("int-json-limit").await;
+    let keys: Vec<String> = (0..600).map(|i| format!("KEY_{i:04}")).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    case.secret("big", &refs).await;
+    case.auto("app", "secret/app", &["big"], &[]).await;
+    let run = case.json("run", &[]).await;
+    run.assert_code(1);
+    let c = change(&run, &case.display("secret", "app/big"));
+    // The change lists 600 key names: show only what matters.
+    let (error_type, message) = (text(&c["error_type"]), text(&c["message"]));
+    assert_eq!(error_type, "request_too_large", "message: {message}");
+    assert!(
+        message.contains("limit"),
+        "the message should name the limit hit: {message}"
+    );
+    assert!(
+        case.ns
+            .vault
+            .kv2_metadata("secret", &case.rel("app/big"))
+            .await
+            .is_none()
     );
 }

@@ -285,6 +285,12 @@ fn assert_seeded(group: &Value, family: &str, label: &str, set: &[&str]) {
     assert_eq!(got, want, "{family}{{{label}}}");
 }
 
+/// The value of the exposition line `name{labels}` (labels as written).
+pub(crate) fn exposition_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+}
+
 /// Like [`sample_value`], but the sample must exist.
 pub(crate) fn value(group: &Value, family: &str, want: &[(&str, &str)]) -> f64 {
     sample_value(group, family, want)

@@ -241,13 +241,7 @@ impl Case {
 
     /// A Secret with one distinctive value per key; returns key → value.
     async fn secret(&self, name: &str, keys: &[&str]) -> BTreeMap<String, String> {
-        let data: BTreeMap<String, String> = keys
-            .iter()
-            .map(|k| ((*k).to_owned(), self.ns.value(&format!("{name}-{k}"))))
-            .collect();
-        let pairs: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.ns.secret(name, &pairs).await;
-        data
+        self.ns.secret_of_keys(name, keys).await
     }
 }
 

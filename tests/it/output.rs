@@ -1,7 +1,9 @@
 //! What a run prints, end to end: structured JSON logs (`--log-format
-//! json`) and progress bars, which appear only on a terminal (a real
-//! pseudo-terminal, through tmux) and leave no frames behind. The report
-//! itself (`-o json`, the table) is asserted where each behaviour is.
+//! json`); progress bars, which appear only on a terminal (a real
+//! pseudo-terminal, through tmux) and leave no frames behind; `plan -q`;
+//! `prune` neither logging nor counting a conflict; the cluster prefix in
+//! an error row. The report itself (`-o json`, the table) is asserted where
+//! each behaviour is.
 //! Every output goes through the leak guard.
 
 use std::path::{Path, PathBuf};
@@ -10,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::fixtures::{ClusterNs, change, change_of};
 use crate::harness::annotation::PATH;
 use crate::harness::{CliOutput, PodRefs, STACK, TestNs};
-use crate::metrics::{PushGroup, broken_deployments, cli_push, closed_port};
+use crate::metrics::{PushGroup, broken_deployments, cli_push, closed_port, exposition_value};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -426,4 +429,67 @@ async fn progress_bars_leave_no_frames_behind() {
         );
     }
     ns.assert_no_leak(&[&tty.drawn, &tty.screen]);
+}
+
+// --- plan -q, prune's log and counts, error rows ---------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_plan_prints_nothing_but_json_still_prints() {
+    let case = ClusterNs::new("int-quiet").await;
+    case.secret("db", &["password"]).await;
+    case.auto("app", "secret/app", &["db"], &[]).await;
+    let quiet = case.cli(&["plan", "-q"]).await;
+    quiet.assert_code(2);
+    assert_eq!(quiet.stdout, "", "plan -q printed on stdout:\n{quiet}");
+    let json = case.cli(&["plan", "-q", "-o", "json"]).await;
+    json.assert_code(2);
+    assert_eq!(
+        change(&json, &case.display("secret", "app/db"))["action"],
+        "create"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_neither_logs_nor_counts_a_conflict() {
+    let case = ClusterNs::new("int-prune-conflict").await;
+    case.secret("db", &["password"]).await;
+    case.auto("x", "secret/same", &["db"], &[]).await;
+    case.auto("y", "secret/same", &["db"], &[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("vault-sync.prom");
+    let file_arg = file.display().to_string();
+    let prune = case
+        .cli(&["prune", "--yes", "-o", "json", "--metrics-file", &file_arg])
+        .await;
+    prune.assert_code(0);
+    assert_eq!(prune.json()["summary"]["conflict"], 0, "{prune}");
+    let error_lines: Vec<&str> = prune
+        .stderr
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .collect();
+    assert_eq!(error_lines, Vec::<&str>::new(), "prune logged errors");
+    let metrics = std::fs::read_to_string(&file).expect("metrics file");
+    assert_eq!(
+        exposition_value(&metrics, r#"vault_sync_last_run_paths{action="conflict"}"#)
+            .unwrap_or(0.0),
+        0.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_row_of_a_missing_secret_shows_the_cluster_prefix() {
+    let case = ClusterNs::new("int-err-prefix").await;
+    case.auto("app", "secret/app", &["nope"], &[]).await;
+    let run = case.json("run", &[]).await;
+    run.assert_code(1);
+    let c = change_of(&run, "app");
+    assert_eq!(c["action"], "error", "{c}");
+    assert_eq!(c["error_type"], "secret_not_found", "{c}");
+    let prefix = format!("secret/clusters/{}/", case.cluster);
+    assert!(
+        c["path"].as_str().unwrap_or_default().starts_with(&prefix),
+        "the error row's path lacks the cluster prefix {prefix}: {c}"
+    );
 }
