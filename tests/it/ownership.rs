@@ -37,7 +37,7 @@ use crate::audit::{AuditEntries, audit_mark, only_deletes};
 use crate::fixtures::{ClusterNs, actions, change, change_of, changes};
 use crate::harness::annotation::{PATH, PRESERVE, SECRETS};
 use crate::harness::{CliOutput, PodRefs, assert_no_leak};
-use crate::vault::{Kv2Secret, index_lines};
+use crate::vault::{Kv2Secret, current_is_deleted, index_lines};
 
 /// The KV v2 mount the tests' paths go to.
 const MOUNT: &str = "secret";
@@ -191,14 +191,6 @@ fn writes_to(audit: &AuditEntries, client: &str, needle: &str) -> Vec<(String, S
         .into_iter()
         .filter(|(_, p)| p.contains(needle))
         .collect()
-}
-
-/// Whether the KV v2 path's current version is soft-deleted.
-fn current_is_deleted(md: &Value) -> bool {
-    let current = md["current_version"].as_u64().unwrap_or(0);
-    md["versions"][current.to_string()]["deletion_time"]
-        .as_str()
-        .is_some_and(|t| !t.is_empty())
 }
 
 // --- 1. the index location is reserved -------------------------------------------------

@@ -209,10 +209,7 @@ impl VaultHttp {
         if current == 0 {
             return PathState::MarkerOnly(custom_metadata);
         }
-        let deleted = md["versions"][current.to_string()]["deletion_time"]
-            .as_str()
-            .is_some_and(|t| !t.is_empty());
-        if deleted {
+        if current_is_deleted(&md) {
             return PathState::SoftDeleted {
                 version: current,
                 custom_metadata,
@@ -318,6 +315,15 @@ impl VaultHttp {
         }
         self.delete(&format!("{root}/{}", index_rel(cluster))).await;
     }
+}
+
+/// Whether the current version of a KV v2 path is soft-deleted, from its
+/// metadata (the `data` of `<mount>/metadata/<rel>`).
+pub fn current_is_deleted(md: &Value) -> bool {
+    let current = md["current_version"].as_u64().unwrap_or(0);
+    md["versions"][current.to_string()]["deletion_time"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty())
 }
 
 /// The index of cluster `cluster` inside its mount.
