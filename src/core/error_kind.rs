@@ -108,66 +108,6 @@ impl ErrorKind {
             Self::Unknown => "unknown",
         }
     }
-
-    /// Whether the next run may succeed with nothing changed by anyone
-    /// (the server was away, a writer raced this one, the run was
-    /// stopped); every other kind needs someone to fix something. Either
-    /// way the run exits 1: this only says which fix applies.
-    pub fn transient(self) -> bool {
-        matches!(
-            self,
-            Self::Unreachable
-                | Self::ConnectionFailed
-                | Self::CasMismatch
-                | Self::NotAttempted
-                | Self::Interrupted
-        )
-    }
-
-    /// The usual fix, for troubleshooting tables and `check`; the message
-    /// of each error says what applies to its own case.
-    pub fn fix(self) -> &'static str {
-        match self {
-            Self::InvalidPath
-            | Self::InvalidSecretsJson
-            | Self::InvalidSecretsEntry
-            | Self::InvalidPreserveOnDelete
-            | Self::InvalidReconcile => "correct the Deployment's vault-sync.io/ annotations",
-            Self::SecretNotFound => "create the Secret, or stop referencing it",
-            Self::SecretKeyMissing => {
-                "add the key to the Secret, or drop it from vault-sync.io/secrets"
-            }
-            Self::BinaryValue => "store the value as UTF-8 text (e.g. base64 it yourself)",
-            Self::Forbidden => "grant vault-sync's ServiceAccount the RBAC in cronjob/",
-            Self::NotFound => "check the name and namespace",
-            Self::Unreachable | Self::ConnectionFailed => {
-                "check the address and the network path; the next run retries"
-            }
-            Self::PermissionDenied => {
-                "add the capability to the Vault policy (examples/vault-policy.hcl)"
-            }
-            Self::AuthFailed => {
-                "check the token, or the auth role, mount and ServiceAccount binding"
-            }
-            Self::CasMismatch => "another writer changed the path; the next run re-plans",
-            Self::RequestTooLarge => {
-                "split the Secret's keys across paths, or raise the server's request limits"
-            }
-            Self::NotAttempted => "see the error that stopped it; the next run retries",
-            Self::OutsideAllowedPaths => {
-                "point the annotation under the namespace's allowed prefix, or change the --allow-path rules"
-            }
-            Self::Stale => "make a new plan, review it, and apply that one",
-            Self::IndexUntrusted | Self::IndexUnreadable | Self::IndexMissing => {
-                "vault-sync prune --rebuild-index --scan <prefix> --yes"
-            }
-            Self::Interrupted => {
-                "give the run more time (activeDeadlineSeconds); the next run continues"
-            }
-            Self::Config => "correct the flags or environment",
-            Self::Unknown => "read the message; Vault's or the API server's own words are in it",
-        }
-    }
 }
 
 impl fmt::Display for ErrorKind {
@@ -223,7 +163,6 @@ mod tests {
     fn all_lists_every_kind_once_in_label_order() {
         for (i, kind) in ErrorKind::ALL.iter().enumerate() {
             assert_eq!(position(*kind), i, "{kind}");
-            assert!(!kind.fix().is_empty());
         }
         let labels: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
         let mut sorted = labels.clone();

@@ -3,7 +3,6 @@
 //! audit log, and a watcher of a Pod's cgroup and process.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -475,54 +474,6 @@ impl Drop for Apps {
                 .await;
         });
     }
-}
-
-// ---------------------------------------------------------------------------
-// The audit log, raw
-// ---------------------------------------------------------------------------
-
-/// The audit log's current length: entries after it are "new".
-pub fn audit_offset() -> u64 {
-    std::fs::metadata(STACK.audit_log())
-        .unwrap_or_else(|e| panic!("audit log {}: {e}", STACK.audit_log()))
-        .len()
-}
-
-/// Every complete audit entry written after `offset`, as JSON.
-pub fn audit_since(offset: u64) -> Vec<Value> {
-    let mut file = std::fs::File::open(STACK.audit_log()).expect("open audit log");
-    file.seek(SeekFrom::Start(offset)).expect("seek");
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).expect("read audit log");
-    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    bytes[..end]
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect()
-}
-
-/// (operation, path) of write requests (create/update/patch/delete) in
-/// `entries` outside `auth/` (a login is an `update` of its auth path).
-pub fn vault_writes(entries: &[Value]) -> Vec<(String, String)> {
-    entries
-        .iter()
-        .filter(|e| e["type"] == "request")
-        .filter(|e| {
-            ["create", "update", "patch", "delete"]
-                .contains(&e["request"]["operation"].as_str().unwrap_or_default())
-        })
-        .map(|e| {
-            (
-                e["request"]["operation"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                e["request"]["path"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .filter(|(_, path)| !path.starts_with("auth/"))
-        .collect()
 }
 
 // ---------------------------------------------------------------------------

@@ -4,12 +4,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::audit::audit_mark;
 use crate::cluster::{
-    Apps, BASE_SCHEDULE, CLUSTER_NAME, JobRun, MEMORY_LIMIT, NS, PodWatcher, audit_offset,
-    audit_since, create_job, create_job_with_args, kubectl, kubectl_json, mib, now_secs,
-    patch_cronjob, suspend, turn, vault_writes, wait_job,
+    Apps, BASE_SCHEDULE, CLUSTER_NAME, JobRun, MEMORY_LIMIT, NS, PodWatcher, create_job,
+    create_job_with_args, kubectl, kubectl_json, mib, now_secs, patch_cronjob, suspend, turn,
+    wait_job,
 };
-use crate::harness::{STACK, VaultHttp, assert_no_leak, block_on_own_runtime};
+use crate::harness::{STACK, assert_no_leak, block_on_own_runtime};
+use crate::vault::VaultHttp;
 
 /// What the role of examples/vault-setup.sh is bound to (cronjob/base).
 const SERVICE_ACCOUNT: &str = "vault-sync";
@@ -105,10 +107,10 @@ async fn job_from_the_cronjob_syncs_as_its_service_account() {
     let web = apps.app("web", &[]).await;
     let vault = VaultHttp::root();
 
-    let mark = audit_offset();
+    let mark = audit_mark();
     let first = create_job("sync").await;
     // What the Job sent (before this test's own reads as root).
-    let entries = audit_since(mark);
+    let entries = mark.raw_entries();
     assert_succeeded(&first, &apps.values());
     assert_synced(&vault, &apps.rel("api"), &api, &apps.owner("api")).await;
     assert_synced(&vault, &apps.rel("web"), &web, &apps.owner("web")).await;
@@ -167,10 +169,16 @@ async fn job_from_the_cronjob_syncs_as_its_service_account() {
     );
 
     // A second run writes nothing.
-    let mark = audit_offset();
+    let mark = audit_mark();
     let second = create_job("noop").await;
     assert_succeeded(&second, &apps.values());
-    let writes = vault_writes(&audit_since(mark));
+    // (A login is an `update` of its auth path: not a write to Vault's data.)
+    let writes: Vec<(String, String)> = mark
+        .entries()
+        .writes("")
+        .into_iter()
+        .filter(|(_, path)| !path.starts_with("auth/"))
+        .collect();
     assert!(writes.is_empty(), "a no-op Job wrote: {writes:?}");
 }
 
@@ -364,7 +372,7 @@ async fn next_job_prunes_a_deleted_deployment_and_keeps_a_preserved_one() {
 
     apps.delete_deployment("gone").await;
     apps.delete_deployment("kept").await;
-    let mark = audit_offset();
+    let mark = audit_mark();
     let next = create_job("prune").await;
     assert_succeeded(&next, &apps.values());
     assert!(
@@ -373,10 +381,9 @@ async fn next_job_prunes_a_deleted_deployment_and_keeps_a_preserved_one() {
         apps.rel("gone")
     );
     assert_synced(&vault, &apps.rel("kept"), &kept, &apps.owner("kept")).await;
-    let deletes: Vec<(String, String)> = vault_writes(&audit_since(mark))
-        .into_iter()
-        .filter(|(op, path)| op == "delete" && path.contains(&format!("/e2e/{}/", apps.ns)))
-        .collect();
+    let deletes = mark
+        .entries()
+        .requests_of(&["delete"], &format!("/e2e/{}/", apps.ns));
     assert_eq!(
         deletes,
         [(

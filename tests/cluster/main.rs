@@ -23,9 +23,15 @@
 // they measure.
 #![allow(clippy::disallowed_types, clippy::print_stdout, clippy::print_stderr)]
 
+#[path = "../it/audit.rs"]
+#[allow(dead_code)]
+mod audit;
 #[path = "../it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "../it/vault.rs"]
+#[allow(dead_code)]
+mod vault;
 
 mod cluster;
 mod cronjob;

@@ -12,7 +12,8 @@ use crate::cluster::{
     Apps, create_job, kubectl, kubectl_json, kubectl_stdin, kubectl_try, now_secs, suspend, turn,
     wait_job_in,
 };
-use crate::harness::{VaultHttp, random_hex};
+use crate::harness::random_hex;
+use crate::vault::VaultHttp;
 
 const CHART: &str = "cronjob/chart";
 

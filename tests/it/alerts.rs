@@ -13,21 +13,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crate::harness::{PodRefs, STACK, TestNs};
-use crate::observability::{PushGroup, cli_push, closed_port, nonzero_by, value};
+use crate::harness::annotation::PATH;
+use crate::harness::{PodRefs, STACK, TestNs, now_secs};
+use crate::metrics::{PushGroup, cli_push, closed_port, nonzero_by, value};
 
-const PATH: &str = "vault-sync.io/path";
 const SUCCESS: &str = "vault_sync_last_success_timestamp_seconds";
 const LAST_RUN: &str = "vault_sync_last_run_timestamp_seconds";
-
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
 
 /// A Deployment `app` syncing Secret `s` to `secret/it/<ns>/app`.
 async fn app(ns: &TestNs) {

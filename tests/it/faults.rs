@@ -1,16 +1,21 @@
-//! Hostile input and faults, through the built binary against the real
-//! stack (issue "Hostile-input and fault suite", parts 3-5):
+//! Faults, through the built binary against the real stack: whatever
+//! breaks mid-run, vault-sync deletes nothing it cannot justify, leaves no
+//! path half-written, says what happened, and the next run converges.
 //!
-//! - the Kubernetes API server lost (gone for good, one connection dropped,
-//!   or stalled) while vault-sync lists Deployments;
-//! - OpenBao killed (SIGKILL) or sealed in the middle of `run`, and sealed
-//!   before it;
-//! - transient 503s within the retry window, and a 503 that hides a write
-//!   which did reach Vault;
-//! - two concurrent runs on the same data, plus a foreign writer between a
-//!   run's read and its write;
-//! - deletion safety: a namespace the token cannot list, a lost index,
-//!   `prune --rebuild-index`.
+//! 1. The Kubernetes API server lost (gone for good, one connection dropped,
+//!    or stalled) while vault-sync lists Deployments.
+//! 2. OpenBao killed (SIGKILL) or sealed in the middle of `run`, and sealed
+//!    before it.
+//! 3. Transient 503s within the retry window, and a 503 that hides a write
+//!    which did reach Vault.
+//! 4. Two concurrent runs on the same data, plus a foreign writer between a
+//!    run's read and its write.
+//! 5. Deletion safety: a namespace the token cannot list, a failed
+//!    ownership re-check, a lost index, `prune --rebuild-index`.
+//! 6. Vault gone before a run, or cut off mid-run (also between a create's
+//!    content and its marker), within a bound.
+//! 7. SIGTERM mid-run: the run stops, prints its summary, pushes its
+//!    metrics as a failed run, deletes nothing and exits 143.
 //!
 //! Every fault case asserts the exact outcome: exit 1, no deletion, no
 //! partially written path (a path holds its old or its new content, never a
@@ -19,6 +24,7 @@
 //! The shared OpenBao and API server are never stopped or sealed:
 //! - [`DurableBao`]: a private OpenBao (not `-dev`: raft storage, one unseal
 //!   key) that survives SIGKILL and can be sealed, with its own audit log;
+//! - [`PrivateBao`]: a private dev-mode OpenBao, for Vault taken away;
 //! - [`TcpProxy`]: bytes between vault-sync and a server, with delays and
 //!   faults tripped by traffic (TLS to the API server passes through; its
 //!   certificate names 127.0.0.1, so a kubeconfig pointing at the proxy
@@ -27,9 +33,10 @@
 //!   shared OpenBao, answering 503 instead of (or after) forwarding chosen
 //!   requests, and holding chosen requests at a gate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -39,21 +46,22 @@ use base64::Engine as _;
 use futures::StreamExt as _;
 use kube::api::{Patch, PatchParams};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::audit::{AuditEntries, AuditMark, audit_mark, only_deletes};
 use crate::fixtures::{
-    BaoHttp, BaoProcess, Fault, PathState, TcpProxy, assert_no_panic, audit_requests, changes,
-    deref_to_server, failures, free_port, join_acceptor, port_of, private_env,
-    restricted_service_account, spawn_acceptor,
+    BaoProcess, ClusterNs, Fault, PrivateBao, TcpProxy, assert_all_written, assert_marker,
+    assert_no_panic, assert_whole_or_absent, changes, deref_to_server, failures, free_port,
+    join_acceptor, kubeconfig_via, many_paths, metrics_file, one_path, pending_actions, port_of,
+    private_env, restricted_kubeconfig, result_of, spawn_acceptor,
 };
+use crate::harness::annotation::PATH;
 use crate::harness::{
-    AuditEntries, CliOutput, PodRefs, STACK, TestNs, audit_mark, only_deletes, random_hex, run_cli,
+    CliOutput, PodRefs, STACK, TestNs, assert_no_leak, now_secs, random_hex, run_cli,
     run_cli_within,
 };
-
-const PATH: &str = "vault-sync.io/path";
-
-type Data = BTreeMap<String, String>;
+use crate::metrics::PushGroup;
+use crate::vault::{Data, Kv2Secret, PathState, VaultHttp};
 
 // ---------------------------------------------------------------------------
 // A private OpenBao that survives SIGKILL and can be sealed
@@ -180,12 +188,12 @@ impl DurableBao {
         self.unseal().await;
     }
 
-    fn anon(&self) -> BaoHttp {
-        BaoHttp::new(&self.addr, "", None, HTTP_TIMEOUT)
+    fn anon(&self) -> VaultHttp {
+        VaultHttp::new(&self.addr, "", None, HTTP_TIMEOUT)
     }
 
-    fn root(&self) -> BaoHttp {
-        BaoHttp::new(&self.addr, &self.root_token, None, HTTP_TIMEOUT)
+    fn root(&self) -> VaultHttp {
+        VaultHttp::new(&self.addr, &self.root_token, None, HTTP_TIMEOUT)
     }
 }
 
@@ -600,28 +608,14 @@ async fn delete_deployment(ns: &TestNs, name: &str) {
     ns.delete_deployment(name).await;
 }
 
-/// vault-sync's ownership marker naming `owner`.
-fn assert_marker(md: &Data, owner: &str, what: &str) {
-    assert_eq!(
-        md.get("managed-by").map(String::as_str),
-        Some("vault-sync"),
-        "{what}: {md:?}"
-    );
-    assert_eq!(
-        md.get("vault-sync.io/owner").map(String::as_str),
-        Some(owner),
-        "{what}: {md:?}"
-    );
-}
-
 /// Exactly this content at this version, with the marker of `owner`.
-async fn assert_holds(bao: &BaoHttp, rel: &str, data: &Data, version: u64, owner: &str) {
+async fn assert_holds(bao: &VaultHttp, rel: &str, data: &Data, version: u64, owner: &str) {
     match bao.state("secret", rel).await {
-        PathState::Written {
+        PathState::Written(Kv2Secret {
             data: got,
             version: v,
-            md,
-        } => {
+            custom_metadata: md,
+        }) => {
             assert_eq!(&got, data, "{rel}: content");
             assert_eq!(v, version, "{rel}: version");
             assert_marker(&md, owner, rel);
@@ -632,14 +626,14 @@ async fn assert_holds(bao: &BaoHttp, rel: &str, data: &Data, version: u64, owner
 
 /// Every seeded path holds its seeded content at version 1, with the
 /// marker of its Deployment.
-async fn assert_all_hold(bao: &BaoHttp, layout: &Layout, seeded: &BTreeMap<String, Seeded>) {
+async fn assert_all_hold(bao: &VaultHttp, layout: &Layout, seeded: &BTreeMap<String, Seeded>) {
     for (rel, s) in seeded {
         assert_holds(bao, rel, &s.data, 1, &layout.owner(&s.deployment)).await;
     }
 }
 
 /// `rel` holds one version, soft-deleted.
-async fn assert_soft_deleted(bao: &BaoHttp, rel: &str) {
+async fn assert_soft_deleted(bao: &VaultHttp, rel: &str) {
     let state = bao.state("secret", rel).await;
     assert!(
         matches!(state, PathState::SoftDeleted { version: 1, .. }),
@@ -649,8 +643,8 @@ async fn assert_soft_deleted(bao: &BaoHttp, rel: &str) {
 
 /// The paths the index `<mount>/vault-sync/index/<cluster>` lists, sorted
 /// (duplicates kept).
-async fn sorted_index(bao: &BaoHttp, mount: &str, cluster: &str) -> Vec<String> {
-    let mut paths = bao.index(mount, cluster).await;
+async fn sorted_index(bao: &VaultHttp, mount: &str, cluster: &str) -> Vec<String> {
+    let mut paths = bao.index_paths(mount, cluster).await;
     paths.sort();
     paths
 }
@@ -673,7 +667,7 @@ struct Outcome {
 /// (interrupted between its two writes). Never a mix of keys, never a
 /// marker without content, never someone else's marker.
 async fn assert_old_or_new(
-    bao: &BaoHttp,
+    bao: &VaultHttp,
     layout: &Layout,
     seeded: &BTreeMap<String, Seeded>,
     old: &BTreeMap<String, Data>,
@@ -684,7 +678,11 @@ async fn assert_old_or_new(
         let owner = layout.owner(&s.deployment);
         let before = old.get(rel);
         match bao.state("secret", rel).await {
-            PathState::Written { data, version, md } => {
+            PathState::Written(Kv2Secret {
+                data,
+                version,
+                custom_metadata: md,
+            }) => {
                 if Some(&data) == new.get(rel) {
                     let expected = if before.is_some() { 2 } else { 1 };
                     assert_eq!(version, expected, "{rel}: new content at version {version}");
@@ -715,22 +713,6 @@ async fn assert_old_or_new(
 // Output helpers
 // ---------------------------------------------------------------------------
 
-/// display path → action, for every change but `unchanged` ones.
-fn actions(out: &CliOutput) -> BTreeMap<String, String> {
-    let mut all = crate::fixtures::actions(out);
-    all.retain(|_, action| action != "unchanged");
-    all
-}
-
-/// The `result` of the change for `path`.
-fn result_of(out: &CliOutput, path: &str) -> Value {
-    changes(out)
-        .into_iter()
-        .find(|c| c["path"] == path)
-        .map(|c| c["result"].clone())
-        .unwrap_or_else(|| panic!("no change for {path}:\n{out}"))
-}
-
 /// The run-wide errors that say the Deployment listing was incomplete.
 fn listing_errors(out: &CliOutput) -> Vec<(String, String)> {
     failures(out)
@@ -738,18 +720,6 @@ fn listing_errors(out: &CliOutput) -> Vec<(String, String)> {
         .filter(|(path, _, m)| path.is_empty() && m.starts_with("listing incomplete"))
         .map(|(_, kind, m)| (kind, m))
         .collect()
-}
-
-/// A kubeconfig (admin token, the stack's CA) whose server is
-/// `https://127.0.0.1:<port>`; returns its path.
-fn kubeconfig_via(dir: &std::path::Path, port: u16, token: &str) -> String {
-    let file = dir.join(format!("kubeconfig-{port}"));
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: it\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {}\nusers:\n- name: it\n  user:\n    token: {token}\ncontexts:\n- name: it\n  context:\n    cluster: it\n    user: it\ncurrent-context: it\n",
-        STACK.get("KUBE_CA_FILE"),
-    );
-    std::fs::write(&file, text).expect("write kubeconfig");
-    file.display().to_string()
 }
 
 // ---------------------------------------------------------------------------
@@ -822,7 +792,7 @@ impl ListingCase {
         let first = case.run(&[]).await;
         first.assert_code(0);
         assert_eq!(
-            actions(&first),
+            pending_actions(&first),
             BTreeMap::from([
                 (case.la.display("api", "db"), "create".to_owned()),
                 (case.la.display("old", "x"), "create".to_owned()),
@@ -861,12 +831,12 @@ impl ListingCase {
     }
 
     async fn index(&self) -> Vec<String> {
-        sorted_index(&BaoHttp::shared(), &self.b.index_mount, "default").await
+        sorted_index(&VaultHttp::root(), &self.b.index_mount, "default").await
     }
 
     /// Nothing deleted: `old/x`, `web` as first written, still indexed.
     async fn assert_nothing_deleted(&self) {
-        let vault = BaoHttp::shared();
+        let vault = VaultHttp::root();
         assert_holds(
             &vault,
             &self.la.rel("old", "x"),
@@ -933,13 +903,13 @@ async fn api_server_lost_while_listing_deletes_nothing_and_next_run_converges() 
     );
     // A was listed, but its Secret could not be read: its path is an error.
     assert_eq!(
-        actions(&gone),
+        pending_actions(&gone),
         BTreeMap::from([(case.la.display("api", "db"), "error".to_owned())]),
         "{gone}"
     );
     assert_eq!(case.writes(&mark.entries()), [], "nothing written");
     assert_holds(
-        &BaoHttp::shared(),
+        &VaultHttp::root(),
         &case.la.rel("api", "db"),
         &case.db_old,
         1,
@@ -960,7 +930,7 @@ async fn api_server_lost_while_listing_deletes_nothing_and_next_run_converges() 
     assert_eq!(listing.len(), 1, "{dropped}");
     assert_eq!(listing[0].0, "unreachable", "{dropped}");
     assert_eq!(
-        actions(&dropped),
+        pending_actions(&dropped),
         BTreeMap::from([(case.la.display("api", "db"), "update".to_owned())]),
         "only A's update, no delete:\n{dropped}"
     );
@@ -978,7 +948,7 @@ async fn api_server_lost_while_listing_deletes_nothing_and_next_run_converges() 
         "the update alone"
     );
     assert_holds(
-        &BaoHttp::shared(),
+        &VaultHttp::root(),
         &case.la.rel("api", "db"),
         &case.db_new,
         2,
@@ -993,7 +963,7 @@ async fn api_server_lost_while_listing_deletes_nothing_and_next_run_converges() 
     let again = case.run(&via_proxy).await;
     again.assert_code(0);
     assert_eq!(
-        actions(&again),
+        pending_actions(&again),
         BTreeMap::from([(case.la.display("old", "x"), "delete".to_owned())]),
         "{again}"
     );
@@ -1016,7 +986,7 @@ async fn api_server_lost_while_listing_deletes_nothing_and_next_run_converges() 
             ),
         ]
     );
-    assert_soft_deleted(&BaoHttp::shared(), &case.la.rel("old", "x")).await;
+    assert_soft_deleted(&VaultHttp::root(), &case.la.rel("old", "x")).await;
     assert_eq!(
         case.index().await,
         [case.la.display("api", "db"), case.lb.display("web", "web")]
@@ -1161,48 +1131,25 @@ async fn vault_fault_mid_apply(label: &str, fault: VaultFault) {
     // flight, so at least 14 paths were done.
     const TRIGGER: usize = 18;
     let needle = layout.needle();
-    let mark = bao.audit().len();
-    let done = AtomicBool::new(false);
-    let run = async {
-        let out = ns
-            .cli_env(
-                &[
-                    "run",
-                    "-o",
-                    "json",
-                    "--concurrency",
-                    "4",
-                    "--vault-timeout",
-                    timeout,
-                ],
-                &env,
-            )
-            .await;
-        done.store(true, Ordering::SeqCst);
-        out
-    };
-    // The saboteur needs `bao` mutably (kill) while `run` only reads `ns`.
-    let (out, fault_at) = {
+    let mark = bao.audit_log().mark();
+    let (out, after_fault) = {
+        // The saboteur needs `bao` mutably (kill) while the run only reads `ns`.
         let bao = &mut bao;
-        let saboteur = async {
-            while !done.load(Ordering::SeqCst) {
-                let writes = audit_requests(&bao.audit()[mark..], &["create", "update"], &needle);
-                if writes.len() >= TRIGGER {
-                    let at = Instant::now();
-                    match fault {
-                        VaultFault::Kill => bao.kill(),
-                        VaultFault::Seal => bao.seal().await,
-                    }
-                    return Some(at);
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            None
+        let saboteur = async || match fault {
+            VaultFault::Kill => bao.kill(),
+            VaultFault::Seal => bao.seal().await,
         };
-        tokio::join!(run, saboteur)
+        run_until_writes(
+            &ns,
+            &env,
+            ["4", timeout],
+            &mark,
+            (&needle, TRIGGER),
+            5,
+            saboteur,
+        )
+        .await
     };
-    let fault_at = fault_at.unwrap_or_else(|| panic!("the run ended before the {fault:?}:\n{out}"));
-    let after_fault = fault_at.elapsed();
     assert_no_panic(&out);
     out.assert_code(1);
     let failed = failures(&out);
@@ -1254,13 +1201,13 @@ async fn vault_fault_mid_apply(label: &str, fault: VaultFault) {
     )
     .await;
     assert_eq!(
-        audit_requests(&bao.audit()[mark..], &["delete"], &ns.name),
+        mark.entries().requests_of(&["delete"], &ns.name),
         [],
         "nothing deleted"
     );
 
     // Converge.
-    let mark = bao.audit().len();
+    let mark = bao.audit_log().mark();
     let again = ns.cli_env(&["run", "-o", "json"], &env).await;
     again.assert_code(0);
     let summary = &again.json()["summary"];
@@ -1281,7 +1228,7 @@ async fn vault_fault_mid_apply(label: &str, fault: VaultFault) {
     }
     assert_soft_deleted(&root, &layout.rel("gone", "orphan")).await;
     // One content write per path not done before, none for the others.
-    let content_writes = audit_requests(&bao.audit()[mark..], &["create", "update"], &needle);
+    let content_writes = mark.entries().requests_of(&["create", "update"], &needle);
     assert_eq!(
         content_writes.len(),
         outcome.old + outcome.absent,
@@ -1328,7 +1275,7 @@ async fn openbao_sealed_before_the_run_fails_fast_and_next_run_converges() {
     }
 
     bao.seal().await;
-    let mark = bao.audit().len();
+    let mark = bao.audit_log().mark();
     let started = Instant::now();
     let out = ns
         .cli_env(&["run", "-o", "json", "--vault-timeout", "3s"], &env)
@@ -1353,11 +1300,8 @@ async fn openbao_sealed_before_the_run_fails_fast_and_next_run_converges() {
     bao.unseal().await;
     let root = bao.root();
     assert_eq!(
-        audit_requests(
-            &bao.audit()[mark..],
-            &["create", "update", "delete"],
-            &ns.name
-        ),
+        mark.entries()
+            .requests_of(&["create", "update", "delete"], &ns.name),
         [],
         "nothing written"
     );
@@ -1431,7 +1375,7 @@ async fn transient_503s_are_retried_and_each_path_is_written_once() {
     assert_eq!(proxy.rules_left(), 0, "every 503 was served");
     assert_eq!(proxy.injected().len(), 11, "{:?}", proxy.injected());
 
-    let vault = BaoHttp::shared();
+    let vault = VaultHttp::root();
     let audit = mark.entries();
     let writes = audit.writes_by(&ns.audit_client());
     for (rel, s) in &seeded {
@@ -1493,7 +1437,7 @@ async fn lost_answer_to_a_create_still_marks_the_path() {
     assert_no_panic(&run);
     assert_eq!(proxy.rules_left(), 0, "every lost answer was served");
     run.assert_code(0);
-    let vault = BaoHttp::shared();
+    let vault = VaultHttp::root();
     assert_all_hold(&vault, &layout, &seeded).await;
     let plan = ns.cli(&["plan", "-o", "json"]).await;
     plan.assert_code(0);
@@ -1529,7 +1473,7 @@ async fn lost_answer_to_the_index_create_still_marks_the_index() {
     assert_no_panic(&run);
     assert_eq!(proxy.rules_left(), 0, "the lost answer was served");
     run.assert_code(0);
-    let vault = BaoHttp::shared();
+    let vault = VaultHttp::root();
     assert_all_hold(&vault, &layout, &seeded).await;
     let index = sorted_index(&vault, &ns.index_mount, "default").await;
     let expected: Vec<String> = seeded.keys().map(|r| format!("secret/{r}")).collect();
@@ -1597,7 +1541,7 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
     let cluster = ns.name.clone();
     let seeded = seed(&ns, &layout, &["d0", "d1", "d2"], 12).await;
     let all: Vec<String> = seeded.keys().map(|r| format!("secret/{r}")).collect();
-    let vault = BaoHttp::shared();
+    let vault = VaultHttp::root();
     let client = ns.audit_client();
     let needle = format!("secret/data/clusters/{cluster}/");
     let run_args = ["run", "-o", "json", "--cluster-name", cluster.as_str()];
@@ -1620,7 +1564,7 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
     assert_eq!(per_path.len(), seeded.len(), "{per_path:?}");
     assert!(per_path.values().all(|n| *n == 1), "{per_path:?}");
     assert_eq!(
-        vault.index(&ns.index_mount, &cluster).await.len(),
+        vault.index_paths(&ns.index_mount, &cluster).await.len(),
         all.len()
     );
     let index = sorted_index(&vault, &ns.index_mount, &cluster).await;
@@ -1638,7 +1582,9 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
     let mark = audit_mark();
     let third_writer = async {
         wait_held(&proxy, 2, &format!("both runs' writes of {x}")).await;
-        let version = vault.write("secret", &x, &foreign).await;
+        let version = vault
+            .kv2_write("secret", &x, &[("foreign", &foreign["foreign"])])
+            .await;
         proxy.open();
         version
     };
@@ -1676,7 +1622,11 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
         r2.json()["summary"]["update"]
     );
     match vault.state("secret", &x).await {
-        PathState::Written { data, version, md } => {
+        PathState::Written(Kv2Secret {
+            data,
+            version,
+            custom_metadata: md,
+        }) => {
             assert_eq!(data, foreign, "the foreign write was overwritten");
             assert_eq!(version, 2);
             assert_marker(&md, &layout.owner(&seeded[&x].deployment), &x);
@@ -1700,7 +1650,7 @@ async fn concurrent_runs_and_a_foreign_writer_lose_no_update() {
     let again = ns.cli(&run_args).await;
     again.assert_code(0);
     assert_eq!(
-        actions(&again),
+        pending_actions(&again),
         BTreeMap::from([(format!("secret/{x}"), "update".to_owned())]),
         "{again}"
     );
@@ -1794,7 +1744,7 @@ async fn a_create_caught_before_its_marker_is_no_conflict_for_a_concurrent_run()
     assert_eq!(failures(&plan), [], "{plan}");
     plan.assert_code(2);
     assert_eq!(
-        actions(&plan)
+        pending_actions(&plan)
             .get(&format!("secret/{x}"))
             .map(String::as_str),
         Some("update"),
@@ -1803,7 +1753,7 @@ async fn a_create_caught_before_its_marker_is_no_conflict_for_a_concurrent_run()
     assert_no_panic(&run);
     run.assert_code(0);
 
-    let vault = BaoHttp::shared();
+    let vault = VaultHttp::root();
     assert_all_hold(&vault, &layout, &seeded).await;
     let after = ns.cli(&plan_args).await;
     after.assert_code(0);
@@ -1812,37 +1762,6 @@ async fn a_create_caught_before_its_marker_is_no_conflict_for_a_concurrent_run()
 // ---------------------------------------------------------------------------
 // 5. Deletion safety
 // ---------------------------------------------------------------------------
-
-/// A ServiceAccount in `home` that may list/get Deployments and get Secrets
-/// there and nowhere else; returns a kubeconfig using its token, and the
-/// token.
-async fn restricted_kubeconfig(home: &TestNs, dir: &std::path::Path) -> (String, String) {
-    let ns = &home.name;
-    let token = restricted_service_account(home).await;
-    let kubeconfig = kubeconfig_via(dir, port_of(STACK.get("KUBE_API_URL")), &token);
-
-    // RBAC reaches the authorizer through an informer: wait until the
-    // token may list in `home`.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let probe = run_cli(
-            &["plan", "-o", "json", "--kubeconfig", &kubeconfig, "-n", ns],
-            &[
-                ("VAULT_TOKEN", home.cli_token.as_str()),
-                ("VAULT_SYNC_INDEX_MOUNT", home.index_mount.as_str()),
-            ],
-        );
-        if probe.code == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the restricted token cannot list {ns}:\n{probe}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    (kubeconfig, token)
-}
 
 /// Paths owned by Deployments of namespace `owned`, one of them an orphan;
 /// the run's token may list Deployments in `home` only. `-n owned`, no `-n`
@@ -1862,7 +1781,7 @@ async fn forbidden_namespace_with_owned_paths_deletes_nothing() {
     delete_deployment(&owned, "d1").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (kubeconfig, token) = restricted_kubeconfig(&home, dir.path()).await;
-    let vault = BaoHttp::shared();
+    let vault = VaultHttp::root();
     let all: Vec<String> = seeded.keys().map(|r| format!("secret/{r}")).collect();
     let env = [
         ("VAULT_TOKEN", owned.cli_token.as_str()),
@@ -1972,7 +1891,7 @@ async fn failed_ownership_recheck_is_reported_as_the_vault_error() {
     out.assert_code(1);
     let display = format!("secret/{rel}");
     assert_eq!(
-        actions(&out),
+        pending_actions(&out),
         BTreeMap::from([(display.clone(), "delete".to_owned())]),
         "{out}"
     );
@@ -1982,7 +1901,7 @@ async fn failed_ownership_recheck_is_reported_as_the_vault_error() {
         [],
         "nothing deleted"
     );
-    assert_holds(&BaoHttp::shared(), rel, &s.data, 1, &layout.owner("d0")).await;
+    assert_holds(&VaultHttp::root(), rel, &s.data, 1, &layout.owner("d0")).await;
     let failed = failures(&out);
     assert_eq!(failed.len(), 1, "{out}");
     let (_, kind, message) = &failed[0];
@@ -1994,7 +1913,7 @@ async fn failed_ownership_recheck_is_reported_as_the_vault_error() {
 
     let again = ns.cli(&["run", "-o", "json"]).await;
     again.assert_code(0);
-    assert_soft_deleted(&BaoHttp::shared(), rel).await;
+    assert_soft_deleted(&VaultHttp::root(), rel).await;
 }
 
 /// The index is lost (its metadata deleted, every version with it) while
@@ -2012,7 +1931,7 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
     let ns = TestNs::new("flt-noindex").await;
     let layout = Layout::clustered(&ns);
     let cluster = ns.name.clone();
-    let vault = BaoHttp::shared();
+    let vault = VaultHttp::root();
     let mut secrets = BTreeMap::new();
     for name in ["db", "cache", "x", "y"] {
         let data = Data::from([("k".to_owned(), ns.value(name))]);
@@ -2084,7 +2003,7 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
         "{run}"
     );
     assert_eq!(
-        actions(&run),
+        pending_actions(&run),
         BTreeMap::from([
             (layout.display("app", "db"), "update".to_owned()),
             (layout.display("fresh", "y"), "create".to_owned()),
@@ -2155,7 +2074,7 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
     let plan = cli("plan", &[]).await;
     plan.assert_code(2);
     assert_eq!(
-        actions(&plan),
+        pending_actions(&plan),
         BTreeMap::from([
             (layout.display("fresh", "y"), "create".to_owned()),
             (layout.display("old", "x"), "delete".to_owned()),
@@ -2165,7 +2084,7 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
     let prune = cli("prune", &["--yes"]).await;
     prune.assert_code(0);
     assert_eq!(
-        actions(&prune),
+        pending_actions(&prune),
         BTreeMap::from([(layout.display("old", "x"), "delete".to_owned())]),
         "{prune}"
     );
@@ -2181,4 +2100,480 @@ async fn lost_index_deletes_nothing_and_rebuild_index_restores_orphan_tracking()
     );
     let plan = cli("plan", &[]).await;
     plan.assert_code(0);
+}
+
+// ---------------------------------------------------------------------------
+// 6. Vault gone before and during a run
+// ---------------------------------------------------------------------------
+
+/// OpenBao stopped before the run (killed: its port refuses), and OpenBao
+/// unreachable behind a cut proxy: exit 1 within the bound, "cannot reach
+/// Vault", and nothing written (checked on the server behind the proxy once
+/// it is restored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_down_before_the_run_fails_fast_and_writes_nothing() {
+    let ns = TestNs::new("vc-down").await;
+    one_path(&ns).await;
+    let mut dead = PrivateBao::start().await;
+    dead.kill();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (metrics_path, _) = metrics_file(dir.path());
+
+    let mark = audit_mark();
+    let started = Instant::now();
+    let run = ns
+        .cli_env(
+            &[
+                "run",
+                "-o",
+                "json",
+                "--vault-timeout",
+                "3s",
+                "--metrics-file",
+                &metrics_path,
+            ],
+            &[("VAULT_ADDR", &dead.addr)],
+        )
+        .await;
+    let took = started.elapsed();
+    assert_no_panic(&run);
+    run.assert_code(1);
+    // The Deployment's path (its mount lookup) and the index read, nothing else.
+    let failed = failures(&run);
+    assert_eq!(failed.len(), 2, "{run}");
+    assert_eq!(failed[0].0, ns.path("secret", "app/db"), "{run}");
+    assert!(
+        failed[1].0.is_empty() && failed[1].2.starts_with("cannot read the vault-sync index"),
+        "{run}"
+    );
+    for (path, kind, message) in &failed {
+        assert_eq!(kind, "connection_failed", "{path}: {message}");
+        assert!(
+            message.contains(&format!("cannot reach Vault at {}", dead.addr)),
+            "{message}"
+        );
+    }
+    assert_eq!(run.json()["summary"]["error"], 1, "{run}");
+    assert!(took < Duration::from_secs(15), "took {took:?}:\n{run}");
+    assert!(mark.entries().writes(&ns.audit_needle()).is_empty());
+    let (_, metrics) = metrics_file(dir.path());
+    assert!(
+        metrics
+            .contains("vault_sync_last_run_vault_requests{method=\"GET\",status_class=\"error\"}"),
+        "{metrics}"
+    );
+    eprintln!("vault down before the run: {took:?}");
+
+    // Behind a proxy that drops every connection: same outcome, and the
+    // server behind it has received nothing.
+    let bao = PrivateBao::start().await;
+    let proxy = TcpProxy::start(bao.port, Duration::ZERO);
+    proxy.cut();
+    let started = Instant::now();
+    let run = ns
+        .cli_env(
+            &["run", "-o", "json", "--vault-timeout", "3s"],
+            &private_env(&proxy.addr(), "root"),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_no_panic(&run);
+    run.assert_code(1);
+    let failed = failures(&run);
+    assert_eq!(failed.len(), 2, "{run}");
+    assert!(
+        failed
+            .iter()
+            .all(|(_, kind, m)| kind == "connection_failed" && m.contains("cannot reach Vault")),
+        "{run}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}:\n{run}");
+    proxy.restore();
+    assert!(
+        bao.root()
+            .list_recursive("secret/metadata", "it")
+            .await
+            .is_empty()
+    );
+    assert!(
+        bao.audit_log()
+            .entries()
+            .requests_of(&["create", "update", "patch", "delete"], "secret/")
+            .is_empty(),
+        "nothing written"
+    );
+}
+
+/// Vault cut off in the middle of a run (a proxy drops every connection
+/// once some writes went through): exit 1 with connection errors, no path
+/// half-written (each is whole, absent, or marker-only), and once Vault is
+/// back a second run converges to exactly the desired content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_cut_mid_run_leaves_nothing_half_written_and_next_run_converges() {
+    let ns = TestNs::new("vc-cut").await;
+    let bao = PrivateBao::start().await;
+    let proxy = TcpProxy::start(bao.port, Duration::from_millis(10));
+    let expected = many_paths(&ns, 3, 20).await;
+    let addr = proxy.addr();
+    let env = private_env(&addr, "root");
+
+    // Cut once ten contents are written: mid-way through 60 paths.
+    let (run, after_cut) = run_and_cut(&ns, &bao, &proxy, &env, ["4", "1s"], 10, 5).await;
+    assert_no_panic(&run);
+    run.assert_code(1);
+    let failed = failures(&run);
+    assert!(!failed.is_empty(), "{run}");
+    for (path, kind, message) in &failed {
+        assert_eq!(kind, "connection_failed", "{path}: {message}");
+        assert!(message.contains("cannot reach Vault"), "{message}");
+    }
+
+    proxy.restore();
+    let root = bao.root();
+    let (whole, marker_only) = assert_whole_or_absent(&root, &ns, &expected).await;
+    let (whole, marker_only) = (whole.len(), marker_only.len());
+    // Ten contents had reached Vault's audit log when the cut came; at most
+    // four writes were in flight, so at least six completed.
+    assert!(
+        whole >= 6 && whole < expected.len(),
+        "{whole} of {} whole: the cut was not mid-run",
+        expected.len()
+    );
+    let stray: Vec<String> = root
+        .list_recursive("secret/metadata", &ns.rel(""))
+        .await
+        .into_iter()
+        .filter(|p| !expected.contains_key(p))
+        .collect();
+    assert!(stray.is_empty(), "unexpected paths: {stray:?}");
+
+    let again = ns.cli_env(&["run", "-o", "json"], &env).await;
+    again.assert_code(0);
+    assert_all_written(&root, &ns, &expected).await;
+    // Exactly one content version each: nothing was written twice.
+    let (converged, _) = assert_whole_or_absent(&root, &ns, &expected).await;
+    assert_eq!(converged.len(), expected.len());
+    eprintln!(
+        "cut mid-run: {whole}/{} whole and {marker_only} marker-only after the cut, the run ended {after_cut:?} after it, {} failures",
+        expected.len(),
+        failed.len()
+    );
+}
+
+/// Vault gone exactly between a create's two writes (the proxy cuts instead
+/// of forwarding the 8th marker write): that path holds its whole content
+/// without the marker, the 7 paths before it are whole, the 10 after it
+/// untouched; the next run recognises the unmarked path as its own
+/// interrupted create (the index recorded it first) and only adds the
+/// marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_cut_between_content_and_marker_is_completed_by_the_next_run() {
+    let ns = TestNs::new("vc-marker").await;
+    let bao = PrivateBao::start().await;
+    let proxy = TcpProxy::start(bao.port, Duration::ZERO);
+    let expected = many_paths(&ns, 3, 6).await;
+    let addr = proxy.addr();
+    let env = private_env(&addr, "root");
+    let metadata_prefix = format!("POST /v1/secret/metadata/{}", ns.rel(""));
+    proxy.trip_at(&metadata_prefix, 8, Fault::Down);
+
+    let started = Instant::now();
+    let run = ns
+        .cli_env(
+            &[
+                "run",
+                "-o",
+                "json",
+                "--concurrency",
+                "1",
+                "--vault-timeout",
+                "1s",
+            ],
+            &env,
+        )
+        .await;
+    let took = started.elapsed();
+    assert_no_panic(&run);
+    run.assert_code(1);
+    let tripped = proxy
+        .tripped_line()
+        .unwrap_or_else(|| panic!("the 8th marker write never came:\n{run}"));
+    let cut_rel = tripped
+        .strip_prefix("POST /v1/secret/metadata/")
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("request line {tripped:?}"))
+        .to_owned();
+    assert!(expected.contains_key(&cut_rel), "{cut_rel}");
+
+    let failed = failures(&run);
+    assert_eq!(failed.len(), 11, "the cut path and the 10 after it:\n{run}");
+    for (path, kind, message) in &failed {
+        assert_eq!(kind, "connection_failed", "{path}: {message}");
+        assert!(message.contains("cannot reach Vault"), "{message}");
+    }
+    assert!(
+        failed
+            .iter()
+            .any(|(p, _, _)| p == &format!("secret/{cut_rel}")),
+        "{run}"
+    );
+
+    proxy.restore();
+    let root = bao.root();
+    let (whole, marker_only) = assert_whole_or_absent(&root, &ns, &expected).await;
+    assert_eq!(whole.len(), 7, "{whole:?}");
+    assert_eq!(marker_only, BTreeSet::from([cut_rel.clone()]));
+
+    let again = ns.cli_env(&["run", "-o", "json"], &env).await;
+    again.assert_code(0);
+    let summary = &again.json()["summary"];
+    assert_eq!(summary["create"], 10, "{again}");
+    assert_eq!(
+        summary["update"], 1,
+        "the interrupted create: marker only\n{again}"
+    );
+    assert_eq!(summary["unchanged"], 7, "{again}");
+    assert_all_written(&root, &ns, &expected).await;
+    let (whole, _) = assert_whole_or_absent(&root, &ns, &expected).await;
+    assert_eq!(whole.len(), expected.len());
+    eprintln!("cut between content and marker at {cut_rel}: run took {took:?}");
+}
+
+/// Vault gone mid-run should end the run within a bound close to
+/// --vault-timeout, not one --vault-timeout per remaining path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_cut_mid_run_ends_the_run_within_a_bound() {
+    let ns = TestNs::new("vc-bound").await;
+    let bao = PrivateBao::start().await;
+    let proxy = TcpProxy::start(bao.port, Duration::ZERO);
+    let expected = many_paths(&ns, 4, 50).await;
+    let addr = proxy.addr();
+    let env = private_env(&addr, "root");
+    let (run, after_cut) = run_and_cut(&ns, &bao, &proxy, &env, ["1", "3s"], 1, 2).await;
+    assert_no_panic(&run);
+    run.assert_code(1);
+    assert!(
+        after_cut < Duration::from_secs(30),
+        "the run went on for {after_cut:?} after Vault went away"
+    );
+    proxy.restore();
+    assert_whole_or_absent(&bao.root(), &ns, &expected).await;
+}
+
+/// `run -o json --concurrency <c> --vault-timeout <t>` (`[c, t]`) with
+/// `env`; once the audit log shows `writes` content writes (create or
+/// update) since `mark` on paths containing `needle` (polled every
+/// `poll_ms`), `fault` strikes. Returns the run and how long it went on
+/// after the fault; fails if the run ended before it.
+async fn run_until_writes(
+    ns: &TestNs,
+    env: &[(&str, &str)],
+    [concurrency, timeout]: [&str; 2],
+    mark: &AuditMark,
+    (needle, writes): (&str, usize),
+    poll_ms: u64,
+    fault: impl AsyncFnOnce(),
+) -> (CliOutput, Duration) {
+    let done = AtomicBool::new(false);
+    let run = async {
+        let out = ns
+            .cli_env(
+                &[
+                    "run",
+                    "-o",
+                    "json",
+                    "--concurrency",
+                    concurrency,
+                    "--vault-timeout",
+                    timeout,
+                ],
+                env,
+            )
+            .await;
+        done.store(true, Ordering::SeqCst);
+        out
+    };
+    let saboteur = async {
+        while !done.load(Ordering::SeqCst) {
+            let sent = mark.entries().requests_of(&["create", "update"], needle);
+            if sent.len() >= writes {
+                let at = Instant::now();
+                fault().await;
+                return Some(at);
+            }
+            tokio::time::sleep(Duration::from_millis(poll_ms)).await;
+        }
+        None
+    };
+    let (run, fault_at) = tokio::join!(run, saboteur);
+    let fault_at = fault_at.unwrap_or_else(|| panic!("the run ended before the fault:\n{run}"));
+    (run, fault_at.elapsed())
+}
+
+/// [`run_until_writes`] with the proxy in front of `bao` cutting Vault off
+/// once `writes` content writes of the test's paths are in its audit log.
+async fn run_and_cut(
+    ns: &TestNs,
+    bao: &PrivateBao,
+    proxy: &TcpProxy,
+    env: &[(&str, &str)],
+    flags: [&str; 2],
+    writes: usize,
+    poll_ms: u64,
+) -> (CliOutput, Duration) {
+    let needle = format!("secret/data/{}", ns.rel(""));
+    let mark = bao.audit_log().mark();
+    let cut = async || proxy.cut();
+    run_until_writes(ns, env, flags, &mark, (&needle, writes), poll_ms, cut).await
+}
+
+// ---------------------------------------------------------------------------
+// 7. SIGTERM mid-run
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_run_prints_the_summary_pushes_a_failed_run_and_exits_143() {
+    let case = ClusterNs::new("int-sigterm").await;
+    let ns = &case.ns;
+    // An orphan the interrupted run must not delete.
+    case.secret("old-sec", &["k"]).await;
+    case.auto("old", "secret/old", &["old-sec"], &[]).await;
+    case.json("run", &[]).await.assert_code(0);
+    case.delete_deployment("old").await;
+    let old_before = ns.vault.kv2_read("secret", &case.rel("old/old-sec")).await;
+    assert!(old_before.is_some());
+    // Twenty new paths, written one request at a time through a slow proxy.
+    let names: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
+    for n in &names {
+        case.secret(n, &["k"]).await;
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    case.auto("app", "secret/app", &refs, &[]).await;
+
+    let proxy = TcpProxy::start(port_of(STACK.vault_addr()), Duration::from_millis(100));
+    let group = PushGroup::in_cluster("sigterm", &case.cluster);
+    let push_label = group.push_label();
+    let started = now_secs();
+    let mark = audit_mark();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vault-sync"))
+        .env_clear()
+        .envs(
+            ["PATH", "HOME", "TMPDIR"]
+                .iter()
+                .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
+        )
+        .env("VAULT_ADDR", proxy.addr())
+        .env("VAULT_TOKEN", &ns.cli_token)
+        .env("VAULT_SYNC_INDEX_MOUNT", &ns.index_mount)
+        .env("KUBECONFIG", STACK.kubeconfig())
+        .env("NO_COLOR", "1")
+        .args([
+            "run",
+            "--cluster-name",
+            &case.cluster,
+            "-n",
+            &ns.name,
+            "--concurrency",
+            "1",
+            "--pushgateway-url",
+            STACK.pushgateway_url(),
+            "--push-label",
+            &push_label,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vault-sync");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+
+    // SIGTERM once the first content write has reached Vault.
+    let data_prefix = format!("secret/data/{}", case.rel("app/"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let writing = mark
+            .entries()
+            .writes_by(&ns.audit_client())
+            .iter()
+            .any(|(_, p)| p.starts_with(&data_prefix));
+        if writing {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended ({status}) before it was interrupted; make it slower");
+        }
+        assert!(Instant::now() < deadline, "no content write within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().to_string();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(kill.success(), "kill -TERM {pid}");
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vault-sync did not exit within 15 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let elapsed = signalled.elapsed();
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    let mut secrets = ns.values();
+    secrets.push(ns.cli_token.clone());
+    assert_no_leak(&[&stdout, &stderr], &secrets);
+    let shown = format!("--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "exit status {status} {elapsed:?} after SIGTERM:\n{shown}"
+    );
+    assert!(
+        stdout.contains("Apply:") || stderr.contains("Apply:"),
+        "no summary line:\n{shown}"
+    );
+    let pushed = group
+        .fetch()
+        .await
+        .0
+        .unwrap_or_else(|| panic!("no metrics pushed for test={}:\n{shown}", group.test));
+    let last_run = pushed["vault_sync_last_run_timestamp_seconds"]["metrics"][0]["value"]
+        .as_str()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no last_run_timestamp pushed: {pushed}"));
+    assert!(last_run >= started.floor(), "{last_run} < {started}");
+    assert!(
+        pushed
+            .get("vault_sync_last_success_timestamp_seconds")
+            .is_none(),
+        "an interrupted run pushed a last success: {pushed}"
+    );
+    assert_eq!(
+        only_deletes(mark.entries().writes_by(&ns.audit_client())),
+        [],
+        "the interrupted run deleted something"
+    );
+    assert_eq!(
+        ns.vault.kv2_read("secret", &case.rel("old/old-sec")).await,
+        old_before
+    );
+    drop(proxy);
 }

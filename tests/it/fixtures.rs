@@ -1,17 +1,22 @@
-//! Test fixtures shared by the fault suites (`faults`, `vault_connect`) and
-//! the output helpers several suites use:
+//! The fixtures and builders the suites share, beside the harness's
+//! namespace, CLI runner and builders (`harness`), the Vault client
+//! (`vault`) and the audit-log reader (`audit`):
 //!
-//! - [`BaoHttp`]: the raw HTTP API of any Vault (the harness's `VaultHttp`
-//!   is bound to the shared server), and [`PathState`], what a KV v2 path
-//!   holds;
 //! - [`BaoProcess`]: a private `bao server` process in a temp dir, with its
-//!   own file audit log, killed (SIGKILL) on drop;
+//!   own file audit log, killed (SIGKILL) on drop; [`PrivateBao`], a dev
+//!   server on one;
+//! - seeded paths ([`one_path`], [`many_paths`]) and what Vault must hold
+//!   ([`assert_marker`], [`assert_whole_or_absent`], [`assert_all_written`]);
+//! - Deployments of any shape ([`deploy`], [`pod`]) and a CLI run bounded in
+//!   time ([`cli_bounded`]);
 //! - [`TcpProxy`]: bytes between vault-sync and a server, with delays and
 //!   faults tripped by traffic;
-//! - a restricted ServiceAccount, vault-sync's own ServiceAccount token in a
-//!   file, and helpers reading `-o json` output.
+//! - a restricted ServiceAccount and its kubeconfig, vault-sync's own
+//!   ServiceAccount token in a file;
+//! - readers of `-o json` output ([`changes`], [`change`], [`change_of`],
+//!   [`actions`], [`result_of`], [`failures`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,215 +24,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{
-    CliOutput, STACK, TestNs, index_lines, init_crypto, leaves_under, status_and_body, string_map,
-};
-
-type Data = BTreeMap<String, String>;
-
-// ---------------------------------------------------------------------------
-// Raw Vault HTTP
-// ---------------------------------------------------------------------------
-
-/// Raw HTTP API of one Vault with one token (none if empty), optionally in
-/// a Vault namespace.
-#[derive(Clone)]
-pub struct BaoHttp {
-    http: reqwest::Client,
-    addr: String,
-    token: String,
-    namespace: Option<String>,
-}
-
-/// What a KV v2 path holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathState {
-    Absent,
-    /// custom_metadata but no version: a create interrupted between the
-    /// marker and the content (vault-sync writes content before the marker,
-    /// so it never leaves a path like this).
-    MarkerOnly(Data),
-    Written {
-        data: Data,
-        version: u64,
-        md: Data,
-    },
-    /// The current version carries a deletion_time.
-    SoftDeleted {
-        version: u64,
-        md: Data,
-    },
-}
-
-impl BaoHttp {
-    /// `ca`: trust only this CA (PEM file); `timeout`: per request.
-    pub fn new(addr: &str, token: &str, ca: Option<&Path>, timeout: Duration) -> Self {
-        init_crypto();
-        let mut builder = reqwest::Client::builder().timeout(timeout);
-        if let Some(ca) = ca {
-            let pem = std::fs::read(ca).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
-            let cert = reqwest::Certificate::from_pem(&pem).expect("CA PEM");
-            builder = builder.tls_certs_only([cert]);
-        }
-        Self {
-            http: builder.build().expect("reqwest client"),
-            addr: addr.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
-            namespace: None,
-        }
-    }
-
-    /// The shared OpenBao with its root token.
-    pub fn shared() -> Self {
-        Self::new(
-            STACK.vault_addr(),
-            STACK.vault_token(),
-            None,
-            Duration::from_secs(15),
-        )
-    }
-
-    pub fn in_namespace(&self, namespace: &str) -> Self {
-        Self {
-            namespace: Some(namespace.to_owned()),
-            ..self.clone()
-        }
-    }
-
-    /// One request; `(0, error text)` when the server cannot be reached.
-    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
-        let mut req = self.http.request(method, &url);
-        if !self.token.is_empty() {
-            req = req.header("X-Vault-Token", &self.token);
-        }
-        if let Some(ns) = &self.namespace {
-            req = req.header("X-Vault-Namespace", ns);
-        }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        match req.send().await {
-            Err(e) => (0, Value::String(e.to_string())),
-            Ok(resp) => status_and_body(resp).await,
-        }
-    }
-
-    /// A request that must succeed (2xx); returns the body.
-    pub async fn must(&self, method: Method, path: &str, body: Option<&Value>) -> Value {
-        let (status, reply) = self.request(method.clone(), path, body).await;
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path} on {}: {status} {reply}",
-            self.addr
-        );
-        reply
-    }
-
-    pub async fn state(&self, mount: &str, rel: &str) -> PathState {
-        let (status, body) = self
-            .request(Method::GET, &format!("{mount}/metadata/{rel}"), None)
-            .await;
-        match status {
-            404 => return PathState::Absent,
-            200 => {}
-            s => panic!("metadata {mount}/{rel}: {s} {body}"),
-        }
-        let md = string_map(&body["data"]["custom_metadata"]);
-        let current = body["data"]["current_version"].as_u64().unwrap_or(0);
-        if current == 0 {
-            return PathState::MarkerOnly(md);
-        }
-        let deleted = body["data"]["versions"][current.to_string()]["deletion_time"]
-            .as_str()
-            .is_some_and(|t| !t.is_empty());
-        if deleted {
-            return PathState::SoftDeleted {
-                version: current,
-                md,
-            };
-        }
-        let (status, body) = self
-            .request(Method::GET, &format!("{mount}/data/{rel}"), None)
-            .await;
-        assert_eq!(status, 200, "data {mount}/{rel}: {body}");
-        PathState::Written {
-            data: string_map(&body["data"]["data"]),
-            version: body["data"]["metadata"]["version"].as_u64().unwrap_or(0),
-            md: string_map(&body["data"]["metadata"]["custom_metadata"]),
-        }
-    }
-
-    /// A new version without check-and-set (a foreign writer); returns it.
-    pub async fn write(&self, mount: &str, rel: &str, data: &Data) -> u64 {
-        let body = self
-            .must(
-                Method::POST,
-                &format!("{mount}/data/{rel}"),
-                Some(&json!({ "data": data })),
-            )
-            .await;
-        body["data"]["version"].as_u64().expect("version")
-    }
-
-    /// The display paths the index `<mount>/vault-sync/index/<cluster>`
-    /// lists, in stored order, duplicates kept; empty if there is none.
-    pub async fn index(&self, mount: &str, cluster: &str) -> Vec<String> {
-        let (status, body) = self
-            .request(
-                Method::GET,
-                &format!("{mount}/data/vault-sync/index/{cluster}"),
-                None,
-            )
-            .await;
-        if status == 404 {
-            return Vec::new();
-        }
-        assert_eq!(status, 200, "index {mount} {cluster}: {body}");
-        let data = string_map(&body["data"]["data"]);
-        assert_eq!(
-            data.get("format").map(String::as_str),
-            Some("vault-sync-index/v1"),
-            "{data:?}"
-        );
-        index_lines(&data)
-            .into_iter()
-            .map(|(path, _)| path)
-            .collect()
-    }
-
-    /// `LIST <path>`: the keys (sub-folders end with '/'); empty if none.
-    async fn list(&self, path: &str) -> Vec<String> {
-        let list = Method::from_bytes(b"LIST").expect("LIST");
-        let (status, body) = self.request(list, path, None).await;
-        if status != 200 {
-            return Vec::new();
-        }
-        body["data"]["keys"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|k| k.as_str().unwrap_or_default().to_owned())
-            .collect()
-    }
-
-    /// Every leaf under `<mount>/metadata/<folder>`.
-    pub async fn leaves(&self, mount: &str, folder: &str) -> Vec<String> {
-        leaves_under(folder, |dir| {
-            let path = format!("{mount}/metadata/{dir}");
-            async move { self.list(&path).await }
-        })
-        .await
-    }
-}
+use crate::audit::AuditLog;
+use crate::harness::annotation::PATH;
+use crate::harness::{CliOutput, PodRefs, STACK, TestNs, block_on_own_runtime};
+use crate::stack::service_account_token;
+use crate::vault::{Data, Kv2Secret, PathState, VaultHttp, example_policy};
 
 /// The environment of a run against a private server at `addr` with
 /// `token`, the index in `secret/` (a private server's only KV mount).
@@ -334,15 +146,9 @@ impl BaoProcess {
         }
     }
 
-    /// Every complete entry of the audit log (a line cut by SIGKILL is
-    /// skipped).
-    pub fn audit(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.path("audit.log")).unwrap_or_default();
-        let end = text.rfind('\n').map_or(0, |i| i + 1);
-        text[..end]
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+    /// Its own file audit log (`<dir>/audit.log`).
+    pub fn audit_log(&self) -> AuditLog {
+        AuditLog::at(&self.path("audit.log"))
     }
 }
 
@@ -372,23 +178,501 @@ macro_rules! deref_to_server {
 }
 pub(crate) use deref_to_server;
 
-/// Request entries with one of `ops` on paths containing `needle`, as
-/// (operation, path).
-pub fn audit_requests(entries: &[Value], ops: &[&str], needle: &str) -> Vec<(String, String)> {
-    entries
-        .iter()
-        .filter(|e| e["type"] == "request")
-        .map(|e| {
-            (
-                e["request"]["operation"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                e["request"]["path"].as_str().unwrap_or_default().to_owned(),
+// ---------------------------------------------------------------------------
+// A private OpenBao dev server
+// ---------------------------------------------------------------------------
+
+/// `bao server -dev` on a free port with its own file audit log, started
+/// from the real binary (`BAO_BIN`) and killed (SIGKILL) on drop.
+pub struct PrivateBao {
+    server: BaoProcess,
+    /// The dev-TLS CA (`-dev-tls` only).
+    pub ca_file: Option<PathBuf>,
+}
+
+deref_to_server!(PrivateBao);
+
+impl PrivateBao {
+    pub async fn start() -> Self {
+        Self::launch(false).await
+    }
+
+    /// `-dev-tls`: OpenBao generates a CA and a serving certificate for
+    /// 127.0.0.1 into `<dir>/tls/vault-ca.pem` etc.
+    pub async fn start_tls() -> Self {
+        Self::launch(true).await
+    }
+
+    async fn launch(tls: bool) -> Self {
+        let mut server = BaoProcess::new(if tls { "https" } else { "http" });
+        let audit = server.path("audit.log");
+        let config = server.path("audit.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "audit \"file\" \"to-file\" {{\n  options {{\n    file_path = {:?}\n  }}\n}}\n",
+                audit.display().to_string()
+            ),
+        )
+        .expect("write audit.hcl");
+        let mut args = vec![
+            "-dev".to_owned(),
+            "-dev-root-token-id=root".to_owned(),
+            format!("-dev-listen-address=127.0.0.1:{}", server.port),
+            format!("-config={}", config.display()),
+        ];
+        let tls_dir = server.path("tls");
+        if tls {
+            std::fs::create_dir_all(&tls_dir).expect("tls dir");
+            args.push("-dev-tls".to_owned());
+            args.push(format!("-dev-tls-cert-dir={}", tls_dir.display()));
+        }
+        server.spawn(&args);
+        let mut bao = Self {
+            server,
+            ca_file: tls.then(|| tls_dir.join("vault-ca.pem")),
+        };
+        bao.wait_ready().await;
+        bao
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.check_alive(" before becoming ready");
+            let ca_ready = self.ca_file.as_ref().is_none_or(|f| f.is_file());
+            if ca_ready && self.root().request(Method::GET, "sys/health", None).await.0 == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "private bao not ready after 30s:\n{}",
+                self.server_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A client with the root token (trusting the dev CA under TLS).
+    pub fn root(&self) -> VaultHttp {
+        VaultHttp::new(
+            &self.addr,
+            "root",
+            self.ca_file.as_deref(),
+            Duration::from_secs(10),
+        )
+    }
+
+    pub fn ca_file(&self) -> String {
+        self.ca_file
+            .as_ref()
+            .expect("started with -dev-tls")
+            .display()
+            .to_string()
+    }
+
+    /// The `vault-sync` policy of examples/vault-policy.hcl, as on the
+    /// shared server.
+    pub async fn write_vault_sync_policy(&self) {
+        self.root()
+            .must(
+                Method::PUT,
+                "sys/policies/acl/vault-sync",
+                Some(&json!({ "policy": example_policy() })),
             )
+            .await;
+    }
+
+    /// Kubernetes auth against the shared API server, configured as
+    /// tests/stack/up.sh configures the shared OpenBao, with role
+    /// `vault-sync-operator` whose tokens live `ttl`.
+    pub async fn enable_kubernetes_auth(&self, kube: &kube::Client, ttl: &str) {
+        let root = self.root();
+        root.must(
+            Method::POST,
+            "sys/auth/kubernetes",
+            Some(&json!({"type": "kubernetes"})),
+        )
+        .await;
+        let reviewer =
+            service_account_token(kube, STACK.get("VAULT_SYNC_SA_NAMESPACE"), "token-reviewer")
+                .await;
+        let ca = std::fs::read_to_string(STACK.get("KUBE_CA_FILE")).expect("KUBE_CA_FILE");
+        root.must(
+            Method::POST,
+            "auth/kubernetes/config",
+            Some(&json!({
+                "kubernetes_host": STACK.get("KUBE_API_URL"),
+                "kubernetes_ca_cert": ca,
+                "token_reviewer_jwt": reviewer,
+                "disable_local_ca_jwt": true,
+            })),
+        )
+        .await;
+        self.write_vault_sync_policy().await;
+        root.must(
+            Method::POST,
+            &format!("auth/kubernetes/role/{}", STACK.get("VAULT_SYNC_K8S_ROLE")),
+            Some(&json!({
+                "bound_service_account_names": [STACK.get("VAULT_SYNC_SA_NAME")],
+                "bound_service_account_namespaces": [STACK.get("VAULT_SYNC_SA_NAMESPACE")],
+                "token_policies": ["vault-sync"],
+                "token_ttl": ttl,
+                "token_max_ttl": ttl,
+            })),
+        )
+        .await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Deployments of any shape, and a bounded CLI run
+// ---------------------------------------------------------------------------
+
+/// A pod template whose container takes `envFrom` each Secret.
+pub fn pod(env_from: &[&str]) -> Value {
+    let env_from: Vec<Value> = env_from
+        .iter()
+        .map(|name| json!({"secretRef": {"name": name}}))
+        .collect();
+    json!({"containers": [{
+        "name": "app",
+        "image": "busybox",
+        "command": ["sleep", "3600"],
+        "envFrom": env_from,
+    }]})
+}
+
+/// A Deployment with any pod template and labels (the harness's has neither).
+pub async fn deploy(
+    ns: &TestNs,
+    name: &str,
+    annotations: &[(String, String)],
+    labels: &[(String, String)],
+    pod: &Value,
+) {
+    let annotations: BTreeMap<&str, &str> = annotations
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let labels: BTreeMap<&str, &str> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns.name, "annotations": annotations, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod},
+        }
+    }))
+    .expect("deployment");
+    ns.deployments_api()
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap_or_else(|e| panic!("create Deployment {}/{name}: {e}", ns.name));
+}
+
+/// Wall-clock bound on one CLI run, however hostile its input (the harness
+/// kills a run only after two minutes).
+pub const RUN_BUDGET: Duration = Duration::from_secs(60);
+
+/// One CLI run, checked for what every run must satisfy: it exits (no
+/// panic, no signal), within the budget, and leaks nothing (`TestNs::cli`).
+pub async fn cli_bounded(ns: &TestNs, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
+    let started = Instant::now();
+    let out = ns.cli_env(args, env).await;
+    let took = started.elapsed();
+    assert!(
+        !out.stderr.contains("panicked") && !out.stdout.contains("panicked"),
+        "vault-sync panicked:\n{out}"
+    );
+    assert!(
+        took < RUN_BUDGET,
+        "vault-sync {args:?} took {took:?}, over the {RUN_BUDGET:?} budget"
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Seeded paths and what Vault holds
+// ---------------------------------------------------------------------------
+
+/// One Deployment `app` auto-discovering Secret `db` (two keys) at
+/// `secret/it/<ns>/app/db`; returns the expected content.
+pub async fn one_path(ns: &TestNs) -> BTreeMap<String, String> {
+    let data = BTreeMap::from([
+        ("password".to_owned(), ns.value("password")),
+        ("user".to_owned(), ns.value("user")),
+    ]);
+    let pairs: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    ns.secret("db", &pairs).await;
+    ns.deployment(
+        "app",
+        &[(PATH, &ns.path("secret", "app"))],
+        &PodRefs::new().env_from("db"),
+    )
+    .await;
+    data
+}
+
+/// `deployments` Deployments `d<i>`, each auto-discovering `per` Secrets
+/// of two keys: `deployments * per` paths under `secret/it/<ns>/`.
+/// Returns rel path (inside `secret/`) → expected content.
+pub async fn many_paths(
+    ns: &TestNs,
+    deployments: usize,
+    per: usize,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut expected = BTreeMap::new();
+    let mut secrets = Vec::new();
+    for d in 0..deployments {
+        let mut refs = PodRefs::new();
+        for i in 0..per {
+            let name = format!("s{d}-{i:03}");
+            let data = BTreeMap::from([
+                ("a".to_owned(), ns.value(&format!("{name}-a"))),
+                ("b".to_owned(), ns.value(&format!("{name}-b"))),
+            ]);
+            refs = refs.env_from(&name);
+            expected.insert(ns.rel(&format!("d{d}/{name}")), data.clone());
+            secrets.push((name, data));
+        }
+        ns.deployment(
+            &format!("d{d}"),
+            &[(PATH, &ns.path("secret", &format!("d{d}")))],
+            &refs,
+        )
+        .await;
+    }
+    futures::stream::iter(secrets)
+        .map(|(name, data)| async move {
+            let pairs: Vec<(&str, &str)> =
+                data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            ns.secret(&name, &pairs).await;
         })
-        .filter(|(op, path)| ops.contains(&op.as_str()) && path.contains(needle))
-        .collect()
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    expected
+}
+
+/// The rel path's Deployment (`.../d<i>/<secret>` → `d<i>`).
+pub fn deployment_of(rel: &str) -> &str {
+    rel.rsplit('/').nth(1).unwrap_or_default()
+}
+
+/// Every path is whole or not there: full desired content with the
+/// marker, or absent, or full content at version 1 without the marker (a
+/// create interrupted between its content and its marker: vault-sync writes
+/// content first and completes the marker on the next run, through its
+/// index). Never partial keys, never a marker without content. Returns the
+/// whole paths and the content-only ones.
+pub async fn assert_whole_or_absent(
+    bao: &VaultHttp,
+    ns: &TestNs,
+    expected: &BTreeMap<String, BTreeMap<String, String>>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut whole, mut marker_only) = (BTreeSet::new(), BTreeSet::new());
+    for (rel, data) in expected {
+        let owner = format!("default/{}/{}", ns.name, deployment_of(rel));
+        match bao.state("secret", rel).await {
+            PathState::Absent => {}
+            PathState::MarkerOnly(md) => {
+                panic!("{rel}: a marker without content: {md:?}");
+            }
+            PathState::Written(Kv2Secret {
+                data: got,
+                version,
+                custom_metadata: md,
+            }) => {
+                assert_eq!(&got, data, "{rel}: half-written content");
+                assert_eq!(version, 1, "{rel}");
+                if md.is_empty() {
+                    marker_only.insert(rel.clone());
+                } else {
+                    assert_marker(&md, &owner, rel);
+                    whole.insert(rel.clone());
+                }
+            }
+            PathState::SoftDeleted { .. } => {
+                panic!("{rel}: soft-deleted");
+            }
+        }
+    }
+    (whole, marker_only)
+}
+
+/// Every path holds exactly its desired content, once, with the marker.
+pub async fn assert_all_written(
+    bao: &VaultHttp,
+    ns: &TestNs,
+    expected: &BTreeMap<String, BTreeMap<String, String>>,
+) {
+    for (rel, data) in expected {
+        let owner = format!("default/{}/{}", ns.name, deployment_of(rel));
+        match bao.state("secret", rel).await {
+            PathState::Written(Kv2Secret {
+                data: got,
+                custom_metadata: md,
+                ..
+            }) => {
+                assert_eq!(&got, data, "{rel}");
+                assert_marker(&md, &owner, rel);
+            }
+            other => panic!("{rel} not written: {other:?}"),
+        }
+    }
+}
+
+/// vault-sync's ownership marker naming `owner` (`<cluster>/<namespace>/
+/// <deployment>`); `what` names the path in the failure message.
+pub fn assert_marker(md: &Data, owner: &str, what: &str) {
+    assert_eq!(
+        md.get("managed-by").map(String::as_str),
+        Some("vault-sync"),
+        "{what}: {md:?}"
+    );
+    assert_eq!(
+        md.get("vault-sync.io/owner").map(String::as_str),
+        Some(owner),
+        "{what}: {md:?}"
+    );
+}
+
+/// Metrics file lines of a run (`--metrics-file`).
+pub fn metrics_file(dir: &Path) -> (String, String) {
+    let path = dir.join("metrics.prom");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    (path.display().to_string(), text)
+}
+
+// ---------------------------------------------------------------------------
+// A namespace that is also the run's cluster
+// ---------------------------------------------------------------------------
+
+/// A namespace whose name is also the runs' `--cluster-name`, so their
+/// paths land under `<mount>/clusters/<ns>/` (which the harness cleans up)
+/// and their index is `vault-sync/index/<ns>` in the test's index mount.
+pub struct ClusterNs {
+    pub ns: TestNs,
+    pub cluster: String,
+    /// Vault API paths to DELETE on drop (beyond what the harness cleans).
+    extra_cleanup: Mutex<Vec<String>>,
+    /// Policies this case wrote (deleted on drop).
+    policies: Mutex<Vec<String>>,
+}
+
+impl ClusterNs {
+    pub async fn new(label: &str) -> Self {
+        let ns = TestNs::new(label).await;
+        let cluster = ns.name.clone();
+        Self {
+            ns,
+            cluster,
+            extra_cleanup: Default::default(),
+            policies: Default::default(),
+        }
+    }
+
+    /// `vault-sync <args> --cluster-name <c> -n <ns>` (leak-checked).
+    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+        self.cli_env(args, &[]).await
+    }
+
+    pub async fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--cluster-name", &self.cluster]);
+        self.ns.cli_env(&full, env).await
+    }
+
+    /// `<cmd> -o json <args> --cluster-name <c>`.
+    pub async fn json(&self, cmd: &str, args: &[&str]) -> CliOutput {
+        let mut full = vec![cmd, "-o", "json"];
+        full.extend_from_slice(args);
+        self.cli(&full).await
+    }
+
+    /// `clusters/<c>/<rest>`: the path inside its mount.
+    pub fn rel(&self, rest: &str) -> String {
+        format!("clusters/{}/{rest}", self.cluster)
+    }
+
+    /// `<mount>/clusters/<c>/<rest>`: the display path.
+    pub fn display(&self, mount: &str, rest: &str) -> String {
+        format!("{mount}/{}", self.rel(rest))
+    }
+
+    pub fn owner(&self, deployment: &str) -> String {
+        format!("{}/{}/{deployment}", self.cluster, self.ns.name)
+    }
+
+    /// A Secret with one distinctive value per key; returns key → value.
+    pub async fn secret(&self, name: &str, keys: &[&str]) -> BTreeMap<String, String> {
+        self.ns.secret_of_keys(name, keys).await
+    }
+
+    /// Deployment `name` auto-discovering `secrets` (envFrom) under
+    /// `<mount>/<path>`, plus `extra` annotations.
+    pub async fn auto(&self, name: &str, path: &str, secrets: &[&str], extra: &[(&str, &str)]) {
+        let refs = secrets.iter().fold(PodRefs::new(), |r, s| r.env_from(s));
+        let mut annotations = vec![(PATH, path)];
+        annotations.extend_from_slice(extra);
+        self.ns.deployment(name, &annotations, &refs).await;
+    }
+
+    pub async fn delete_deployment(&self, name: &str) {
+        self.ns.delete_deployment(name).await;
+    }
+
+    pub async fn label_deployment(&self, name: &str, key: &str, value: &str) {
+        self.ns
+            .deployments_api()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {key: value}}})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("label Deployment {}/{name}: {e}", self.ns.name));
+    }
+
+    /// A token with only this policy (HCL); the policy is deleted on drop.
+    pub async fn token_with_policy(&self, label: &str, hcl: &str) -> String {
+        let name = format!("{}-{label}", self.cluster);
+        self.ns.vault.write_policy(&name, hcl).await;
+        self.policies.lock().expect("policies").push(name.clone());
+        let (token, _) = self
+            .ns
+            .vault
+            .create_token(&json!({"policies": [name], "display_name": name, "ttl": "10m"}))
+            .await;
+        token
+    }
+
+    pub fn cleanup_later(&self, api_path: String) {
+        self.extra_cleanup.lock().expect("cleanup").push(api_path);
+    }
+}
+
+impl Drop for ClusterNs {
+    fn drop(&mut self) {
+        if std::env::var_os("IT_KEEP").is_some_and(|v| v == "1") {
+            return;
+        }
+        let paths = std::mem::take(&mut *self.extra_cleanup.lock().expect("cleanup"));
+        let policies = std::mem::take(&mut *self.policies.lock().expect("policies"));
+        block_on_own_runtime(async move {
+            let vault = VaultHttp::root();
+            for p in paths {
+                vault.delete(&p).await;
+            }
+            for p in policies {
+                vault.delete(&format!("sys/policies/acl/{p}")).await;
+            }
+        });
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -705,6 +989,58 @@ pub async fn restricted_service_account(home: &TestNs) -> String {
     crate::stack::service_account_token(kube, ns, "restricted").await
 }
 
+/// A kubeconfig (the stack's CA, this token) whose server is
+/// `https://127.0.0.1:<port>` (the API server, or a proxy in front of it:
+/// the serving certificate names 127.0.0.1), written in `dir`; returns its
+/// path.
+pub fn kubeconfig_via(dir: &Path, port: u16, token: &str) -> String {
+    let file = dir.join(format!("kubeconfig-{port}"));
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: it\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {}\nusers:\n- name: it\n  user:\n    token: {token}\ncontexts:\n- name: it\n  context:\n    cluster: it\n    user: it\ncurrent-context: it\n",
+        STACK.get("KUBE_CA_FILE"),
+    );
+    std::fs::write(&file, text).expect("write kubeconfig");
+    file.display().to_string()
+}
+
+/// The [`restricted_service_account`] of `home` in a kubeconfig written in
+/// `dir`, once RBAC lets it list Deployments in `home` (the authorizer
+/// learns of a new Role through an informer) and still forbids it in
+/// `default`. Returns the kubeconfig's path and the token.
+pub async fn restricted_kubeconfig(home: &TestNs, dir: &Path) -> (String, String) {
+    let ns = &home.name;
+    let token = restricted_service_account(home).await;
+    let file = kubeconfig_via(dir, port_of(STACK.get("KUBE_API_URL")), &token);
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&file).expect("read kubeconfig"),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .expect("config");
+    let client = kube::Client::try_from(config).expect("client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match Api::<Deployment>::namespaced(client.clone(), ns)
+            .list(&Default::default())
+            .await
+        {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the restricted token cannot list {ns}: {e}"),
+        }
+    }
+    let denied = Api::<Deployment>::namespaced(client, "default")
+        .list(&Default::default())
+        .await;
+    assert!(
+        matches!(&denied, Err(kube::Error::Api(s)) if s.code == 403),
+        "the restricted token must be forbidden in default: {denied:?}"
+    );
+    (file, token)
+}
+
 /// A TokenRequest token of vault-sync's own ServiceAccount
 /// (`VAULT_SYNC_SA_NAMESPACE`/`VAULT_SYNC_SA_NAME`) in a temp file, for
 /// `--vault-jwt-file`.
@@ -750,13 +1086,46 @@ pub fn changes(out: &CliOutput) -> Vec<Value> {
 pub fn actions(out: &CliOutput) -> BTreeMap<String, String> {
     changes(out)
         .iter()
+        .map(|c| (text(&c["path"]), text(&c["action"])))
+        .collect()
+}
+
+/// display path → action, for every change but `unchanged` ones.
+pub fn pending_actions(out: &CliOutput) -> BTreeMap<String, String> {
+    let mut all = actions(out);
+    all.retain(|_, action| action != "unchanged");
+    all
+}
+
+/// (workload, display path) → action, for the changes of namespace `ns`
+/// in a `-o json` document (a path may be wanted by several workloads).
+pub fn actions_by_workload(json: &Value, ns: &str) -> BTreeMap<(String, String), String> {
+    json["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["namespace"] == ns)
         .map(|c| {
             (
-                c["path"].as_str().unwrap_or_default().to_owned(),
-                c["action"].as_str().unwrap_or_default().to_owned(),
+                (text(&c["deployment"]), text(&c["path"])),
+                text(&c["action"]),
             )
         })
         .collect()
+}
+
+/// The `result` of the first change for `path` (display spelling).
+pub fn result_of(out: &CliOutput, path: &str) -> Value {
+    changes(out)
+        .into_iter()
+        .find(|c| c["path"] == path)
+        .map(|c| c["result"].clone())
+        .unwrap_or_else(|| panic!("no change for {path}:\n{out}"))
+}
+
+/// A JSON string's text ("" if not a string).
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
 }
 
 /// The one change for `path` (display spelling, `mount/rel`).
@@ -769,11 +1138,24 @@ pub fn change(out: &CliOutput, path: &str) -> Value {
     found.into_iter().next().unwrap_or_default()
 }
 
+/// The one change of Deployment `deployment`.
+pub fn change_of(out: &CliOutput, deployment: &str) -> Value {
+    let found: Vec<Value> = changes(out)
+        .into_iter()
+        .filter(|c| c["deployment"] == deployment)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one change of Deployment {deployment}:\n{out}"
+    );
+    found.into_iter().next().unwrap_or_default()
+}
+
 /// (path, error_type, message) of failed changes and error actions, then
 /// ("", type, message) of run-wide errors.
 pub fn failures(out: &CliOutput) -> Vec<(String, String, String)> {
     let json = out.json();
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let mut found: Vec<(String, String, String)> = json["changes"]
         .as_array()
         .into_iter()

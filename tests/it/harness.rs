@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end suite: the running stack's settings,
-//! clients for Kubernetes and Vault, one namespace per test, fixtures, the
-//! CLI runner, the audit-log reader and the leak guard.
+//! a Kubernetes client, one namespace per test with its builders (Secrets,
+//! Deployments, pod templates), the CLI runner and the leak guard. The Vault
+//! client is in `vault`, the audit-log reader in `audit`.
 //!
 //! Isolation: every test gets its own Kubernetes namespace `it-<name>-<rand>`
 //! and its own Vault prefix `<mount>/it/<namespace>/`, and every CLI call is
@@ -8,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -21,12 +22,20 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use reqwest::Method;
 use serde_json::{Value, json};
 
 // Which env file describes the servers, and how to start them, is the test
 // crate's choice: tests/it reads tests/stack/.env, tests/cluster its own.
+use crate::vault::VaultHttp;
 use crate::{ENV_FILE, NOT_RUNNING};
+
+/// The annotations vault-sync reads.
+pub mod annotation {
+    pub const PATH: &str = "vault-sync.io/path";
+    pub const SECRETS: &str = "vault-sync.io/secrets";
+    pub const PRESERVE: &str = "vault-sync.io/preserve-on-delete";
+    pub const RECONCILE: &str = "vault-sync.io/reconcile";
+}
 
 /// How long one CLI invocation may take before the test fails.
 const CLI_TIMEOUT: Duration = Duration::from_secs(120);
@@ -126,6 +135,14 @@ pub fn init_crypto() {
     });
 }
 
+/// The wall clock, in seconds since the epoch (as metrics carry it).
+pub fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
 /// `n` lowercase hex characters, different on every call.
 pub fn random_hex(n: usize) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -170,262 +187,6 @@ pub fn vaultrs_client(token: &str) -> vaultrs::client::VaultClient {
         .build()
         .expect("vaultrs settings");
     vaultrs::client::VaultClient::new(settings).expect("vaultrs client")
-}
-
-/// Raw Vault HTTP API with a token (root by default).
-#[derive(Clone)]
-pub struct VaultHttp {
-    http: reqwest::Client,
-    addr: String,
-    token: String,
-}
-
-/// A KV v2 secret as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kv2Secret {
-    pub data: BTreeMap<String, String>,
-    pub version: u64,
-    pub custom_metadata: BTreeMap<String, String>,
-}
-
-impl VaultHttp {
-    pub fn root() -> Self {
-        Self::with_token(STACK.vault_token())
-    }
-
-    pub fn with_token(token: &str) -> Self {
-        init_crypto();
-        Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("reqwest client"),
-            addr: STACK.vault_addr().to_owned(),
-            token: token.to_owned(),
-        }
-    }
-
-    /// One request to `/v1/<path>`; returns status and JSON body (Null if none).
-    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
-        let mut req = self
-            .http
-            .request(method.clone(), &url)
-            .header("X-Vault-Token", &self.token);
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        status_and_body(resp).await
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.request(Method::GET, path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.request(Method::POST, path, Some(body)).await
-    }
-
-    /// A `POST` that must succeed (2xx); returns the body. `what` names the
-    /// request in the failure message.
-    pub async fn must_post(&self, path: &str, body: &Value, what: &str) -> Value {
-        let (status, reply) = self.post(path, body).await;
-        assert!((200..300).contains(&status), "{what}: {status} {reply}");
-        reply
-    }
-
-    pub async fn delete(&self, path: &str) -> u16 {
-        self.request(Method::DELETE, path, None).await.0
-    }
-
-    /// `LIST <path>`: the keys (sub-folders end with '/'); empty if none.
-    pub async fn list(&self, path: &str) -> Vec<String> {
-        let method = Method::from_bytes(b"LIST").expect("LIST method");
-        let (status, body) = self.request(method, path, None).await;
-        if status != 200 {
-            return Vec::new();
-        }
-        body["data"]["keys"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|k| k.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Reads `<mount>/data/<rel>`; `None` if absent (or soft-deleted).
-    pub async fn kv2_read(&self, mount: &str, rel: &str) -> Option<Kv2Secret> {
-        let (status, body) = self.get(&format!("{mount}/data/{rel}")).await;
-        match status {
-            200 => Some(Kv2Secret {
-                data: string_map(&body["data"]["data"]),
-                version: body["data"]["metadata"]["version"]
-                    .as_u64()
-                    .expect("KV v2 read has a version"),
-                custom_metadata: string_map(&body["data"]["metadata"]["custom_metadata"]),
-            }),
-            404 => None,
-            s => panic!("read {mount}/data/{rel}: {s} {body}"),
-        }
-    }
-
-    /// Reads `<mount>/metadata/<rel>` (the `data` object); `None` if absent.
-    pub async fn kv2_metadata(&self, mount: &str, rel: &str) -> Option<Value> {
-        let (status, body) = self.get(&format!("{mount}/metadata/{rel}")).await;
-        match status {
-            200 => Some(body["data"].clone()),
-            404 => None,
-            s => panic!("read {mount}/metadata/{rel}: {s} {body}"),
-        }
-    }
-
-    /// Writes a new version (no CAS); returns the new version.
-    pub async fn kv2_write(&self, mount: &str, rel: &str, data: &[(&str, &str)]) -> u64 {
-        let map: BTreeMap<&str, &str> = data.iter().copied().collect();
-        let (status, body) = self
-            .post(&format!("{mount}/data/{rel}"), &json!({ "data": map }))
-            .await;
-        assert_eq!(status, 200, "write {mount}/data/{rel}: {body}");
-        body["data"]["version"].as_u64().expect("version")
-    }
-
-    /// Replaces the custom_metadata map.
-    pub async fn kv2_set_custom_metadata(&self, mount: &str, rel: &str, md: &[(&str, &str)]) {
-        let map: BTreeMap<&str, &str> = md.iter().copied().collect();
-        self.must_post(
-            &format!("{mount}/metadata/{rel}"),
-            &json!({ "custom_metadata": map }),
-            &format!("metadata {mount}/metadata/{rel}"),
-        )
-        .await;
-    }
-
-    /// Reads a KV v1 secret; `None` if absent.
-    pub async fn kv1_read(&self, mount: &str, rel: &str) -> Option<BTreeMap<String, String>> {
-        let (status, body) = self.get(&format!("{mount}/{rel}")).await;
-        match status {
-            200 => Some(string_map(&body["data"])),
-            404 => None,
-            s => panic!("read {mount}/{rel}: {s} {body}"),
-        }
-    }
-
-    /// Every leaf under `<list_root>/<folder>` (relative to `folder`).
-    pub async fn list_recursive(&self, list_root: &str, folder: &str) -> Vec<String> {
-        leaves_under(folder, |dir| {
-            let path = format!("{list_root}/{dir}");
-            async move { self.list(&path).await }
-        })
-        .await
-    }
-
-    /// Writes the ACL policy `name` (HCL text); fails unless Vault accepts it.
-    pub async fn write_policy(&self, name: &str, hcl: &str) {
-        self.must_post(
-            &format!("sys/policies/acl/{name}"),
-            &json!({ "policy": hcl }),
-            &format!("policy {name}"),
-        )
-        .await;
-    }
-
-    /// `auth/token/create` with `request` (policies, ttl, display_name, …);
-    /// fails unless 200. Returns the new token and Vault's whole answer.
-    pub async fn create_token(&self, request: &Value) -> (String, Value) {
-        let (status, body) = self.post("auth/token/create", request).await;
-        assert_eq!(status, 200, "create token {request}: {body}");
-        let token = body["auth"]["client_token"]
-            .as_str()
-            .expect("client_token")
-            .to_owned();
-        (token, body)
-    }
-}
-
-/// The policy vault-sync ships, `examples/vault-policy.hcl`, as HCL text.
-pub fn example_policy() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vault-policy.hcl");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Every leaf under `folder`, sorted, walking it with `list` (which gives a
-/// folder's keys, sub-folders ending with '/').
-pub async fn leaves_under<F, Fut>(folder: &str, mut list: F) -> Vec<String>
-where
-    F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = Vec<String>>,
-{
-    let mut out = Vec::new();
-    let mut todo = vec![folder.trim_end_matches('/').to_owned()];
-    while let Some(dir) = todo.pop() {
-        for key in list(dir.clone()).await {
-            let child = format!("{dir}/{}", key.trim_end_matches('/'));
-            if key.ends_with('/') {
-                todo.push(child);
-            } else {
-                out.push(child);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// A Vault answer's status and JSON body (Null if none, a string if not JSON).
-pub async fn status_and_body(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    let value = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, value)
-}
-
-/// The index secret `<mount>/vault-sync/index/<cluster>` as text ("" if none).
-pub async fn index_text(vault: &VaultHttp, mount: &str, cluster: &str) -> String {
-    vault
-        .kv2_read(mount, &format!("vault-sync/index/{cluster}"))
-        .await
-        .map(|s| s.data.iter().map(|(k, v)| format!("{k}={v}\n")).collect())
-        .unwrap_or_default()
-}
-
-/// The entries of a stored index (`format` plus `entries-NNNN` chunks of
-/// JSON lines, each carrying its display path): (display path, line), in
-/// stored order, duplicates kept.
-pub fn index_lines(data: &BTreeMap<String, String>) -> Vec<(String, String)> {
-    data.iter()
-        .filter(|(k, _)| k.starts_with("entries-"))
-        .flat_map(|(_, chunk)| chunk.lines())
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).expect("index line is JSON");
-            let path = v["path"].as_str().expect("index line has a path");
-            (path.to_owned(), line.to_owned())
-        })
-        .collect()
-}
-
-/// A JSON object's values as strings (non-strings as JSON text).
-pub fn string_map(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| {
-                    let s = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                    (k.clone(), s)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------
@@ -570,152 +331,6 @@ pub fn run_cli_within(
         stdout,
         stderr,
     })
-}
-
-// ---------------------------------------------------------------------------
-// Audit log
-// ---------------------------------------------------------------------------
-
-/// One audit-log entry.
-#[derive(Debug, Clone)]
-pub struct AuditEntry {
-    /// "request" or "response".
-    pub kind: String,
-    pub operation: String,
-    pub path: String,
-    /// Top-level `error` (response entries of failed requests).
-    pub error: String,
-    /// The token's display name (`token-<display_name>` for created tokens).
-    pub client: String,
-}
-
-/// A position in the audit log; entries after it are "new".
-pub struct AuditMark {
-    offset: u64,
-}
-
-/// Remembers the audit log's current end.
-pub fn audit_mark() -> AuditMark {
-    let len = std::fs::metadata(STACK.audit_log())
-        .unwrap_or_else(|e| panic!("audit log {}: {e}", STACK.audit_log()))
-        .len();
-    AuditMark { offset: len }
-}
-
-impl AuditMark {
-    /// Every complete entry written since the mark, as the JSON the audit
-    /// device wrote (request bodies included, strings HMAC'd).
-    pub fn raw_entries(&self) -> Vec<Value> {
-        let mut file = std::fs::File::open(STACK.audit_log()).expect("open audit log");
-        file.seek(SeekFrom::Start(self.offset)).expect("seek");
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).expect("read audit log");
-        // A concurrent writer may have left a partial last line.
-        let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        bytes[..end]
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
-            .collect()
-    }
-
-    /// Every complete entry written since the mark.
-    pub fn entries(&self) -> AuditEntries {
-        let entries = self
-            .raw_entries()
-            .into_iter()
-            .map(|v| AuditEntry {
-                kind: v["type"].as_str().unwrap_or_default().to_owned(),
-                operation: v["request"]["operation"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                path: v["request"]["path"].as_str().unwrap_or_default().to_owned(),
-                error: v["error"].as_str().unwrap_or_default().to_owned(),
-                client: v["auth"]["display_name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            })
-            .collect();
-        AuditEntries(entries)
-    }
-}
-
-pub struct AuditEntries(pub Vec<AuditEntry>);
-
-pub const WRITE_OPS: &[&str] = &["create", "update", "patch", "delete"];
-
-/// The deletes among `writes` (operation, API path), in order.
-pub fn only_deletes(writes: Vec<(String, String)>) -> Vec<(String, String)> {
-    writes
-        .into_iter()
-        .filter(|(op, _)| op == "delete")
-        .collect()
-}
-
-impl AuditEntries {
-    /// Request entries whose path contains `needle`.
-    pub fn requests<'a>(&'a self, needle: &'a str) -> impl Iterator<Item = &'a AuditEntry> + 'a {
-        self.0
-            .iter()
-            .filter(move |e| e.kind == "request" && e.path.contains(needle))
-    }
-
-    /// Request counts by operation for paths containing `needle`.
-    pub fn ops(&self, needle: &str) -> BTreeMap<String, usize> {
-        let mut out = BTreeMap::new();
-        for e in self.requests(needle) {
-            *out.entry(e.operation.clone()).or_insert(0) += 1;
-        }
-        out
-    }
-
-    /// Write requests (create/update/patch/delete) on paths containing `needle`.
-    pub fn writes(&self, needle: &str) -> Vec<(String, String)> {
-        self.requests(needle)
-            .filter(|e| WRITE_OPS.contains(&e.operation.as_str()))
-            .map(|e| (e.operation.clone(), e.path.clone()))
-            .collect()
-    }
-
-    /// Write requests made with the token whose display name is `client`,
-    /// on any path.
-    pub fn writes_by(&self, client: &str) -> Vec<(String, String)> {
-        self.0
-            .iter()
-            .filter(|e| {
-                e.kind == "request"
-                    && e.client == client
-                    && WRITE_OPS.contains(&e.operation.as_str())
-            })
-            .map(|e| (e.operation.clone(), e.path.clone()))
-            .collect()
-    }
-
-    /// Request entries made with the token whose display name is `client`.
-    pub fn requests_by(&self, client: &str) -> usize {
-        self.0
-            .iter()
-            .filter(|e| e.kind == "request" && e.client == client)
-            .count()
-    }
-
-    /// Failed writes: response entries of create/update/patch requests on
-    /// paths containing `needle` that carry an error. (OpenBao logs a
-    /// check-and-set refusal as "invalid request"; the detail is HMAC'd.)
-    pub fn failed_writes(&self, needle: &str) -> Vec<(String, String)> {
-        self.0
-            .iter()
-            .filter(|e| {
-                e.kind == "response"
-                    && e.path.contains(needle)
-                    && ["create", "update", "patch"].contains(&e.operation.as_str())
-                    && !e.error.is_empty()
-            })
-            .map(|e| (e.operation.clone(), e.path.clone()))
-            .collect()
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -876,7 +491,7 @@ impl TestNs {
     /// This test's vault-sync index secret, as text (keys and values; its
     /// layout is vault-sync's business, tests only look for mentions).
     pub async fn index_text(&self) -> String {
-        index_text(&self.vault, &self.index_mount, "default").await
+        self.vault.index_text(&self.index_mount, "default").await
     }
 
     /// `<mount>/it/<ns>/<rest>`, the Vault path as an annotation spells it.
@@ -932,6 +547,18 @@ impl TestNs {
             .create(&PostParams::default(), &secret)
             .await
             .unwrap_or_else(|e| panic!("create Secret {}/{name}: {e}", self.name))
+    }
+
+    /// Creates a Secret with one distinctive value per key (registered with
+    /// the leak guard); returns key → value.
+    pub async fn secret_of_keys(&self, name: &str, keys: &[&str]) -> BTreeMap<String, String> {
+        let data: BTreeMap<String, String> = keys
+            .iter()
+            .map(|k| ((*k).to_owned(), self.value(&format!("{name}-{k}"))))
+            .collect();
+        let pairs: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.secret(name, &pairs).await;
+        data
     }
 
     /// Sets (adds or replaces) keys of an existing Secret.
@@ -1056,6 +683,14 @@ impl Drop for TestNs {
     }
 }
 
+/// Runs cleanup on a runtime of its own (the test's is going away), best effort.
+pub fn run_detached(fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    if std::env::var_os("IT_KEEP").is_some_and(|v| v == "1") {
+        return;
+    }
+    block_on_own_runtime(fut);
+}
+
 /// Runs `fut` on a runtime and a thread of its own and waits for it (for a
 /// `Drop`: the test's runtime is going away); best effort.
 pub fn block_on_own_runtime(fut: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -1068,21 +703,6 @@ pub fn block_on_own_runtime(fut: impl std::future::Future<Output = ()> + Send + 
         }
     });
     let _ = handle.join();
-}
-
-/// Deletes what a run with `--cluster-name <cluster>` wrote to `mount`:
-/// every path under `<mount>/clusters/<cluster>/`, then its index.
-pub async fn delete_cluster_paths(vault: &VaultHttp, mount: &str, cluster: &str) {
-    let root = format!("{mount}/metadata");
-    for leaf in vault
-        .list_recursive(&root, &format!("clusters/{cluster}"))
-        .await
-    {
-        vault.delete(&format!("{root}/{leaf}")).await;
-    }
-    vault
-        .delete(&format!("{root}/vault-sync/index/{cluster}"))
-        .await;
 }
 
 /// Best effort: Deployments, Secrets, the namespace, the Vault prefix, the

@@ -19,23 +19,18 @@
 //! or the index mount, not the cluster prefix.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::fixtures::{actions, change, changes, restricted_service_account};
-use crate::harness::{
-    AuditEntries, CliOutput, Kv2Secret, PodRefs, STACK, TestNs, VaultHttp, audit_mark,
-    block_on_own_runtime, delete_cluster_paths, index_lines, only_deletes,
-};
+use crate::audit::{AuditEntries, AuditEntry, audit_mark, only_deletes};
+use crate::fixtures::{actions, change, changes, restricted_kubeconfig};
+use crate::harness::annotation::{PATH, PRESERVE, SECRETS};
+use crate::harness::{CliOutput, PodRefs, TestNs, block_on_own_runtime};
+use crate::vault::{Kv2Secret, VaultHttp, index_lines};
 
-const PATH: &str = "vault-sync.io/path";
-const SECRETS: &str = "vault-sync.io/secrets";
-const PRESERVE: &str = "vault-sync.io/preserve-on-delete";
 /// The KV v2 mount every test here writes to (and keeps its index in).
 const MOUNT: &str = "secret";
 
@@ -191,7 +186,7 @@ impl Case {
     }
 
     /// Requests this case's CLI token made.
-    fn requests<'a>(&self, audit: &'a AuditEntries) -> Vec<&'a crate::harness::AuditEntry> {
+    fn requests<'a>(&self, audit: &'a AuditEntries) -> Vec<&'a AuditEntry> {
         let client = self.ns.audit_client();
         audit
             .0
@@ -246,13 +241,7 @@ impl Case {
 
     /// A Secret with one distinctive value per key; returns key → value.
     async fn secret(&self, name: &str, keys: &[&str]) -> BTreeMap<String, String> {
-        let data: BTreeMap<String, String> = keys
-            .iter()
-            .map(|k| ((*k).to_owned(), self.ns.value(&format!("{name}-{k}"))))
-            .collect();
-        let pairs: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.ns.secret(name, &pairs).await;
-        data
+        self.ns.secret_of_keys(name, keys).await
     }
 }
 
@@ -266,7 +255,7 @@ impl Drop for Case {
         // The test's runtime is going away: clean up on a runtime of our own.
         block_on_own_runtime(async move {
             let vault = VaultHttp::root();
-            delete_cluster_paths(&vault, MOUNT, &cluster).await;
+            vault.delete_cluster_paths(MOUNT, &cluster).await;
             for p in policies {
                 vault.delete(&format!("sys/policies/acl/{p}")).await;
             }
@@ -958,52 +947,6 @@ async fn tampered_index_entries_are_refused_and_dropped() {
 
 // --- 12. incomplete listing (403 on one namespace) -----------------------------------------------------
 
-/// A ServiceAccount that may list/get Deployments and get Secrets in the
-/// case's namespace only; returns a kubeconfig file using its token.
-async fn restricted_kubeconfig(case: &Case, dir: &std::path::Path) -> (String, String) {
-    let ns = &case.ns.name;
-    let token = restricted_service_account(&case.ns).await;
-
-    let file = dir.join("kubeconfig");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: it\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: restricted\n  user:\n    token: {token}\ncontexts:\n- name: it\n  context:\n    cluster: it\n    user: restricted\ncurrent-context: it\n",
-        STACK.get("KUBE_API_URL"),
-        STACK.get("KUBE_CA_FILE"),
-    );
-    std::fs::write(&file, text).expect("write kubeconfig");
-
-    // RBAC reaches the authorizer through an informer: wait until it lets
-    // the token list here (and still forbids it elsewhere).
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&file).expect("read kubeconfig"),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .expect("config");
-    let client = kube::Client::try_from(config).expect("client");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match Api::<Deployment>::namespaced(client.clone(), ns)
-            .list(&Default::default())
-            .await
-        {
-            Ok(_) => break,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("the restricted token cannot list {ns}: {e}"),
-        }
-    }
-    let denied = Api::<Deployment>::namespaced(client, "default")
-        .list(&Default::default())
-        .await;
-    assert!(
-        matches!(&denied, Err(kube::Error::Api(s)) if s.code == 403),
-        "the restricted token must be forbidden in default: {denied:?}"
-    );
-    (file.display().to_string(), token)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_namespace_makes_listing_incomplete_and_deletes_nothing() {
     let case = Case::new("orph-403").await;
@@ -1011,7 +954,7 @@ async fn forbidden_namespace_makes_listing_incomplete_and_deletes_nothing() {
     case.delete_deployment("api").await;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let (kubeconfig, token) = restricted_kubeconfig(&case, dir.path()).await;
+    let (kubeconfig, token) = restricted_kubeconfig(&case.ns, dir.path()).await;
 
     // -n default (forbidden) -n <ns>: the orphan in <ns> is not judged.
     let mark = audit_mark();

@@ -1,4 +1,4 @@
-//! Saved plans (issue #17) end to end: `plan --out FILE` in review, then
+//! Saved plans end to end: `plan --out FILE` in review, then
 //! `run --plan FILE` applies exactly that plan, or nothing.
 //!
 //! Each test runs with `--cluster-name <its namespace>`, so its paths are
@@ -11,10 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::harness::{AuditEntries, CliOutput, PodRefs, TestNs, audit_mark};
+use crate::audit::{AuditEntries, audit_mark};
+use crate::harness::annotation::{PATH, SECRETS};
+use crate::harness::{CliOutput, PodRefs, TestNs};
 
-const PATH: &str = "vault-sync.io/path";
-const SECRETS: &str = "vault-sync.io/secrets";
 const MOUNT: &str = "secret";
 
 struct Case {

@@ -8,7 +8,8 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use vaultrs::api::kv2::requests::SetSecretMetadataRequest;
 
-use crate::harness::{PodRefs, STACK, TestNs, VaultHttp, random_hex, vaultrs_client};
+use crate::harness::{PodRefs, STACK, TestNs, random_hex, vaultrs_client};
+use crate::vault::VaultHttp;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_namespace_secret_and_deployment_round_trip() {

@@ -1,4 +1,7 @@
-//! The engine end to end: the built binary against the real stack.
+//! Syncing end to end, the built binary against the real stack: what each
+//! annotation mode writes where, no-op runs, updates of exactly what
+//! changed, conflicts and adoption, concurrent runs, exit codes, and one
+//! Deployment's errors not stopping the others.
 //!
 //! Each test creates Secrets and annotated Deployments in its own namespace,
 //! runs `vault-sync plan|run -n <ns>`, and checks Vault's content, the exit
@@ -10,27 +13,13 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::fixtures::{change, changes, tool_jwt_file};
-use crate::harness::{CliOutput, PodRefs, STACK, TestNs, audit_mark};
-
-const PATH: &str = "vault-sync.io/path";
-const SECRETS: &str = "vault-sync.io/secrets";
+use crate::audit::{AuditEntries, audit_mark};
+use crate::fixtures::{assert_marker, change, change_of, changes};
+use crate::harness::annotation::{PATH, SECRETS};
+use crate::harness::{CliOutput, PodRefs, TestNs};
+use crate::vault::Kv2Secret;
 
 // --- helpers ----------------------------------------------------------------
-
-/// The one change of `deployment`.
-fn change_of(out: &CliOutput, deployment: &str) -> Value {
-    let found: Vec<Value> = changes(out)
-        .into_iter()
-        .filter(|c| c["deployment"] == deployment)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one change for Deployment {deployment}:\n{out}"
-    );
-    found.into_iter().next().unwrap_or_default()
-}
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
@@ -55,16 +44,7 @@ fn owner_of(ns: &TestNs, deployment: &str) -> String {
 
 /// Asserts `custom_metadata` carries vault-sync's marker for `deployment`.
 fn assert_ours(md: &BTreeMap<String, String>, ns: &TestNs, deployment: &str) {
-    assert_eq!(
-        md.get("managed-by").map(String::as_str),
-        Some("vault-sync"),
-        "{md:?}"
-    );
-    assert_eq!(
-        md.get("vault-sync.io/owner"),
-        Some(&owner_of(ns, deployment)),
-        "{md:?}"
-    );
+    assert_marker(md, &owner_of(ns, deployment), deployment);
 }
 
 // --- auto-discovery -----------------------------------------------------------
@@ -722,7 +702,7 @@ async fn two_concurrent_runs(ns: &TestNs) -> (CliOutput, CliOutput) {
 async fn assert_written_once(
     ns: &TestNs,
     expected: &BTreeMap<String, BTreeMap<String, String>>,
-    audit: &crate::harness::AuditEntries,
+    audit: &AuditEntries,
     outputs: [&CliOutput; 2],
 ) {
     // Each path is reported applied by at least one run. (A run that loses
@@ -864,7 +844,7 @@ struct OwnersRace {
     /// Namespace → the value its Deployments want written.
     wanted: BTreeMap<String, String>,
     runs: [CliOutput; 2],
-    audit: crate::harness::AuditEntries,
+    audit: AuditEntries,
 }
 
 impl OwnersRace {
@@ -912,7 +892,7 @@ impl OwnersRace {
     }
 
     /// Path i as read now, and the namespace whose content it holds.
-    async fn read(&self, i: usize) -> (crate::harness::Kv2Secret, String) {
+    async fn read(&self, i: usize) -> (Kv2Secret, String) {
         let rel = self.ns1.rel(&format!("shared-{i}"));
         let got = self
             .ns1
@@ -1159,176 +1139,4 @@ async fn errors_do_not_stop_other_deployments() {
             .await,
         vec![ns.rel("good/good-sec")]
     );
-}
-
-// --- auth and metrics through the binary ----------------------------------------
-
-/// `--vault-auth kubernetes` with a TokenRequest token: the least-privilege
-/// policy writes secret/; a path it may not touch fails only its Deployment.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubernetes_auth_run_with_least_privilege_policy() {
-    let ns = TestNs::new("k8srun").await;
-    let value = ns.value("k8s");
-    ns.secret("db", &[("password", &value)]).await;
-    ns.deployment(
-        "allowed",
-        &[(PATH, &ns.path("secret", "allowed"))],
-        &PodRefs::new().env_from("db"),
-    )
-    .await;
-    ns.deployment(
-        "denied",
-        &[(PATH, &ns.path("team", "denied"))],
-        &PodRefs::new().env_from("db"),
-    )
-    .await;
-
-    let jwt = tool_jwt_file(&ns).await;
-
-    let run = ns
-        .cli_env(
-            &[
-                "run",
-                "-o",
-                "json",
-                "--vault-auth",
-                "kubernetes",
-                "--vault-role",
-                STACK.get("VAULT_SYNC_K8S_ROLE"),
-                "--vault-jwt-file",
-                &jwt.path,
-                // Its own cluster name: paths under secret/clusters/<ns>/ and
-                // its own index secret/vault-sync/index/<ns>, shared with no
-                // other run.
-                "--cluster-name",
-                &ns.name,
-            ],
-            // The policy covers secret/ only: the index must live there.
-            &[("VAULT_TOKEN", ""), ("VAULT_SYNC_INDEX_MOUNT", "secret")],
-        )
-        .await;
-    assert_no_jwt(&run, &jwt.jwt);
-    run.assert_code(1);
-    assert_eq!(change_of(&run, "allowed")["result"], "applied", "{run}");
-    // The policy has no grant on team/: OpenBao answers the mount lookup
-    // with 403, which vault-sync reports as "no mount there, or no access".
-    let denied = change_of(&run, "denied");
-    assert_eq!(denied["action"], "error", "{denied}");
-    let error_type = denied["error_type"].as_str().unwrap_or_default();
-    assert!(
-        ["invalid_path", "permission_denied"].contains(&error_type),
-        "{denied}"
-    );
-    assert!(
-        denied["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("policy"),
-        "the message points at the policy: {denied}"
-    );
-
-    let rel = format!("clusters/{}/{}", ns.name, ns.rel("allowed/db"));
-    assert_eq!(
-        change_of(&run, "allowed")["path"],
-        format!("secret/{rel}").as_str()
-    );
-    let got = ns
-        .vault
-        .kv2_read("secret", &rel)
-        .await
-        .expect("written with the kubernetes-auth token");
-    assert_eq!(got.data, map(&[("password", &value)]));
-    assert_eq!(
-        got.custom_metadata.get("vault-sync.io/owner"),
-        Some(&format!("{0}/{0}/allowed", ns.name)),
-        "{:?}",
-        got.custom_metadata
-    );
-    let index = crate::harness::index_text(&ns.vault, "secret", &ns.name).await;
-    assert!(index.contains(&format!("secret/{rel}")), "{index}");
-    assert!(
-        ns.vault
-            .kv2_read(
-                "team",
-                &format!("clusters/{}/{}", ns.name, ns.rel("denied/db"))
-            )
-            .await
-            .is_none()
-    );
-}
-
-fn assert_no_jwt(out: &CliOutput, jwt: &str) {
-    crate::harness::assert_no_leak(&[&out.stdout, &out.stderr], &[jwt]);
-}
-
-/// `run` pushes its metrics; neither the push nor the metrics file carries
-/// a secret value.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_pushes_metrics_without_secret_values() {
-    let ns = TestNs::new("metrics").await;
-    ns.secret("db", &[("password", &ns.value("metrics"))]).await;
-    ns.deployment(
-        "api",
-        &[(PATH, &ns.path("secret", "app"))],
-        &PodRefs::new().env_from("db"),
-    )
-    .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("vault-sync.prom");
-    let file_arg = file.display().to_string();
-    let label = format!("it_ns={}", ns.name);
-
-    let run = ns
-        .cli(&[
-            "run",
-            "--pushgateway-url",
-            STACK.pushgateway_url(),
-            "--push-label",
-            &label,
-            "--require-push",
-            "--metrics-file",
-            &file_arg,
-        ])
-        .await;
-    run.assert_code(0);
-
-    let text = std::fs::read_to_string(&file).expect("metrics file written");
-    ns.assert_no_leak(&[&text]);
-    assert!(text.contains("vault_sync_"), "{text}");
-
-    let http = reqwest::Client::new();
-    let body: Value = http
-        .get(format!("{}/api/v1/metrics", STACK.pushgateway_url()))
-        .send()
-        .await
-        .expect("GET metrics")
-        .json()
-        .await
-        .expect("metrics JSON");
-    let group = body["data"]
-        .as_array()
-        .and_then(|groups| {
-            groups
-                .iter()
-                .find(|g| g["labels"]["it_ns"] == ns.name.as_str())
-        })
-        .cloned()
-        .unwrap_or_else(|| panic!("no pushed group with it_ns={}", ns.name));
-    assert_eq!(group["labels"]["job"], "vault-sync");
-    assert_eq!(group["labels"]["cluster"], "default");
-    let pushed = group.to_string();
-    ns.assert_no_leak(&[&pushed]);
-    assert!(
-        pushed.contains("vault_sync_last_success_timestamp_seconds"),
-        "{pushed}"
-    );
-
-    let _ = http
-        .delete(format!(
-            "{}/metrics/job/vault-sync/cluster/default/command/run/it_ns/{}",
-            STACK.pushgateway_url(),
-            ns.name
-        ))
-        .send()
-        .await;
 }

@@ -13,10 +13,10 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::audit::audit_mark;
 use crate::fixtures::{actions, change};
-use crate::harness::{PodRefs, TestNs, audit_mark};
-
-const PATH: &str = "vault-sync.io/path";
+use crate::harness::annotation::PATH;
+use crate::harness::{PodRefs, TestNs};
 
 /// Creates a workload of kind `K` from its JSON `spec` (the pod template
 /// inserted where the kind keeps it).

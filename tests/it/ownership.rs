@@ -1,4 +1,5 @@
-//! Ownership and index integrity (issue #20), end to end on the real stack.
+//! Ownership and the index, end to end on the real stack: which paths
+//! vault-sync may write, take over or delete, and when it trusts its index.
 //!
 //! The classes, each with its tests:
 //!
@@ -18,100 +19,45 @@
 //! 6. **Takeover**: a path whose owner is verifiably gone (deleted, or kept
 //!    by `preserve-on-delete`) is taken over by the new Deployment that
 //!    wants it, CAS-guarded; a live owner still means a conflict.
-//! 7. **Cluster identities**: `--cluster-name default` and names that are
-//!    not DNS labels are refused before any Vault request.
-//! 8. **Invalid token**: reported once as `auth_failed`, never blamed on the
-//!    paths (`invalid_path`), and never counted as a successful login.
-//! 9. **Server JSON limits**: a Secret with more keys than OpenBao accepts
-//!    in one request is `request_too_large`, naming the limit.
-//! 10. **Half-done writes**: content written without its marker stays
-//!     tracked, and is deleted only if nobody changed it since.
-//! 11. **SIGTERM**: the run stops, prints its summary, pushes its metrics as
-//!     a failed run, deletes nothing and exits 143.
-//! 12. **Also seen**: `plan -q`, conflicts in `prune`, the cluster prefix
-//!     in error rows, another tool's marker in a refusal, and
-//!     `--rebuild-index` over already soft-deleted paths.
+//! 7. **Half-done writes**: content written without its marker stays
+//!    tracked, and is deleted only if nobody changed it since.
+//! 8. **Refusals and rebuilds**: another tool's marker named in a refusal,
+//!    and `--rebuild-index` over already soft-deleted paths.
 //!
-//! Isolation: every test has its own namespace ([`TestNs`]), its own index
+//! Isolation: every test has its own namespace ([`ClusterNs`]), its own index
 //! mount (the harness's `VAULT_SYNC_INDEX_MOUNT`) and, for runs with
 //! `--cluster-name`, the namespace's name as its cluster, so its paths land
 //! under `<mount>/clusters/<ns>/`, which the harness cleans up.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::fixtures::{TcpProxy, actions, change, changes, port_of};
-use crate::harness::{
-    CliOutput, Kv2Secret, PodRefs, STACK, TestNs, VaultHttp, assert_no_leak, audit_mark,
-    block_on_own_runtime, index_lines, random_hex,
-};
+use crate::audit::{AuditEntries, audit_mark, only_deletes};
+use crate::fixtures::{ClusterNs, actions, change, change_of, changes};
+use crate::harness::annotation::{PATH, PRESERVE, SECRETS};
+use crate::harness::{CliOutput, PodRefs, assert_no_leak};
+use crate::vault::{Kv2Secret, current_is_deleted, index_lines};
 
-const PATH: &str = "vault-sync.io/path";
-const SECRETS: &str = "vault-sync.io/secrets";
-const PRESERVE: &str = "vault-sync.io/preserve-on-delete";
 /// The KV v2 mount the tests' paths go to.
 const MOUNT: &str = "secret";
 const INDEX_FORMAT: &str = "vault-sync-index/v1";
 
 // --- one test's world ------------------------------------------------------------
 
-/// A namespace whose name is also the run's `--cluster-name`.
-struct Case {
-    ns: TestNs,
-    cluster: String,
-    /// Vault API paths to DELETE on drop (beyond what the harness cleans).
-    extra_cleanup: std::sync::Mutex<Vec<String>>,
-    /// Policies this case wrote (deleted on drop).
-    policies: std::sync::Mutex<Vec<String>>,
+/// A [`ClusterNs`] with the index helpers of these tests.
+struct Case(ClusterNs);
+
+impl std::ops::Deref for Case {
+    type Target = ClusterNs;
+    fn deref(&self) -> &ClusterNs {
+        &self.0
+    }
 }
 
 impl Case {
     async fn new(label: &str) -> Self {
-        let ns = TestNs::new(label).await;
-        let cluster = ns.name.clone();
-        Self {
-            ns,
-            cluster,
-            extra_cleanup: Default::default(),
-            policies: Default::default(),
-        }
-    }
-
-    /// `vault-sync <args> --cluster-name <c> -n <ns>` (leak-checked).
-    async fn cli(&self, args: &[&str]) -> CliOutput {
-        self.cli_env(args, &[]).await
-    }
-
-    async fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
-        let mut full: Vec<&str> = args.to_vec();
-        full.extend(["--cluster-name", &self.cluster]);
-        self.ns.cli_env(&full, env).await
-    }
-
-    /// `<cmd> -o json <args> --cluster-name <c>`.
-    async fn json(&self, cmd: &str, args: &[&str]) -> CliOutput {
-        let mut full = vec![cmd, "-o", "json"];
-        full.extend_from_slice(args);
-        self.cli(&full).await
-    }
-
-    /// `clusters/<c>/<rest>`: the path inside its mount.
-    fn rel(&self, rest: &str) -> String {
-        format!("clusters/{}/{rest}", self.cluster)
-    }
-
-    /// `<mount>/clusters/<c>/<rest>`: the display path.
-    fn display(&self, mount: &str, rest: &str) -> String {
-        format!("{mount}/{}", self.rel(rest))
-    }
-
-    fn owner(&self, deployment: &str) -> String {
-        format!("{}/{}/{deployment}", self.cluster, self.ns.name)
+        Self(ClusterNs::new(label).await)
     }
 
     fn index_mount(&self) -> &str {
@@ -148,59 +94,6 @@ impl Case {
                 (path, v["owner"].as_str().unwrap_or_default().to_owned())
             })
             .collect()
-    }
-
-    /// A Secret with one distinctive value per key; returns key → value.
-    async fn secret(&self, name: &str, keys: &[&str]) -> BTreeMap<String, String> {
-        let data: BTreeMap<String, String> = keys
-            .iter()
-            .map(|k| ((*k).to_owned(), self.ns.value(&format!("{name}-{k}"))))
-            .collect();
-        let pairs: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.ns.secret(name, &pairs).await;
-        data
-    }
-
-    /// Deployment `name` auto-discovering `secrets` (envFrom) under
-    /// `<mount>/<path>`, plus `extra` annotations.
-    async fn auto(&self, name: &str, path: &str, secrets: &[&str], extra: &[(&str, &str)]) {
-        let refs = secrets.iter().fold(PodRefs::new(), |r, s| r.env_from(s));
-        let mut annotations = vec![(PATH, path)];
-        annotations.extend_from_slice(extra);
-        self.ns.deployment(name, &annotations, &refs).await;
-    }
-
-    async fn delete_deployment(&self, name: &str) {
-        self.ns.delete_deployment(name).await;
-    }
-
-    async fn label_deployment(&self, name: &str, key: &str, value: &str) {
-        self.ns
-            .deployments_api()
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"labels": {key: value}}})),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("label Deployment {}/{name}: {e}", self.ns.name));
-    }
-
-    /// A token with only this policy (HCL); the policy is deleted on drop.
-    async fn token_with_policy(&self, label: &str, hcl: &str) -> String {
-        let name = format!("{}-{label}", self.cluster);
-        self.ns.vault.write_policy(&name, hcl).await;
-        self.policies.lock().expect("policies").push(name.clone());
-        let (token, _) = self
-            .ns
-            .vault
-            .create_token(&json!({"policies": [name], "display_name": name, "ttl": "10m"}))
-            .await;
-        token
-    }
-
-    fn cleanup_later(&self, api_path: String) {
-        self.extra_cleanup.lock().expect("cleanup").push(api_path);
     }
 
     /// Writes a KV v1 secret with the root token (vault-sync never wrote
@@ -249,25 +142,6 @@ impl Case {
     }
 }
 
-impl Drop for Case {
-    fn drop(&mut self) {
-        if std::env::var_os("IT_KEEP").is_some_and(|v| v == "1") {
-            return;
-        }
-        let paths = std::mem::take(&mut *self.extra_cleanup.lock().expect("cleanup"));
-        let policies = std::mem::take(&mut *self.policies.lock().expect("policies"));
-        block_on_own_runtime(async move {
-            let vault = VaultHttp::root();
-            for p in paths {
-                vault.delete(&p).await;
-            }
-            for p in policies {
-                vault.delete(&format!("sys/policies/acl/{p}")).await;
-            }
-        });
-    }
-}
-
 /// One index line, as vault-sync stores it.
 fn index_line(path: &str, mount: &str, kv: u8, owner: &str) -> String {
     json!({"path": path, "mount": mount, "kv": kv, "owner": owner}).to_string()
@@ -310,47 +184,13 @@ fn assert_run_error(out: &CliOutput, error_type: &str, needles: &[&str]) {
     );
 }
 
-/// The one change of Deployment `deployment`.
-fn change_of(out: &CliOutput, deployment: &str) -> Value {
-    let found: Vec<Value> = changes(out)
-        .into_iter()
-        .filter(|c| c["deployment"] == deployment)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one change of Deployment {deployment}:\n{out}"
-    );
-    found.into_iter().next().unwrap_or_default()
-}
-
-/// Delete requests, and writes to `needle`, that the CLI token made.
-fn deletes_by(audit: &crate::harness::AuditEntries, client: &str) -> Vec<(String, String)> {
-    audit
-        .writes_by(client)
-        .into_iter()
-        .filter(|(op, _)| op == "delete")
-        .collect()
-}
-
-fn writes_to(
-    audit: &crate::harness::AuditEntries,
-    client: &str,
-    needle: &str,
-) -> Vec<(String, String)> {
+/// Writes the CLI token made to paths containing `needle`.
+fn writes_to(audit: &AuditEntries, client: &str, needle: &str) -> Vec<(String, String)> {
     audit
         .writes_by(client)
         .into_iter()
         .filter(|(_, p)| p.contains(needle))
         .collect()
-}
-
-/// Whether the KV v2 path's current version is soft-deleted.
-fn current_is_deleted(md: &Value) -> bool {
-    let current = md["current_version"].as_u64().unwrap_or(0);
-    md["versions"][current.to_string()]["deletion_time"]
-        .as_str()
-        .is_some_and(|t| !t.is_empty())
 }
 
 // --- 1. the index location is reserved -------------------------------------------------
@@ -652,7 +492,11 @@ async fn corrupted_index(label: &str, corrupt: impl FnOnce(&mut BTreeMap<String,
     let audit = mark.entries();
     run.assert_code(1);
     assert_run_error(&run, "index_unreadable", &["prune --rebuild-index"]);
-    assert_eq!(deletes_by(&audit, &ns.audit_client()), [], "deletes");
+    assert_eq!(
+        only_deletes(audit.writes_by(&ns.audit_client())),
+        [],
+        "deletes"
+    );
     assert_eq!(
         writes_to(&audit, &ns.audit_client(), &case.index_rel()),
         [],
@@ -909,179 +753,7 @@ async fn path_of_a_live_owner_is_not_taken_over() {
     assert_eq!(ns.vault.kv2_read(MOUNT, &case.rel("shared")).await, before);
 }
 
-// --- 7. cluster identities ---------------------------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_name_default_is_refused_before_any_vault_request() {
-    let case = Case::new("int-cl-default").await;
-    let ns = &case.ns;
-    ns.secret("db", &[("k", &ns.value("db"))]).await;
-    ns.deployment(
-        "app",
-        &[(PATH, &ns.path(MOUNT, "app"))],
-        &PodRefs::new().env_from("db"),
-    )
-    .await;
-    // Where today's code writes it: under `clusters/default/`, which the
-    // harness does not clean.
-    let rel = format!("clusters/default/{}", ns.rel("app/db"));
-    case.cleanup_later(format!("{MOUNT}/metadata/{rel}"));
-    let mark = audit_mark();
-    let out = ns
-        .cli(&["run", "-o", "json", "--cluster-name", "default"])
-        .await;
-    out.assert_code(1);
-    assert!(
-        out.stderr.contains("default"),
-        "stderr should say why `default` is refused:\n{out}"
-    );
-    assert_eq!(
-        mark.entries().requests_by(&ns.audit_client()),
-        0,
-        "requests reached Vault:\n{out}"
-    );
-    assert!(
-        ns.vault.kv2_metadata(MOUNT, &rel).await.is_none(),
-        "written under clusters/default/"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_names_that_are_not_lowercase_dns_labels_are_refused() {
-    let ns = TestNs::new("int-cl-names").await;
-    for name in ["Prod", "a/b"] {
-        let mark = audit_mark();
-        let out = ns.cli(&["plan", "--cluster-name", name]).await;
-        out.assert_code(1);
-        assert_eq!(
-            mark.entries().requests_by(&ns.audit_client()),
-            0,
-            "{name}: requests reached Vault:\n{out}"
-        );
-    }
-}
-
-// --- 8. an invalid token ----------------------------------------------------------------------------
-
-/// The value of the exposition line `name{labels}` (labels as written).
-fn exposition_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoked_token_is_one_auth_failure_never_an_invalid_path() {
-    let case = Case::new("int-revoked").await;
-    let ns = &case.ns;
-    case.secret("db", &["password"]).await;
-    case.secret("cache", &["url"]).await;
-    case.auto("api", "secret/api", &["db"], &[]).await;
-    case.auto("web", "secret/web", &["cache"], &[]).await;
-    let (token, _) = ns
-        .vault
-        .create_token(&json!({"policies": ["root"], "display_name": "revoked", "ttl": "10m"}))
-        .await;
-    ns.vault
-        .must_post("auth/token/revoke", &json!({ "token": token }), "revoke")
-        .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("vault-sync.prom");
-    let file_arg = file.display().to_string();
-
-    let out = case
-        .cli_env(
-            &["run", "-o", "json", "--metrics-file", &file_arg],
-            &[("VAULT_TOKEN", &token), ("VAULT_SYNC_AUTH", "token")],
-        )
-        .await;
-    assert_no_leak(&[&out.stdout, &out.stderr], &[&token]);
-    out.assert_code(1);
-    let said = out
-        .stderr
-        .matches("the Vault token is invalid, expired or revoked")
-        .count();
-    assert_eq!(said, 1, "said once on stderr:\n{out}");
-    if !out.stdout.trim().is_empty() {
-        let json = out.json();
-        for item in json["changes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .chain(json["errors"].as_array().into_iter().flatten())
-        {
-            assert_ne!(item["error_type"], "invalid_path", "{item}\n{out}");
-        }
-    }
-    let metrics = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("metrics file {file_arg}: {e}\n{out}"));
-    let auth_failed = exposition_value(
-        &metrics,
-        r#"vault_sync_last_run_errors{error_type="auth_failed"}"#,
-    );
-    assert!(
-        auth_failed.is_some_and(|v| v >= 1.0),
-        "auth_failed not counted:\n{metrics}"
-    );
-    let invalid_path = exposition_value(
-        &metrics,
-        r#"vault_sync_last_run_errors{error_type="invalid_path"}"#,
-    )
-    .unwrap_or(0.0);
-    assert_eq!(invalid_path, 0.0, "invalid_path counted:\n{metrics}");
-    let successes: Vec<&str> = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("vault_sync_last_run_auth_attempts{") && l.contains(r#"result="success""#)
-        })
-        .filter(|l| {
-            l.rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .is_some_and(|v| v != 0.0)
-        })
-        .collect();
-    assert_eq!(
-        successes,
-        Vec::<&str>::new(),
-        "a login counted as a success"
-    );
-}
-
-// --- 9. server JSON limits ---------------------------------------------------------------------------
-
-/// OpenBao refuses a request body with more than `max_request_json_strings`
-/// (1,000 by default) JSON strings; 600 keys and their values are 1,200.
-/// The stack's dev server (OpenBao 2.7.2) answers such a write with
-/// `400 {"errors":["refused JSON input due to high complexity: exceeded
-/// maximum number of strings"]}` (checked with curl), which names no limit:
-/// vault-sync's message must.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secret_with_more_keys_than_the_server_accepts_is_request_too_large() {
-    let case = Case::new("int-json-limit").await;
-    let keys: Vec<String> = (0..600).map(|i| format!("KEY_{i:04}")).collect();
-    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    case.secret("big", &refs).await;
-    case.auto("app", "secret/app", &["big"], &[]).await;
-    let run = case.json("run", &[]).await;
-    run.assert_code(1);
-    let c = change(&run, &case.display(MOUNT, "app/big"));
-    // The change lists 600 key names: show only what matters.
-    let (error_type, message) = (text(&c["error_type"]), text(&c["message"]));
-    assert_eq!(error_type, "request_too_large", "message: {message}");
-    assert!(
-        message.contains("limit"),
-        "the message should name the limit hit: {message}"
-    );
-    assert!(
-        case.ns
-            .vault
-            .kv2_metadata(MOUNT, &case.rel("app/big"))
-            .await
-            .is_none()
-    );
-}
-
-// --- 10. half-done writes stay tracked ------------------------------------------------------------------
+// --- 7. half-done writes stay tracked ------------------------------------------------------------------
 
 /// Content of `secret/clusters/<c>/…`, but none of its metadata; the whole
 /// index (content and metadata).
@@ -1169,274 +841,7 @@ async fn unmarked_content_changed_by_someone_else_is_never_deleted() {
     assert_eq!(got.version, version);
 }
 
-// --- 11. SIGTERM ---------------------------------------------------------------------------------------
-
-/// This test's Pushgateway group (`cluster=<c>`, `test=<label>`), deleted
-/// on drop.
-struct PushGroup {
-    cluster: String,
-    test: String,
-}
-
-impl PushGroup {
-    fn url(&self) -> String {
-        format!(
-            "{}/metrics/job/vault-sync/cluster/{}/command/run/test/{}",
-            STACK.pushgateway_url(),
-            self.cluster,
-            self.test
-        )
-    }
-
-    async fn fetch(&self) -> Option<Value> {
-        let url = format!("{}/api/v1/metrics", STACK.pushgateway_url());
-        let body: Value = reqwest::get(&url)
-            .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-            .json()
-            .await
-            .expect("Pushgateway API JSON");
-        body["data"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|g| g["labels"]["test"] == self.test.as_str())
-            .cloned()
-    }
-}
-
-impl Drop for PushGroup {
-    fn drop(&mut self) {
-        let url = self.url();
-        block_on_own_runtime(async move {
-            if let Ok(client) = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-            {
-                let _ = client.delete(&url).send().await;
-            }
-        });
-    }
-}
-
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_mid_run_prints_the_summary_pushes_a_failed_run_and_exits_143() {
-    let case = Case::new("int-sigterm").await;
-    let ns = &case.ns;
-    // An orphan the interrupted run must not delete.
-    case.secret("old-sec", &["k"]).await;
-    case.auto("old", "secret/old", &["old-sec"], &[]).await;
-    case.json("run", &[]).await.assert_code(0);
-    case.delete_deployment("old").await;
-    let old_before = ns.vault.kv2_read(MOUNT, &case.rel("old/old-sec")).await;
-    assert!(old_before.is_some());
-    // Twenty new paths, written one request at a time through a slow proxy.
-    let names: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
-    for n in &names {
-        case.secret(n, &["k"]).await;
-    }
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    case.auto("app", "secret/app", &refs, &[]).await;
-
-    let proxy = TcpProxy::start(port_of(STACK.vault_addr()), Duration::from_millis(100));
-    let group = PushGroup {
-        cluster: case.cluster.clone(),
-        test: format!("int-sigterm-{}", random_hex(8)),
-    };
-    let push_label = format!("test={}", group.test);
-    let started = now_secs();
-    let mark = audit_mark();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vault-sync"))
-        .env_clear()
-        .envs(
-            ["PATH", "HOME", "TMPDIR"]
-                .iter()
-                .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
-        )
-        .env("VAULT_ADDR", proxy.addr())
-        .env("VAULT_TOKEN", &ns.cli_token)
-        .env("VAULT_SYNC_INDEX_MOUNT", case.index_mount())
-        .env("KUBECONFIG", STACK.kubeconfig())
-        .env("NO_COLOR", "1")
-        .args([
-            "run",
-            "--cluster-name",
-            &case.cluster,
-            "-n",
-            &ns.name,
-            "--concurrency",
-            "1",
-            "--pushgateway-url",
-            STACK.pushgateway_url(),
-            "--push-label",
-            &push_label,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vault-sync");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-
-    // SIGTERM once the first content write has reached Vault.
-    let data_prefix = format!("{MOUNT}/data/{}", case.rel("app/"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let writing = mark
-            .entries()
-            .writes_by(&ns.audit_client())
-            .iter()
-            .any(|(_, p)| p.starts_with(&data_prefix));
-        if writing {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the run ended ({status}) before it was interrupted; make it slower");
-        }
-        assert!(Instant::now() < deadline, "no content write within 60 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let pid = child.id().to_string();
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill -TERM");
-    assert!(kill.success(), "kill -TERM {pid}");
-    let signalled = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if signalled.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("vault-sync did not exit within 15 s of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let elapsed = signalled.elapsed();
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    let mut secrets = ns.values();
-    secrets.push(ns.cli_token.clone());
-    assert_no_leak(&[&stdout, &stderr], &secrets);
-    let shown = format!("--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
-    assert_eq!(
-        status.code(),
-        Some(143),
-        "exit status {status} {elapsed:?} after SIGTERM:\n{shown}"
-    );
-    assert!(
-        stdout.contains("Apply:") || stderr.contains("Apply:"),
-        "no summary line:\n{shown}"
-    );
-    let pushed = group
-        .fetch()
-        .await
-        .unwrap_or_else(|| panic!("no metrics pushed for test={}:\n{shown}", group.test));
-    let last_run = pushed["vault_sync_last_run_timestamp_seconds"]["metrics"][0]["value"]
-        .as_str()
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no last_run_timestamp pushed: {pushed}"));
-    assert!(last_run >= started.floor(), "{last_run} < {started}");
-    assert!(
-        pushed
-            .get("vault_sync_last_success_timestamp_seconds")
-            .is_none(),
-        "an interrupted run pushed a last success: {pushed}"
-    );
-    assert_eq!(
-        deletes_by(&mark.entries(), &ns.audit_client()),
-        [],
-        "the interrupted run deleted something"
-    );
-    assert_eq!(
-        ns.vault.kv2_read(MOUNT, &case.rel("old/old-sec")).await,
-        old_before
-    );
-    drop(proxy);
-}
-
-// --- 12. also seen --------------------------------------------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quiet_plan_prints_nothing_but_json_still_prints() {
-    let case = Case::new("int-quiet").await;
-    case.secret("db", &["password"]).await;
-    case.auto("app", "secret/app", &["db"], &[]).await;
-    let quiet = case.cli(&["plan", "-q"]).await;
-    quiet.assert_code(2);
-    assert_eq!(quiet.stdout, "", "plan -q printed on stdout:\n{quiet}");
-    let json = case.cli(&["plan", "-q", "-o", "json"]).await;
-    json.assert_code(2);
-    assert_eq!(
-        change(&json, &case.display(MOUNT, "app/db"))["action"],
-        "create"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prune_neither_logs_nor_counts_a_conflict() {
-    let case = Case::new("int-prune-conflict").await;
-    case.secret("db", &["password"]).await;
-    case.auto("x", "secret/same", &["db"], &[]).await;
-    case.auto("y", "secret/same", &["db"], &[]).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("vault-sync.prom");
-    let file_arg = file.display().to_string();
-    let prune = case
-        .cli(&["prune", "--yes", "-o", "json", "--metrics-file", &file_arg])
-        .await;
-    prune.assert_code(0);
-    assert_eq!(prune.json()["summary"]["conflict"], 0, "{prune}");
-    let error_lines: Vec<&str> = prune
-        .stderr
-        .lines()
-        .filter(|l| l.contains("ERROR"))
-        .collect();
-    assert_eq!(error_lines, Vec::<&str>::new(), "prune logged errors");
-    let metrics = std::fs::read_to_string(&file).expect("metrics file");
-    assert_eq!(
-        exposition_value(&metrics, r#"vault_sync_last_run_paths{action="conflict"}"#)
-            .unwrap_or(0.0),
-        0.0,
-        "{metrics}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn error_row_of_a_missing_secret_shows_the_cluster_prefix() {
-    let case = Case::new("int-err-prefix").await;
-    case.auto("app", "secret/app", &["nope"], &[]).await;
-    let run = case.json("run", &[]).await;
-    run.assert_code(1);
-    let c = change_of(&run, "app");
-    assert_eq!(c["action"], "error", "{c}");
-    assert_eq!(c["error_type"], "secret_not_found", "{c}");
-    let prefix = format!("{MOUNT}/clusters/{}/", case.cluster);
-    assert!(
-        text(&c["path"]).starts_with(&prefix),
-        "the error row's path lacks the cluster prefix {prefix}: {c}"
-    );
-}
+// --- 8. refusals and rebuilds ----------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_managed_by_another_tool_is_refused_naming_that_tool() {
@@ -1502,7 +907,7 @@ async fn rebuild_over_a_soft_deleted_path(
     full.extend_from_slice(args);
     let mark = audit_mark();
     let prune = case.json("prune", &full).await;
-    let deletes = deletes_by(&mark.entries(), &case.ns.audit_client());
+    let deletes = only_deletes(mark.entries().writes_by(&case.ns.audit_client()));
     (case, prune, deletes, s1)
 }
 

@@ -1,189 +1,37 @@
-//! Vault connectivity done right, through the built binary: every auth
-//! method, a token that expires mid-run, TLS, namespaces, a policy that
-//! denies one path, Vault gone before and during a run, and `check`'s report
-//! of each broken setup.
+//! Connecting and authenticating to Vault, through the built binary: every
+//! auth method (Kubernetes with a TokenRequest token and a wrong role,
+//! AppRole at a custom mount, JWT with a key the test controls), a token
+//! that expires mid-run, TLS (with the CA, without it, skip-verify), Vault
+//! namespaces, a policy that denies one path, `check`'s report of each
+//! broken setup, and a revoked token reported once as `auth_failed`, never
+//! blamed on the paths. What happens when Vault goes away is in `faults`.
 //!
-//! The shared OpenBao is never stopped or sealed: tests that take Vault away
-//! start a [`PrivateBao`] of their own (the real `bao` binary, dev mode, its
-//! own audit log, killed on drop) and cut it off with a [`TcpProxy`] that
-//! sits between vault-sync and it. Objects a test adds to the shared server
-//! (auth mounts, policies, paths outside the test's prefix) are removed by a
-//! [`SharedCleanup`] guard.
+//! Tests that need a Vault of their own start a [`PrivateBao`] (the real
+//! `bao` binary, dev mode, its own audit log, killed on drop). Objects a
+//! test adds to the shared server (auth mounts, policies, paths outside the
+//! test's prefix) are removed by a [`SharedCleanup`] guard.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use futures::StreamExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::audit::audit_mark;
 use crate::fixtures::{
-    BaoHttp, BaoProcess, Fault, PathState, TcpProxy, assert_no_panic, audit_requests,
-    deref_to_server, failures, free_port, private_env, tool_jwt_file,
+    ClusterNs, PrivateBao, TcpProxy, assert_all_written, assert_marker, assert_no_panic,
+    assert_whole_or_absent, failures, free_port, many_paths, metrics_file, one_path, private_env,
+    result_of, tool_jwt_file,
 };
+use crate::harness::annotation::PATH;
 use crate::harness::{
-    CliOutput, PodRefs, STACK, TestNs, VaultHttp, assert_no_leak, audit_mark, block_on_own_runtime,
-    example_policy, random_hex,
+    CliOutput, PodRefs, STACK, TestNs, assert_no_leak, block_on_own_runtime, random_hex,
 };
-use crate::stack::service_account_token;
-
-const PATH: &str = "vault-sync.io/path";
-
-// ---------------------------------------------------------------------------
-// A private OpenBao dev server
-// ---------------------------------------------------------------------------
-
-/// `bao server -dev` on a free port with its own file audit log, started
-/// from the real binary (`BAO_BIN`) and killed (SIGKILL) on drop.
-struct PrivateBao {
-    server: BaoProcess,
-    /// The dev-TLS CA (`-dev-tls` only).
-    ca_file: Option<PathBuf>,
-}
-
-deref_to_server!(PrivateBao);
-
-impl PrivateBao {
-    async fn start() -> Self {
-        Self::launch(false).await
-    }
-
-    /// `-dev-tls`: OpenBao generates a CA and a serving certificate for
-    /// 127.0.0.1 into `<dir>/tls/vault-ca.pem` etc.
-    async fn start_tls() -> Self {
-        Self::launch(true).await
-    }
-
-    async fn launch(tls: bool) -> Self {
-        let mut server = BaoProcess::new(if tls { "https" } else { "http" });
-        let audit = server.path("audit.log");
-        let config = server.path("audit.hcl");
-        std::fs::write(
-            &config,
-            format!(
-                "audit \"file\" \"to-file\" {{\n  options {{\n    file_path = {:?}\n  }}\n}}\n",
-                audit.display().to_string()
-            ),
-        )
-        .expect("write audit.hcl");
-        let mut args = vec![
-            "-dev".to_owned(),
-            "-dev-root-token-id=root".to_owned(),
-            format!("-dev-listen-address=127.0.0.1:{}", server.port),
-            format!("-config={}", config.display()),
-        ];
-        let tls_dir = server.path("tls");
-        if tls {
-            std::fs::create_dir_all(&tls_dir).expect("tls dir");
-            args.push("-dev-tls".to_owned());
-            args.push(format!("-dev-tls-cert-dir={}", tls_dir.display()));
-        }
-        server.spawn(&args);
-        let mut bao = Self {
-            server,
-            ca_file: tls.then(|| tls_dir.join("vault-ca.pem")),
-        };
-        bao.wait_ready().await;
-        bao
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            self.check_alive(" before becoming ready");
-            let ca_ready = self.ca_file.as_ref().is_none_or(|f| f.is_file());
-            if ca_ready && self.root().request(Method::GET, "sys/health", None).await.0 == 200 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "private bao not ready after 30s:\n{}",
-                self.server_log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// A client with the root token (trusting the dev CA under TLS).
-    fn root(&self) -> BaoHttp {
-        BaoHttp::new(
-            &self.addr,
-            "root",
-            self.ca_file.as_deref(),
-            Duration::from_secs(10),
-        )
-    }
-
-    fn ca_file(&self) -> String {
-        self.ca_file
-            .as_ref()
-            .expect("started with -dev-tls")
-            .display()
-            .to_string()
-    }
-
-    /// Request entries with this operation set on paths containing `needle`.
-    fn audit_requests(&self, ops: &[&str], needle: &str) -> Vec<(String, String)> {
-        audit_requests(&self.audit(), ops, needle)
-    }
-
-    /// The `vault-sync` policy of examples/vault-policy.hcl, as on the
-    /// shared server.
-    async fn write_vault_sync_policy(&self) {
-        self.root()
-            .must(
-                Method::PUT,
-                "sys/policies/acl/vault-sync",
-                Some(&json!({ "policy": example_policy() })),
-            )
-            .await;
-    }
-
-    /// Kubernetes auth against the shared API server, configured as
-    /// tests/stack/up.sh configures the shared OpenBao, with role
-    /// `vault-sync-operator` whose tokens live `ttl`.
-    async fn enable_kubernetes_auth(&self, kube: &kube::Client, ttl: &str) {
-        let root = self.root();
-        root.must(
-            Method::POST,
-            "sys/auth/kubernetes",
-            Some(&json!({"type": "kubernetes"})),
-        )
-        .await;
-        let reviewer =
-            service_account_token(kube, STACK.get("VAULT_SYNC_SA_NAMESPACE"), "token-reviewer")
-                .await;
-        let ca = std::fs::read_to_string(STACK.get("KUBE_CA_FILE")).expect("KUBE_CA_FILE");
-        root.must(
-            Method::POST,
-            "auth/kubernetes/config",
-            Some(&json!({
-                "kubernetes_host": STACK.get("KUBE_API_URL"),
-                "kubernetes_ca_cert": ca,
-                "token_reviewer_jwt": reviewer,
-                "disable_local_ca_jwt": true,
-            })),
-        )
-        .await;
-        self.write_vault_sync_policy().await;
-        root.must(
-            Method::POST,
-            &format!("auth/kubernetes/role/{}", STACK.get("VAULT_SYNC_K8S_ROLE")),
-            Some(&json!({
-                "bound_service_account_names": [STACK.get("VAULT_SYNC_SA_NAME")],
-                "bound_service_account_namespaces": [STACK.get("VAULT_SYNC_SA_NAMESPACE")],
-                "token_policies": ["vault-sync"],
-                "token_ttl": ttl,
-                "token_max_ttl": ttl,
-            })),
-        )
-        .await;
-    }
-}
+use crate::metrics::exposition_value;
+use crate::vault::{Kv2Secret, PathState, VaultHttp, example_policy};
 
 // ---------------------------------------------------------------------------
 // Objects on the shared server
@@ -288,154 +136,6 @@ async fn shared_auth_mount(
 // Fixtures and output helpers
 // ---------------------------------------------------------------------------
 
-/// One Deployment `app` auto-discovering Secret `db` (two keys) at
-/// `secret/it/<ns>/app/db`; returns the expected content.
-async fn one_path(ns: &TestNs) -> BTreeMap<String, String> {
-    let data = BTreeMap::from([
-        ("password".to_owned(), ns.value("password")),
-        ("user".to_owned(), ns.value("user")),
-    ]);
-    let pairs: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    ns.secret("db", &pairs).await;
-    ns.deployment(
-        "app",
-        &[(PATH, &ns.path("secret", "app"))],
-        &PodRefs::new().env_from("db"),
-    )
-    .await;
-    data
-}
-
-/// `deployments` Deployments `d<i>`, each auto-discovering `per` Secrets
-/// of two keys: `deployments * per` paths under `secret/it/<ns>/`.
-/// Returns rel path (inside `secret/`) → expected content.
-async fn many_paths(
-    ns: &TestNs,
-    deployments: usize,
-    per: usize,
-) -> BTreeMap<String, BTreeMap<String, String>> {
-    let mut expected = BTreeMap::new();
-    let mut secrets = Vec::new();
-    for d in 0..deployments {
-        let mut refs = PodRefs::new();
-        for i in 0..per {
-            let name = format!("s{d}-{i:03}");
-            let data = BTreeMap::from([
-                ("a".to_owned(), ns.value(&format!("{name}-a"))),
-                ("b".to_owned(), ns.value(&format!("{name}-b"))),
-            ]);
-            refs = refs.env_from(&name);
-            expected.insert(ns.rel(&format!("d{d}/{name}")), data.clone());
-            secrets.push((name, data));
-        }
-        ns.deployment(
-            &format!("d{d}"),
-            &[(PATH, &ns.path("secret", &format!("d{d}")))],
-            &refs,
-        )
-        .await;
-    }
-    futures::stream::iter(secrets)
-        .map(|(name, data)| async move {
-            let pairs: Vec<(&str, &str)> =
-                data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            ns.secret(&name, &pairs).await;
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<()>>()
-        .await;
-    expected
-}
-
-/// The rel path's Deployment (`.../d<i>/<secret>` → `d<i>`).
-fn deployment_of(rel: &str) -> &str {
-    rel.rsplit('/').nth(1).unwrap_or_default()
-}
-
-/// vault-sync's ownership marker for this Deployment.
-fn assert_marker(md: &BTreeMap<String, String>, owner: &str) {
-    assert_eq!(
-        md.get("managed-by").map(String::as_str),
-        Some("vault-sync"),
-        "{md:?}"
-    );
-    assert_eq!(
-        md.get("vault-sync.io/owner").map(String::as_str),
-        Some(owner),
-        "{md:?}"
-    );
-}
-
-/// Every path is whole or not there: full desired content with the
-/// marker, or absent, or full content at version 1 without the marker (a
-/// create interrupted between its content and its marker: vault-sync writes
-/// content first and completes the marker on the next run, through its
-/// index). Never partial keys, never a marker without content. Returns the
-/// whole paths and the content-only ones.
-async fn assert_whole_or_absent(
-    bao: &BaoHttp,
-    ns: &TestNs,
-    expected: &BTreeMap<String, BTreeMap<String, String>>,
-) -> (BTreeSet<String>, BTreeSet<String>) {
-    let (mut whole, mut marker_only) = (BTreeSet::new(), BTreeSet::new());
-    for (rel, data) in expected {
-        let owner = format!("default/{}/{}", ns.name, deployment_of(rel));
-        match bao.state("secret", rel).await {
-            PathState::Absent => {}
-            PathState::MarkerOnly(md) => {
-                panic!("{rel}: a marker without content: {md:?}");
-            }
-            PathState::Written {
-                data: got,
-                version,
-                md,
-            } => {
-                assert_eq!(&got, data, "{rel}: half-written content");
-                assert_eq!(version, 1, "{rel}");
-                if md.is_empty() {
-                    marker_only.insert(rel.clone());
-                } else {
-                    assert_marker(&md, &owner);
-                    whole.insert(rel.clone());
-                }
-            }
-            PathState::SoftDeleted { .. } => {
-                panic!("{rel}: soft-deleted");
-            }
-        }
-    }
-    (whole, marker_only)
-}
-
-/// Every path holds exactly its desired content, once, with the marker.
-async fn assert_all_written(
-    bao: &BaoHttp,
-    ns: &TestNs,
-    expected: &BTreeMap<String, BTreeMap<String, String>>,
-) {
-    for (rel, data) in expected {
-        let owner = format!("default/{}/{}", ns.name, deployment_of(rel));
-        match bao.state("secret", rel).await {
-            PathState::Written { data: got, md, .. } => {
-                assert_eq!(&got, data, "{rel}");
-                assert_marker(&md, &owner);
-            }
-            other => panic!("{rel} not written: {other:?}"),
-        }
-    }
-}
-
-/// The `result` of the change for `path` (display spelling).
-fn result_of(out: &CliOutput, path: &str) -> Value {
-    out.json()["changes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["path"] == path)
-        .cloned()
-        .unwrap_or_else(|| panic!("no change for {path}:\n{out}"))
-}
-
 /// One `check` result: (ok, detail, fix), by check name.
 type Checks = BTreeMap<String, (bool, String, Option<String>)>;
 
@@ -486,61 +186,6 @@ fn assert_check_fails(out: &CliOutput, failed: &[&str]) -> Checks {
     checks
 }
 
-/// Metrics file lines of a run (`--metrics-file`).
-fn metrics_file(dir: &Path) -> (String, String) {
-    let path = dir.join("metrics.prom");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    (path.display().to_string(), text)
-}
-
-/// `run -o json --concurrency <c> --vault-timeout <t>` (`[c, t]`) with
-/// `env`, while `proxy` cuts Vault off once `writes` content writes of the
-/// test's paths are in its audit log (polled every `poll_ms`). Returns the
-/// run and how long it went on after the cut.
-async fn run_and_cut(
-    ns: &TestNs,
-    bao: &PrivateBao,
-    proxy: &TcpProxy,
-    env: &[(&str, &str)],
-    [concurrency, timeout]: [&str; 2],
-    writes: usize,
-    poll_ms: u64,
-) -> (CliOutput, Duration) {
-    let needle = format!("secret/data/{}", ns.rel(""));
-    let done = AtomicBool::new(false);
-    let run = async {
-        let out = ns
-            .cli_env(
-                &[
-                    "run",
-                    "-o",
-                    "json",
-                    "--concurrency",
-                    concurrency,
-                    "--vault-timeout",
-                    timeout,
-                ],
-                env,
-            )
-            .await;
-        done.store(true, Ordering::SeqCst);
-        out
-    };
-    let cutter = async {
-        while !done.load(Ordering::SeqCst) {
-            if bao.audit_requests(&["create", "update"], &needle).len() >= writes {
-                proxy.cut();
-                return Some(Instant::now());
-            }
-            tokio::time::sleep(Duration::from_millis(poll_ms)).await;
-        }
-        None
-    };
-    let (run, cut_at) = tokio::join!(run, cutter);
-    let cut_at = cut_at.unwrap_or_else(|| panic!("the run ended before the cut:\n{run}"));
-    (run, cut_at.elapsed())
-}
-
 // ---------------------------------------------------------------------------
 // 1. Kubernetes auth
 // ---------------------------------------------------------------------------
@@ -586,7 +231,7 @@ async fn kubernetes_auth_with_token_request_and_wrong_role() {
     run.assert_code(0);
     let rel = format!("clusters/{cluster}/{}", ns.rel("app/db"));
     assert_eq!(
-        result_of(&run, &format!("secret/{rel}"))["result"],
+        result_of(&run, &format!("secret/{rel}")),
         "applied",
         "{run}"
     );
@@ -597,7 +242,11 @@ async fn kubernetes_auth_with_token_request_and_wrong_role() {
         .unwrap_or_else(|| panic!("secret/{rel} not written:\n{run}"));
     assert_eq!(got.data, data);
     assert_eq!(got.version, 1);
-    assert_marker(&got.custom_metadata, &format!("{cluster}/{}/app", ns.name));
+    assert_marker(
+        &got.custom_metadata,
+        &format!("{cluster}/{}/app", ns.name),
+        "app/db",
+    );
     // Written with the Kubernetes-auth token, not a token from elsewhere.
     let entries = mark.entries();
     let writers: BTreeSet<&str> = entries
@@ -726,7 +375,9 @@ async fn expiring_kubernetes_token_is_renewed_by_logging_in_again() {
     assert_all_written(&bao.root(), &ns, &expected).await;
 
     let logins = bao
-        .audit_requests(&["update", "create"], "auth/kubernetes/login")
+        .audit_log()
+        .entries()
+        .requests_of(&["update", "create"], "auth/kubernetes/login")
         .len();
     assert!(
         took > Duration::from_secs(3) && logins >= 2,
@@ -885,7 +536,11 @@ async fn approle_login_at_a_custom_mount() {
         .await
         .unwrap_or_else(|| panic!("not written:\n{run}"));
     assert_eq!(got.data, data);
-    assert_marker(&got.custom_metadata, &format!("default/{}/app", ns.name));
+    assert_marker(
+        &got.custom_metadata,
+        &format!("default/{}/app", ns.name),
+        "app/db",
+    );
     let (_, lookup) = ns
         .vault
         .post(
@@ -1046,7 +701,11 @@ async fn jwt_login_with_a_key_the_test_controls() {
         .await
         .unwrap_or_else(|| panic!("not written:\n{run}"));
     assert_eq!(got.data, data);
-    assert_marker(&got.custom_metadata, &format!("default/{}/app", ns.name));
+    assert_marker(
+        &got.custom_metadata,
+        &format!("default/{}/app", ns.name),
+        "app/db",
+    );
 
     // The same JWT from a file; the path is already in sync.
     let jwt_file = dir.path().join("ci.jwt");
@@ -1111,7 +770,7 @@ async fn tls_with_cacert_without_it_and_skip_verify() {
     let run = ns.cli_env(&["run", "-o", "json"], &env).await;
     run.assert_code(0);
     match bao.root().state("secret", &ns.rel("app/db")).await {
-        PathState::Written { data: got, .. } => assert_eq!(got, data),
+        PathState::Written(Kv2Secret { data: got, .. }) => assert_eq!(got, data),
         other => panic!("not written over TLS: {other:?}\n{run}"),
     }
 
@@ -1212,10 +871,7 @@ async fn policy_denying_one_path_fails_only_that_path() {
         "the error names the path, what the token has and what it needs: {message}"
     );
     for (rest, data, owner) in [("open/a", &open_a, "open"), ("open/b", &open_b, "open")] {
-        assert_eq!(
-            result_of(&run, &ns.path("secret", rest))["result"],
-            "applied"
-        );
+        assert_eq!(result_of(&run, &ns.path("secret", rest)), "applied");
         let got = ns
             .vault
             .kv2_read("secret", &ns.rel(rest))
@@ -1225,6 +881,7 @@ async fn policy_denying_one_path_fails_only_that_path() {
         assert_marker(
             &got.custom_metadata,
             &format!("default/{}/{owner}", ns.name),
+            rest,
         );
     }
     assert!(
@@ -1234,257 +891,6 @@ async fn policy_denying_one_path_fails_only_that_path() {
             .is_none(),
         "nothing at the denied path"
     );
-}
-
-// ---------------------------------------------------------------------------
-// 7. Vault gone before and during a run
-// ---------------------------------------------------------------------------
-
-/// OpenBao stopped before the run (killed: its port refuses), and OpenBao
-/// unreachable behind a cut proxy: exit 1 within the bound, "cannot reach
-/// Vault", and nothing written (checked on the server behind the proxy once
-/// it is restored).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vault_down_before_the_run_fails_fast_and_writes_nothing() {
-    let ns = TestNs::new("vc-down").await;
-    one_path(&ns).await;
-    let mut dead = PrivateBao::start().await;
-    dead.kill();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (metrics_path, _) = metrics_file(dir.path());
-
-    let mark = audit_mark();
-    let started = Instant::now();
-    let run = ns
-        .cli_env(
-            &[
-                "run",
-                "-o",
-                "json",
-                "--vault-timeout",
-                "3s",
-                "--metrics-file",
-                &metrics_path,
-            ],
-            &[("VAULT_ADDR", &dead.addr)],
-        )
-        .await;
-    let took = started.elapsed();
-    assert_no_panic(&run);
-    run.assert_code(1);
-    // The Deployment's path (its mount lookup) and the index read, nothing else.
-    let failed = failures(&run);
-    assert_eq!(failed.len(), 2, "{run}");
-    assert_eq!(failed[0].0, ns.path("secret", "app/db"), "{run}");
-    assert!(
-        failed[1].0.is_empty() && failed[1].2.starts_with("cannot read the vault-sync index"),
-        "{run}"
-    );
-    for (path, kind, message) in &failed {
-        assert_eq!(kind, "connection_failed", "{path}: {message}");
-        assert!(
-            message.contains(&format!("cannot reach Vault at {}", dead.addr)),
-            "{message}"
-        );
-    }
-    assert_eq!(run.json()["summary"]["error"], 1, "{run}");
-    assert!(took < Duration::from_secs(15), "took {took:?}:\n{run}");
-    assert!(mark.entries().writes(&ns.audit_needle()).is_empty());
-    let (_, metrics) = metrics_file(dir.path());
-    assert!(
-        metrics
-            .contains("vault_sync_last_run_vault_requests{method=\"GET\",status_class=\"error\"}"),
-        "{metrics}"
-    );
-    eprintln!("vault down before the run: {took:?}");
-
-    // Behind a proxy that drops every connection: same outcome, and the
-    // server behind it has received nothing.
-    let bao = PrivateBao::start().await;
-    let proxy = TcpProxy::start(bao.port, Duration::ZERO);
-    proxy.cut();
-    let started = Instant::now();
-    let run = ns
-        .cli_env(
-            &["run", "-o", "json", "--vault-timeout", "3s"],
-            &private_env(&proxy.addr(), "root"),
-        )
-        .await;
-    let took = started.elapsed();
-    assert_no_panic(&run);
-    run.assert_code(1);
-    let failed = failures(&run);
-    assert_eq!(failed.len(), 2, "{run}");
-    assert!(
-        failed
-            .iter()
-            .all(|(_, kind, m)| kind == "connection_failed" && m.contains("cannot reach Vault")),
-        "{run}"
-    );
-    assert!(took < Duration::from_secs(15), "took {took:?}:\n{run}");
-    proxy.restore();
-    assert!(bao.root().leaves("secret", "it").await.is_empty());
-    assert!(
-        bao.audit_requests(&["create", "update", "patch", "delete"], "secret/")
-            .is_empty(),
-        "nothing written"
-    );
-}
-
-/// Vault cut off in the middle of a run (a proxy drops every connection
-/// once some writes went through): exit 1 with connection errors, no path
-/// half-written (each is whole, absent, or marker-only), and once Vault is
-/// back a second run converges to exactly the desired content.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vault_cut_mid_run_leaves_nothing_half_written_and_next_run_converges() {
-    let ns = TestNs::new("vc-cut").await;
-    let bao = PrivateBao::start().await;
-    let proxy = TcpProxy::start(bao.port, Duration::from_millis(10));
-    let expected = many_paths(&ns, 3, 20).await;
-    let addr = proxy.addr();
-    let env = private_env(&addr, "root");
-
-    // Cut once ten contents are written: mid-way through 60 paths.
-    let (run, after_cut) = run_and_cut(&ns, &bao, &proxy, &env, ["4", "1s"], 10, 5).await;
-    assert_no_panic(&run);
-    run.assert_code(1);
-    let failed = failures(&run);
-    assert!(!failed.is_empty(), "{run}");
-    for (path, kind, message) in &failed {
-        assert_eq!(kind, "connection_failed", "{path}: {message}");
-        assert!(message.contains("cannot reach Vault"), "{message}");
-    }
-
-    proxy.restore();
-    let root = bao.root();
-    let (whole, marker_only) = assert_whole_or_absent(&root, &ns, &expected).await;
-    let (whole, marker_only) = (whole.len(), marker_only.len());
-    // Ten contents had reached Vault's audit log when the cut came; at most
-    // four writes were in flight, so at least six completed.
-    assert!(
-        whole >= 6 && whole < expected.len(),
-        "{whole} of {} whole: the cut was not mid-run",
-        expected.len()
-    );
-    let stray: Vec<String> = root
-        .leaves("secret", &ns.rel(""))
-        .await
-        .into_iter()
-        .filter(|p| !expected.contains_key(p))
-        .collect();
-    assert!(stray.is_empty(), "unexpected paths: {stray:?}");
-
-    let again = ns.cli_env(&["run", "-o", "json"], &env).await;
-    again.assert_code(0);
-    assert_all_written(&root, &ns, &expected).await;
-    // Exactly one content version each: nothing was written twice.
-    let (converged, _) = assert_whole_or_absent(&root, &ns, &expected).await;
-    assert_eq!(converged.len(), expected.len());
-    eprintln!(
-        "cut mid-run: {whole}/{} whole and {marker_only} marker-only after the cut, the run ended {after_cut:?} after it, {} failures",
-        expected.len(),
-        failed.len()
-    );
-}
-
-/// Vault gone exactly between a create's two writes (the proxy cuts instead
-/// of forwarding the 8th marker write): that path holds its whole content
-/// without the marker, the 7 paths before it are whole, the 10 after it
-/// untouched; the next run recognises the unmarked path as its own
-/// interrupted create (the index recorded it first) and only adds the
-/// marker.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vault_cut_between_content_and_marker_is_completed_by_the_next_run() {
-    let ns = TestNs::new("vc-marker").await;
-    let bao = PrivateBao::start().await;
-    let proxy = TcpProxy::start(bao.port, Duration::ZERO);
-    let expected = many_paths(&ns, 3, 6).await;
-    let addr = proxy.addr();
-    let env = private_env(&addr, "root");
-    let metadata_prefix = format!("POST /v1/secret/metadata/{}", ns.rel(""));
-    proxy.trip_at(&metadata_prefix, 8, Fault::Down);
-
-    let started = Instant::now();
-    let run = ns
-        .cli_env(
-            &[
-                "run",
-                "-o",
-                "json",
-                "--concurrency",
-                "1",
-                "--vault-timeout",
-                "1s",
-            ],
-            &env,
-        )
-        .await;
-    let took = started.elapsed();
-    assert_no_panic(&run);
-    run.assert_code(1);
-    let tripped = proxy
-        .tripped_line()
-        .unwrap_or_else(|| panic!("the 8th marker write never came:\n{run}"));
-    let cut_rel = tripped
-        .strip_prefix("POST /v1/secret/metadata/")
-        .and_then(|r| r.split(' ').next())
-        .unwrap_or_else(|| panic!("request line {tripped:?}"))
-        .to_owned();
-    assert!(expected.contains_key(&cut_rel), "{cut_rel}");
-
-    let failed = failures(&run);
-    assert_eq!(failed.len(), 11, "the cut path and the 10 after it:\n{run}");
-    for (path, kind, message) in &failed {
-        assert_eq!(kind, "connection_failed", "{path}: {message}");
-        assert!(message.contains("cannot reach Vault"), "{message}");
-    }
-    assert!(
-        failed
-            .iter()
-            .any(|(p, _, _)| p == &format!("secret/{cut_rel}")),
-        "{run}"
-    );
-
-    proxy.restore();
-    let root = bao.root();
-    let (whole, marker_only) = assert_whole_or_absent(&root, &ns, &expected).await;
-    assert_eq!(whole.len(), 7, "{whole:?}");
-    assert_eq!(marker_only, BTreeSet::from([cut_rel.clone()]));
-
-    let again = ns.cli_env(&["run", "-o", "json"], &env).await;
-    again.assert_code(0);
-    let summary = &again.json()["summary"];
-    assert_eq!(summary["create"], 10, "{again}");
-    assert_eq!(
-        summary["update"], 1,
-        "the interrupted create: marker only\n{again}"
-    );
-    assert_eq!(summary["unchanged"], 7, "{again}");
-    assert_all_written(&root, &ns, &expected).await;
-    let (whole, _) = assert_whole_or_absent(&root, &ns, &expected).await;
-    assert_eq!(whole.len(), expected.len());
-    eprintln!("cut between content and marker at {cut_rel}: run took {took:?}");
-}
-
-/// Vault gone mid-run should end the run within a bound close to
-/// --vault-timeout, not one --vault-timeout per remaining path.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vault_cut_mid_run_ends_the_run_within_a_bound() {
-    let ns = TestNs::new("vc-bound").await;
-    let bao = PrivateBao::start().await;
-    let proxy = TcpProxy::start(bao.port, Duration::ZERO);
-    let expected = many_paths(&ns, 4, 50).await;
-    let addr = proxy.addr();
-    let env = private_env(&addr, "root");
-    let (run, after_cut) = run_and_cut(&ns, &bao, &proxy, &env, ["1", "3s"], 1, 2).await;
-    assert_no_panic(&run);
-    run.assert_code(1);
-    assert!(
-        after_cut < Duration::from_secs(30),
-        "the run went on for {after_cut:?} after Vault went away"
-    );
-    proxy.restore();
-    assert_whole_or_absent(&bao.root(), &ns, &expected).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -1513,17 +919,21 @@ async fn namespace_flag_and_env_write_into_the_namespace() {
 
     // Audit entries of vault-sync's own requests (not the test's checks).
     let mut sent = Vec::new();
-    let from = bao.audit().len();
+    let mark = bao.audit_log().mark();
     let run = ns
         .cli_env(&["run", "-o", "json", "--vault-namespace", "team-a"], &env)
         .await;
-    sent.extend(bao.audit().split_off(from));
+    sent.extend(mark.raw_entries());
     run.assert_code(0);
     let rel_a = ns.rel("app/db");
     match team_a.state("secret", &rel_a).await {
-        PathState::Written { data, md, .. } => {
+        PathState::Written(Kv2Secret {
+            data,
+            custom_metadata: md,
+            ..
+        }) => {
             assert_eq!(data, a);
-            assert_marker(&md, &format!("default/{}/app", ns.name));
+            assert_marker(&md, &format!("default/{}/app", ns.name), &rel_a);
         }
         other => panic!("not in team-a: {other:?}\n{run}"),
     }
@@ -1546,27 +956,31 @@ async fn namespace_flag_and_env_write_into_the_namespace() {
     .await;
     let mut with_env = env.to_vec();
     with_env.push(("VAULT_NAMESPACE", "team-a"));
-    let from = bao.audit().len();
+    let mark = bao.audit_log().mark();
     let run = ns.cli_env(&["run", "-o", "json"], &with_env).await;
-    sent.extend(bao.audit().split_off(from));
+    sent.extend(mark.raw_entries());
     run.assert_code(0);
     let summary = &run.json()["summary"];
     assert_eq!(summary["create"], 1, "{run}");
     assert_eq!(summary["unchanged"], 1, "{run}");
     let rel_b = ns.rel("app2/db2");
     match team_a.state("secret", &rel_b).await {
-        PathState::Written { data, .. } => assert_eq!(data, b),
+        PathState::Written(Kv2Secret { data, .. }) => assert_eq!(data, b),
         other => panic!("not in team-a: {other:?}\n{run}"),
     }
     assert_eq!(root.state("secret", &rel_b).await, PathState::Absent);
-    assert!(root.leaves("secret", "it").await.is_empty());
+    assert!(
+        root.list_recursive("secret/metadata", "it")
+            .await
+            .is_empty()
+    );
 
     // BAO_NAMESPACE: plan sees both paths in sync (exit 0, not 2).
     let mut with_bao = env.to_vec();
     with_bao.push(("BAO_NAMESPACE", "team-a"));
-    let from = bao.audit().len();
+    let mark = bao.audit_log().mark();
     let plan = ns.cli_env(&["plan", "-o", "json"], &with_bao).await;
-    sent.extend(bao.audit().split_off(from));
+    sent.extend(mark.raw_entries());
     plan.assert_code(0);
 
     // Every request the three invocations made carried the namespace.
@@ -1769,5 +1183,87 @@ async fn check_reports_each_broken_setup() {
     assert!(
         table.stdout.contains('✗') && table.stdout.contains("1 of "),
         "{table}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 10. A revoked token
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_token_is_one_auth_failure_never_an_invalid_path() {
+    let case = ClusterNs::new("int-revoked").await;
+    let ns = &case.ns;
+    case.secret("db", &["password"]).await;
+    case.secret("cache", &["url"]).await;
+    case.auto("api", "secret/api", &["db"], &[]).await;
+    case.auto("web", "secret/web", &["cache"], &[]).await;
+    let (token, _) = ns
+        .vault
+        .create_token(&json!({"policies": ["root"], "display_name": "revoked", "ttl": "10m"}))
+        .await;
+    ns.vault
+        .must_post("auth/token/revoke", &json!({ "token": token }), "revoke")
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("vault-sync.prom");
+    let file_arg = file.display().to_string();
+
+    let out = case
+        .cli_env(
+            &["run", "-o", "json", "--metrics-file", &file_arg],
+            &[("VAULT_TOKEN", &token), ("VAULT_SYNC_AUTH", "token")],
+        )
+        .await;
+    assert_no_leak(&[&out.stdout, &out.stderr], &[&token]);
+    out.assert_code(1);
+    let said = out
+        .stderr
+        .matches("the Vault token is invalid, expired or revoked")
+        .count();
+    assert_eq!(said, 1, "said once on stderr:\n{out}");
+    if !out.stdout.trim().is_empty() {
+        let json = out.json();
+        for item in json["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(json["errors"].as_array().into_iter().flatten())
+        {
+            assert_ne!(item["error_type"], "invalid_path", "{item}\n{out}");
+        }
+    }
+    let metrics = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("metrics file {file_arg}: {e}\n{out}"));
+    let auth_failed = exposition_value(
+        &metrics,
+        r#"vault_sync_last_run_errors{error_type="auth_failed"}"#,
+    );
+    assert!(
+        auth_failed.is_some_and(|v| v >= 1.0),
+        "auth_failed not counted:\n{metrics}"
+    );
+    let invalid_path = exposition_value(
+        &metrics,
+        r#"vault_sync_last_run_errors{error_type="invalid_path"}"#,
+    )
+    .unwrap_or(0.0);
+    assert_eq!(invalid_path, 0.0, "invalid_path counted:\n{metrics}");
+    let successes: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("vault_sync_last_run_auth_attempts{") && l.contains(r#"result="success""#)
+        })
+        .filter(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v != 0.0)
+        })
+        .collect();
+    assert_eq!(
+        successes,
+        Vec::<&str>::new(),
+        "a login counted as a success"
     );
 }
