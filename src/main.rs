@@ -51,9 +51,9 @@ fn real_main() -> anyhow::Result<Exit> {
     match runtime.block_on(commands::execute(cli)) {
         Ok(exit) => Ok(exit),
         // A log pipeline reads one JSON object per line: the failure that
-        // stopped the command is one too, with its error type.
+        // stopped the command is one too, with its error type and remedy.
         Err(e) if log_format == LogFormat::Json => {
-            tracing::error!(error_type = e.kind().label(), "{e}");
+            tracing::error!(error_type = e.kind().label(), fix = e.kind().fix(), "{e}");
             Ok(Exit::Failure)
         }
         Err(e) => Err(e.into()),

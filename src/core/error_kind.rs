@@ -108,6 +108,54 @@ impl ErrorKind {
             Self::Unknown => "unknown",
         }
     }
+
+    /// What to do about it, in a few words: `-o json` carries it as `fix`
+    /// beside every `error_type`. Each error's message says what applies to
+    /// its own case; this is the general remedy.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Self::InvalidPath
+            | Self::InvalidSecretsJson
+            | Self::InvalidSecretsEntry
+            | Self::InvalidPreserveOnDelete
+            | Self::InvalidReconcile => "correct the workload's vault-sync.io/ annotations",
+            Self::SecretNotFound => "create the Secret, or stop referencing it",
+            Self::SecretKeyMissing => {
+                "add the key to the Secret, or drop it from vault-sync.io/secrets"
+            }
+            Self::BinaryValue => "store the value as UTF-8 text (e.g. base64 it yourself)",
+            Self::Forbidden => {
+                "grant vault-sync's ServiceAccount the RBAC of cronjob/rbac.yaml (or the chart's)"
+            }
+            Self::NotFound => "check the name and namespace",
+            Self::Unreachable | Self::ConnectionFailed => {
+                "check the address and the network path; the next run retries"
+            }
+            Self::PermissionDenied => {
+                "add the capability to the Vault policy (examples/vault-policy.hcl)"
+            }
+            Self::AuthFailed => {
+                "check the token, or the auth role, mount and ServiceAccount binding"
+            }
+            Self::CasMismatch => "another writer changed the path; the next run re-plans",
+            Self::RequestTooLarge => {
+                "split the Secret's keys across paths, or raise the server's request limits"
+            }
+            Self::NotAttempted => "see the error that stopped it; the next run retries",
+            Self::OutsideAllowedPaths => {
+                "point the annotation under the namespace's allowed prefix, or change the --allow-path rules"
+            }
+            Self::Stale => "make a new plan, review it, and apply that one",
+            Self::IndexUntrusted | Self::IndexUnreadable | Self::IndexMissing => {
+                "rebuild it: vault-sync prune --rebuild-index --scan <prefix> --yes (README, Ownership)"
+            }
+            Self::Interrupted => {
+                "give the run more time (activeDeadlineSeconds); the next run continues"
+            }
+            Self::Config => "correct the flags or environment",
+            Self::Unknown => "read the message; Vault's or the API server's own words are in it",
+        }
+    }
 }
 
 impl fmt::Display for ErrorKind {
@@ -163,6 +211,7 @@ mod tests {
     fn all_lists_every_kind_once_in_label_order() {
         for (i, kind) in ErrorKind::ALL.iter().enumerate() {
             assert_eq!(position(*kind), i, "{kind}");
+            assert!(!kind.fix().is_empty(), "{kind} has no fix");
         }
         let labels: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
         let mut sorted = labels.clone();

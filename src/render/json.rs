@@ -31,6 +31,7 @@ pub fn write(report: &Report<'_>, out: impl io::Write) -> serde_json::Result<()>
             .iter()
             .map(|(kind, message)| RunError {
                 error_type: kind.label(),
+                fix: kind.fix(),
                 message,
             })
             .collect(),
@@ -66,6 +67,8 @@ struct Document<'a> {
 #[derive(Serialize)]
 struct RunError<'a> {
     error_type: &'a str,
+    /// The general remedy for `error_type` ([`ErrorKind::fix`]).
+    fix: &'static str,
     message: &'a str,
 }
 
@@ -110,7 +113,10 @@ struct ChangeOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     destroy: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error_type: Option<&'a str>,
+    error_type: Option<&'static str>,
+    /// The general remedy for `error_type` ([`ErrorKind::fix`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     keys: Option<Keys<'a>>,
     /// The owning workload's kind (`Deployment`, `StatefulSet`, ...).
@@ -139,6 +145,13 @@ struct ChangeOut<'a> {
     workload: &'a str,
 }
 
+impl ChangeOut<'_> {
+    fn set_error(&mut self, kind: ErrorKind) {
+        self.error_type = Some(kind.label());
+        self.fix = Some(kind.fix());
+    }
+}
+
 fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<'a> {
     let mut out = ChangeOut {
         action: c.action.name(),
@@ -146,6 +159,7 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
         deployment: &c.owner.name,
         destroy: None,
         error_type: None,
+        fix: None,
         keys: None,
         kind: c.owner.kind.as_str(),
         kv_version: c.location.as_ref().map(|l| l.version.as_u8()),
@@ -189,7 +203,9 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
         }
         Action::Refused { reason, kind } => {
             out.reason = Some(reason);
-            out.error_type = kind.map(ErrorKind::label);
+            if let Some(kind) = kind {
+                out.set_error(*kind);
+            }
         }
         Action::Delete {
             reason, destroy, ..
@@ -202,7 +218,7 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
             message,
             secret,
         } => {
-            out.error_type = Some(kind.label());
+            out.set_error(*kind);
             out.message = Some(Cow::Borrowed(message));
             out.secret = secret.as_deref();
         }
@@ -219,10 +235,66 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
                 } else {
                     "failed"
                 });
-                out.error_type = Some(e.metric_label());
+                out.set_error(e.kind());
                 out.message = Some(Cow::Owned(e.to_string()));
             }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::core::plan::Plan;
+
+    fn document(plan: &Plan, errors: &[(ErrorKind, String)]) -> Value {
+        let report = Report {
+            command: "plan",
+            plan,
+            errors,
+            applied: None,
+            show_unchanged: false,
+        };
+        let mut bytes = Vec::new();
+        write(&report, &mut bytes).expect("serializes");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    /// Every `error_type`, on a change or run-wide, comes with its kind's
+    /// remedy; a change without an error has neither.
+    #[test]
+    fn every_error_type_carries_its_fix() {
+        let error = |kind: ErrorKind| Change {
+            path: format!("secret/{kind}"),
+            location: None,
+            owner: Owner::new("c", "ns", "app"),
+            action: Action::Error {
+                kind,
+                message: "what happened".into(),
+                secret: None,
+            },
+            write: None,
+            preserve_on_delete: false,
+        };
+        let plan = Plan {
+            changes: vec![
+                error(ErrorKind::SecretKeyMissing),
+                Change {
+                    action: Action::Unchanged,
+                    ..error(ErrorKind::Unknown)
+                },
+            ],
+            notes: Vec::new(),
+        };
+        let doc = document(&plan, &[(ErrorKind::IndexMissing, "no index".into())]);
+        let changes = doc["changes"].as_array().expect("changes");
+        assert_eq!(changes[0]["error_type"], "secret_key_missing");
+        assert_eq!(changes[0]["fix"], ErrorKind::SecretKeyMissing.fix());
+        assert!(changes[1].get("fix").is_none() && changes[1].get("error_type").is_none());
+        assert_eq!(doc["errors"][0]["error_type"], "index_missing");
+        assert_eq!(doc["errors"][0]["fix"], ErrorKind::IndexMissing.fix());
+    }
 }

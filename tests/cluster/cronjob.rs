@@ -337,10 +337,13 @@ async fn sealed_vault_fails_the_job_and_the_next_one_recovers() {
     assert!(
         last["level"] == "ERROR"
             && last["error_type"] == "connection_failed"
+            && last["fix"]
+                .as_str()
+                .is_some_and(|f| f.contains("the next run retries"))
             && last["message"]
                 .as_str()
                 .is_some_and(|m| m.contains("Vault is sealed")),
-        "the fatal error must be a JSON line naming the sealed Vault and its type:\n{sealed}"
+        "the fatal error must be a JSON line naming the sealed Vault, its type and fix:\n{sealed}"
     );
 
     drop(unseal_guard);
