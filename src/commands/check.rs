@@ -239,12 +239,26 @@ async fn rbac_checks(kube: &k8s::Client, global: &GlobalArgs, checks: &mut Check
     }
 }
 
+/// Vault's side of `check`, in the order a failure stops it: reachable,
+/// logged in, then the mounts and the policy's capabilities on the paths
+/// run and prune would use.
 async fn vault_checks(
     vault: &Vault,
     global: &GlobalArgs,
     workloads: &[k8s::WorkloadView],
     checks: &mut Checks,
 ) {
+    if !reachable(vault, checks).await || !logged_in(vault, checks).await {
+        return;
+    }
+    let wanted = wanted_capabilities(vault, global, workloads, checks).await;
+    if !wanted.is_empty() {
+        capabilities(vault, &wanted, checks).await;
+    }
+}
+
+/// Vault answers, initialized and unsealed.
+async fn reachable(vault: &Vault, checks: &mut Checks) -> bool {
     match vault.health().await {
         Ok(h) if !h.initialized => {
             checks.fail(
@@ -252,7 +266,7 @@ async fn vault_checks(
                 format!("{} is not initialized", vault.addr()),
                 "initialize Vault",
             );
-            return;
+            false
         }
         Ok(h) if h.sealed => {
             checks.fail(
@@ -260,21 +274,28 @@ async fn vault_checks(
                 format!("{} is sealed (version {})", vault.addr(), h.version),
                 "unseal Vault",
             );
-            return;
+            false
         }
-        Ok(h) => checks.pass(
-            "vault: reachable and unsealed",
-            format!("{} (version {})", vault.addr(), h.version),
-        ),
+        Ok(h) => {
+            checks.pass(
+                "vault: reachable and unsealed",
+                format!("{} (version {})", vault.addr(), h.version),
+            );
+            true
+        }
         Err(e) => {
             checks.fail(
                 "vault: reachable",
                 e.to_string(),
                 "check VAULT_ADDR, network policy, and VAULT_CACERT for TLS",
             );
-            return;
+            false
         }
     }
+}
+
+/// The configured auth method logs in, and the token reads itself.
+async fn logged_in(vault: &Vault, checks: &mut Checks) -> bool {
     let method = vault.auth_method().name();
     if let Err(e) = vault.login().await {
         checks.fail(
@@ -282,7 +303,7 @@ async fn vault_checks(
             e.to_string(),
             login_fix(method),
         );
-        return;
+        return false;
     }
     match vault.lookup_self().await {
         Ok(t) => checks.pass(
@@ -303,8 +324,18 @@ async fn vault_checks(
             login_fix(method),
         ),
     }
+    true
+}
 
-    // Paths the annotated Deployments want (without reading any Secret).
+/// The API paths run and prune use for the annotated workloads and the
+/// index (without reading any Secret), each with the capabilities it
+/// needs; every mount on the way is checked to be KV.
+async fn wanted_capabilities(
+    vault: &Vault,
+    global: &GlobalArgs,
+    workloads: &[k8s::WorkloadView],
+    checks: &mut Checks,
+) -> BTreeMap<String, Vec<&'static str>> {
     let cluster = global.cluster_name.as_deref();
     let mut raw_paths = BTreeSet::new();
     for d in workloads {
@@ -379,14 +410,21 @@ async fn vault_checks(
             ),
         }
     }
-    if wanted.is_empty() {
-        return;
-    }
+    wanted
+}
+
+/// The token holds every capability `wanted` lists (by
+/// `sys/capabilities-self`).
+async fn capabilities(
+    vault: &Vault,
+    wanted: &BTreeMap<String, Vec<&'static str>>,
+    checks: &mut Checks,
+) {
     let paths: Vec<String> = wanted.keys().cloned().collect();
     match vault.capabilities(&paths).await {
         Ok(have) => {
             let mut missing = Vec::new();
-            for (path, need) in &wanted {
+            for (path, need) in wanted {
                 let caps = have.get(path).cloned().unwrap_or_default();
                 if caps.iter().any(|c| c == "root") {
                     continue;
