@@ -29,6 +29,7 @@ mod least_privilege;
 mod observability;
 mod orphans;
 mod saved_plans;
+mod scale;
 mod stack;
 mod sync;
 mod vault_connect;
