@@ -43,6 +43,8 @@
 #     [0 = OpenBao's default of 1000 strings per request body; -1 = no limit]
 #   BENCH_KEEP [0]  1: leave the bench namespaces and Vault paths in place
 #   BENCH_SKIP_BUILD [0]  1: use the binaries already in target/release
+#   BENCH_BIN [target/release/vault-sync]  the vault-sync binary measured
+#     (e.g. a copy of an earlier build, for before/after on the same data)
 #   BENCH_OUT [target/bench]  where report.json, runs.jsonl and work/ go
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -75,7 +77,7 @@ BENCH_JSON_STRINGS="${BENCH_JSON_STRINGS:-0}"
 OUT="${BENCH_OUT:-$ROOT/target/bench}"
 WORK="$OUT/work"
 RUNS="$OUT/runs.jsonl"
-BIN="$ROOT/target/release/vault-sync"
+BIN="${BENCH_BIN:-$ROOT/target/release/vault-sync}"
 FLOOR="$ROOT/target/release/examples/floor"
 PY=(python3 "$ROOT/tests/bench/bench.py")
 SYNC_NAME=vsbench-sync   # token display names: the audit log is filtered
