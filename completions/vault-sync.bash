@@ -158,7 +158,7 @@ _vault__sync() {
                     return 0
                     ;;
                 --read-secrets)
-                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto get list" -- "${cur}"))
                     return 0
                     ;;
                 --batch-size)
@@ -284,7 +284,7 @@ _vault__sync() {
                     return 0
                     ;;
                 --read-secrets)
-                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto get list" -- "${cur}"))
                     return 0
                     ;;
                 --batch-size)
@@ -410,7 +410,7 @@ _vault__sync() {
                     return 0
                     ;;
                 --read-secrets)
-                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto get list" -- "${cur}"))
                     return 0
                     ;;
                 --batch-size)
@@ -642,7 +642,7 @@ _vault__sync() {
                     return 0
                     ;;
                 --read-secrets)
-                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto get list" -- "${cur}"))
                     return 0
                     ;;
                 --batch-size)
@@ -776,7 +776,7 @@ _vault__sync() {
                     return 0
                     ;;
                 --read-secrets)
-                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto get list" -- "${cur}"))
                     return 0
                     ;;
                 --batch-size)
@@ -914,7 +914,7 @@ _vault__sync() {
                     return 0
                     ;;
                 --read-secrets)
-                    COMPREPLY=($(compgen -W "get list" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto get list" -- "${cur}"))
                     return 0
                     ;;
                 --batch-size)

@@ -329,8 +329,9 @@ pub struct GlobalArgs {
 
     /// How Secrets are read: a GET per Secret (needs only `get` on
     /// secrets), or paged LISTs per namespace (needs `list` too; far less
-    /// API server work on large runs).
-    #[arg(long, global = true, value_enum, default_value = "get")]
+    /// API server work on large runs). `auto` lists where RBAC grants
+    /// `list` on secrets (one access review per run), else GETs.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
     pub read_secrets: crate::k8s::SecretReads,
 
     /// Most Vault paths read, planned and written per batch. Batches are

@@ -440,12 +440,66 @@ pub const SECRET_PAGE_SIZE: u32 = 100;
 /// How Secrets are read (`--read-secrets`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum SecretReads {
-    /// One GET per needed Secret: needs only `get` on secrets.
+    /// `list` where RBAC grants `list` on secrets in every namespace read
+    /// (one SelfSubjectAccessReview per namespace scope to find out),
+    /// `get` otherwise. Resolved by [`choose_secret_reads`] before a run;
+    /// the engine treats an unresolved `auto` as `get`.
     #[default]
+    Auto,
+    /// One GET per needed Secret: needs only `get` on secrets.
     Get,
     /// Paged LISTs of each namespace, keeping the needed Secrets: far
     /// fewer requests and far less API server work, but needs `list`.
     List,
+}
+
+impl SecretReads {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Get => "get",
+            Self::List => "list",
+        }
+    }
+}
+
+/// Resolves `--read-secrets auto`: LIST when this client may list secrets
+/// in every namespace the run reads (all namespaces when `namespaces` is
+/// empty), GET otherwise, or when the access review itself fails (GETs
+/// need the least RBAC). The choice and why are logged. `get` and `list`
+/// are returned as given: an explicit `list` that RBAC refuses still falls
+/// back to GETs namespace by namespace, with a warning.
+pub async fn choose_secret_reads(
+    client: &Client,
+    requested: SecretReads,
+    namespaces: &[String],
+) -> SecretReads {
+    if requested != SecretReads::Auto {
+        return requested;
+    }
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    for ns in scopes {
+        let why = match may(client, ns, "list", "", "secrets").await {
+            Ok(Access::Allowed) => continue,
+            Ok(Access::Denied(reason)) => format!("RBAC does not grant list on secrets ({reason})"),
+            Err(e) => format!("the access review failed ({e})"),
+        };
+        tracing::info!(
+            read_secrets = "get",
+            namespace = ns.unwrap_or("(all)"),
+            "--read-secrets auto: reading each Secret with a GET: {why}"
+        );
+        return SecretReads::Get;
+    }
+    tracing::info!(
+        read_secrets = "list",
+        "--read-secrets auto: listing Secrets by namespace (RBAC grants list on secrets)"
+    );
+    SecretReads::List
 }
 
 /// Reads the Secrets `names` of one namespace with paged LISTs: one request

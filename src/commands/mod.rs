@@ -241,10 +241,16 @@ async fn sync_inner(
     let (kube, vault) = connect(global, metrics).await?;
     let vault = vault.with_shutdown(shutdown.clone());
     let progress = Progress::detect(global.quiet);
+    let mut scope = scope(global, mode)?;
+    // prune reads no Secret: no access review for it.
+    if !matches!(mode, Mode::Prune(_)) {
+        scope.read_secrets =
+            k8s::choose_secret_reads(&kube, scope.read_secrets, &scope.namespaces).await;
+    }
     let engine = Engine {
         kube,
         vault,
-        scope: scope(global, mode)?,
+        scope,
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     };

@@ -13,6 +13,7 @@ use crate::core::ownership::DEFAULT_CLUSTER;
 use crate::core::plan::Plan;
 use crate::core::saved_plan::{self, Expect, Header, OptionsRecord, Pins, ScopeRecord};
 use crate::engine::{Engine, Scope};
+use crate::k8s;
 use crate::metrics::Metrics;
 use crate::render::progress::Progress;
 use crate::render::{self, Report};
@@ -123,6 +124,8 @@ pub(super) async fn run_plan(
     let (kube, vault) = connect(global, metrics).await?;
     let vault = vault.with_shutdown(shutdown.clone());
     let progress = Progress::detect(global.quiet);
+    let read_secrets =
+        k8s::choose_secret_reads(&kube, global.read_secrets, &global.namespaces).await;
     let engine = Engine {
         kube,
         vault,
@@ -135,7 +138,7 @@ pub(super) async fn run_plan(
             rules: path_rules(global)?,
             concurrency: usize::from(global.concurrency),
             batch_size: global.batch_size as usize,
-            read_secrets: global.read_secrets,
+            read_secrets,
             adopt: saved.options.adopt,
             prune: saved.options.prune,
             destroy: saved.options.destroy,

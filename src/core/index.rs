@@ -199,29 +199,45 @@ impl IndexError {
 /// error, since running on the rest would forget those paths for good.
 /// Also reads the first, one-key-per-path format.
 pub fn decode(location: &str, data: &BTreeMap<String, String>) -> Result<Index, IndexError> {
+    decode_owned(location, data.clone())
+}
+
+/// [`decode`], consuming what was read: each chunk's text is dropped once
+/// its entries are parsed, and each chunk's entries are appended to the
+/// index in bulk (full tree nodes: inserting sorted keys one by one leaves
+/// nodes about half empty), so a 100,000-path index costs a little over
+/// its decoded size at its peak, not that plus its text plus slack.
+fn decode_owned(location: &str, data: BTreeMap<String, String>) -> Result<Index, IndexError> {
     let mut index = Index::new();
     let mut bad = Vec::new();
-    let mut add = |label: &str, path: &str, value: &str| match parse_entry(path, value) {
-        Some((loc, entry)) => {
-            index.insert(loc, entry);
-        }
-        None => bad.push(label.to_owned()),
-    };
-    match data.get(FORMAT_KEY).map(String::as_str) {
+    let format = data.get(FORMAT_KEY).cloned();
+    match format.as_deref() {
         Some(FORMAT) => {
-            let (chunks, stray): (Vec<_>, Vec<_>) = data
-                .iter()
-                .filter(|(k, _)| k.as_str() != FORMAT_KEY)
-                .partition(|(k, _)| k.starts_with("entries-"));
-            for (key, chunk) in chunks {
+            let mut stray = Vec::new();
+            for (key, chunk) in data {
+                if key == FORMAT_KEY {
+                    continue;
+                }
+                if !key.starts_with("entries-") {
+                    stray.push(key);
+                    continue;
+                }
+                let mut part = Index::new();
                 for (n, line) in chunk.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
                     let path = serde_json::from_str::<Stored>(line)
                         .map(|s| s.path)
                         .unwrap_or_default();
-                    add(&format!("{key} line {}", n + 1), &path, line);
+                    match parse_entry(&path, line) {
+                        Some((loc, entry)) => {
+                            part.insert(loc, entry);
+                        }
+                        None => bad.push(format!("{key} line {}", n + 1)),
+                    }
                 }
+                drop(chunk);
+                index.append(&mut part);
             }
-            bad.extend(stray.into_iter().map(|(k, _)| k.clone()));
+            bad.extend(stray);
         }
         Some(other) => {
             return Err(IndexError::UnknownFormat {
@@ -230,8 +246,13 @@ pub fn decode(location: &str, data: &BTreeMap<String, String>) -> Result<Index, 
             });
         }
         None => {
-            for (path, value) in data {
-                add(path, path, value);
+            for (path, value) in &data {
+                match parse_entry(path, value) {
+                    Some((loc, entry)) => {
+                        index.insert(loc, entry);
+                    }
+                    None => bad.push(path.clone()),
+                }
             }
         }
     }
@@ -333,7 +354,7 @@ pub fn load(location: &str, cluster: &str, read: IndexRead) -> Result<Loaded, In
         None => false,
     };
     Ok(Loaded {
-        index: decode(location, &data)?,
+        index: decode_owned(location, data)?,
         version,
         marked,
     })

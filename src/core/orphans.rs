@@ -50,11 +50,64 @@ pub fn within_reach(loc: &KvLocation, prefix: Option<&str>) -> bool {
     }
 }
 
+/// The locations some workload wants this run, as orphan detection needs
+/// them: only "is this index entry wanted?" is ever asked.
+pub trait Wanted {
+    fn wants(&self, loc: &KvLocation) -> bool;
+}
+
+impl Wanted for BTreeSet<KvLocation> {
+    fn wants(&self, loc: &KvLocation) -> bool {
+        self.contains(loc)
+    }
+}
+
+/// The wanted locations of a run as 128-bit fingerprints: 16 bytes a path
+/// instead of a copy of each path (about 150 bytes with the set's nodes),
+/// so a run over 100,000 paths does not hold every path twice. A
+/// fingerprint collision (odds about n² / 2¹²⁹) can only make an orphan
+/// look wanted, so it is kept: never a wrong deletion.
+#[derive(Debug, Default, Clone)]
+pub struct WantedPaths(std::collections::HashSet<u128>);
+
+impl WantedPaths {
+    pub fn insert(&mut self, loc: &KvLocation) {
+        self.0.insert(fingerprint(loc));
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Wanted for WantedPaths {
+    fn wants(&self, loc: &KvLocation) -> bool {
+        self.0.contains(&fingerprint(loc))
+    }
+}
+
+/// Two SipHash digests with fixed, different keys (std's `DefaultHasher`
+/// is keyed with zeros; the second is salted), so the value is the same
+/// for a location throughout a run.
+fn fingerprint(loc: &KvLocation) -> u128 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut a = DefaultHasher::new();
+    loc.hash(&mut a);
+    let mut b = DefaultHasher::new();
+    0x5eed_u16.hash(&mut b);
+    loc.hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
 /// Index entries that may be orphans: this cluster's, in scope, not desired
 /// by this run, and whose owner is not held (failed or reconcile off).
 pub fn candidates(
     index: &Index,
-    desired: &BTreeSet<KvLocation>,
+    desired: &impl Wanted,
     held: &BTreeSet<Owner>,
     scope: &OrphanScope<'_>,
 ) -> Vec<(KvLocation, IndexEntry)> {
@@ -64,7 +117,7 @@ pub fn candidates(
             e.owner.cluster == scope.cluster
                 && scope.kinds.contains(&e.owner.kind)
                 && (scope.namespaces.is_empty() || scope.namespaces.contains(&e.owner.namespace))
-                && !desired.contains(*loc)
+                && !desired.wants(loc)
                 && !held.contains(&e.owner)
         })
         .map(|(l, e)| (l.clone(), e.clone()))
@@ -269,6 +322,23 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn wanted_paths_want_exactly_what_was_inserted() {
+        let mut wanted = WantedPaths::default();
+        for i in 0..1000 {
+            wanted.insert(&loc(&format!("app/{i}")));
+        }
+        assert_eq!(wanted.len(), 1000);
+        assert!((0..1000).all(|i| wanted.wants(&loc(&format!("app/{i}")))));
+        assert!(!(1000..2000).any(|i| wanted.wants(&loc(&format!("app/{i}")))));
+        // Same path on another KV version is another location.
+        let v1 = KvLocation {
+            version: KvVersion::V1,
+            ..loc("app/1")
+        };
+        assert!(!wanted.wants(&v1));
+    }
 
     static NO_RULES: PathRules = PathRules::new(Vec::new());
 

@@ -19,6 +19,7 @@ use crate::core::batch;
 use crate::core::desired::{self, SecretFetch};
 use crate::core::error_kind::ErrorKind;
 use crate::core::index::Index;
+use crate::core::orphans::WantedPaths;
 use crate::core::ownership::Owner;
 use crate::core::path_rules::PathRules;
 use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, Problem};
@@ -131,8 +132,8 @@ struct Bars<St> {
 }
 
 /// What one batch works on.
-struct Batch<'b, 'a, St> {
-    members: &'b [&'b Parsed<'a>],
+struct Batch<'b, St> {
+    members: &'b [&'b Parsed],
     mounts: &'b Mounts,
     bars: &'b Bars<St>,
     /// `run`: apply the batch's creates and updates.
@@ -169,7 +170,7 @@ struct Gathered {
     /// Owners whose existing paths must not be judged as orphans.
     held: BTreeSet<Owner>,
     /// Every location some Deployment wants.
-    desired: BTreeSet<KvLocation>,
+    desired: WantedPaths,
     /// `plan --out`: what each change was computed from (no values).
     pins: Pins,
 }
@@ -211,9 +212,17 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         pin: bool,
     ) -> Result<(Prepared, Pins), VaultError> {
         let clock = Clock::start();
-        let listing = self.list(progress).await;
+        let mut listing = self.list(progress).await;
         clock.phase("listing");
-        let (parsed, problems, mounts) = self.parse_and_locate(&listing.workloads).await;
+        let (parsed, problems, mounts) = self
+            .parse_and_locate(std::mem::take(&mut listing.workloads))
+            .await;
+        // Every workload listed, for the orphan phase: the parsed ones and
+        // those whose annotations did not parse (few), sorted to search.
+        let problem_owners: BTreeSet<Owner> = problems.iter().map(|p| p.owner.clone()).collect();
+        let mut listed: Vec<&Owner> = parsed.iter().map(|p| &p.owner).collect();
+        listed.extend(&problem_owners);
+        listed.sort_unstable();
         self.stop_if_fatal()?;
         clock.phase("mount lookups");
         let mut errors = Vec::new();
@@ -243,7 +252,13 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         gathered.changes.extend(parse_problems.changes);
         clock.phase("plan");
         let mut forget = self
-            .judge_orphans(&listing, index.as_ref(), &mut gathered, &mut errors)
+            .judge_orphans(
+                &listing,
+                &listed,
+                index.as_ref(),
+                &mut gathered,
+                &mut errors,
+            )
             .await;
         let (mut plan, write_failures) =
             Plan::from_rows(gathered.changes, gathered.write_failures, gathered.notes);
@@ -286,10 +301,10 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// path, auto-discovery derives it from the referenced Secrets' names),
     /// so each path is derived and located here, once; each batch's Secret
     /// reads and Vault reads then run at the same time.
-    async fn parse_and_locate<'a>(
+    async fn parse_and_locate(
         &self,
-        workloads: &'a [WorkloadView],
-    ) -> (Vec<Parsed<'a>>, Vec<Problem>, Mounts) {
+        workloads: Vec<WorkloadView>,
+    ) -> (Vec<Parsed>, Vec<Problem>, Mounts) {
         let (mut parsed, raw_paths, problems) = self.parse(workloads);
         let mounts = self.look_up_mounts(raw_paths.iter().flatten()).await;
         for (p, raw) in parsed.iter_mut().zip(&raw_paths) {
@@ -297,7 +312,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             p.locations = raw
                 .iter()
                 .filter_map(|raw| mounts.locate(raw).and_then(Result::ok))
-                .filter(|l| self.allowed(&p.workload.namespace, l).is_ok())
+                .filter(|l| self.allowed(p.namespace(), l).is_ok())
                 .collect();
         }
         (parsed, problems, mounts)
@@ -328,7 +343,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     #[allow(clippy::too_many_arguments)]
     async fn plan_batches(
         &self,
-        parsed: &[Parsed<'_>],
+        parsed: &[Parsed],
         mounts: &Mounts,
         index: &mut Option<IndexState>,
         errors: &mut Vec<(ErrorKind, String)>,
@@ -351,7 +366,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let bars = Bars {
             secrets: progress.bar(
                 "reading Secrets",
-                parsed.iter().map(|p| p.secrets.len() as u64).sum(),
+                parsed.iter().map(|p| p.secrets().count() as u64).sum(),
             ),
             vault: progress.bar("reading Vault", paths),
             writes: progress.growing("writing Vault", if writes { paths } else { 0 }),
@@ -394,7 +409,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// writes. Returns the paths and Secret bytes it held.
     async fn plan_batch<St: Stage>(
         &self,
-        batch: Batch<'_, '_, St>,
+        batch: Batch<'_, St>,
         index: &mut Option<IndexState>,
         errors: &mut Vec<(ErrorKind, String)>,
         gathered: &mut Gathered,
@@ -402,11 +417,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let members = batch.members;
         let wanted: BTreeSet<(String, String)> = members
             .iter()
-            .flat_map(|p| {
-                p.secrets
-                    .iter()
-                    .map(|s| (p.workload.namespace.clone(), s.clone()))
-            })
+            .flat_map(|p| p.secrets().map(|s| (p.namespace().to_owned(), s)))
             .collect();
         let locations: BTreeSet<KvLocation> = members
             .iter()
@@ -470,6 +481,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     async fn judge_orphans(
         &self,
         listing: &Listing,
+        listed: &[&Owner],
         index: Option<&IndexState>,
         gathered: &mut Gathered,
         errors: &mut Vec<(ErrorKind, String)>,
@@ -496,11 +508,6 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 .filter(|c| matches!(c.action, Action::Error { .. } | Action::Conflict { .. }))
                 .map(|c| c.owner.clone()),
         );
-        let listed: BTreeSet<Owner> = listing
-            .workloads
-            .iter()
-            .map(|w| Owner::of(w.kind, &self.scope.cluster, &w.namespace, &w.name))
-            .collect();
         // Only owners of a kind listed in full this run are judged.
         let judged: Vec<Kind> = self
             .scope
@@ -510,7 +517,13 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .filter(|k| !listing.incomplete.contains(k))
             .collect();
         let findings = self
-            .find_orphans(&state.index, desired, held, &listed, &judged)
+            .find_orphans(
+                &state.index,
+                desired,
+                held,
+                &|o: &Owner| listed.binary_search(&o).is_ok(),
+                &judged,
+            )
             .await;
         changes.extend(findings.changes);
         gathered.pins.deletes.extend(findings.pins);
@@ -531,10 +544,10 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let mut problems = Vec::new();
         for p in members {
             let secrets = NamespaceSecrets {
-                namespace: &p.workload.namespace,
+                namespace: p.namespace(),
                 all: fetched,
             };
-            let outcome = desired::desire(&p.owner, &p.spec, &p.workload.references, &secrets);
+            let outcome = desired::desire(&p.owner, &p.spec, &p.references, &secrets);
             if outcome.hold_existing {
                 gathered.held.insert(p.owner.clone());
             }
@@ -556,9 +569,9 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 }));
             for d in outcome.paths {
                 match mounts.resolve(d) {
-                    Ok(l) => match self.allowed(&p.workload.namespace, &l.location) {
+                    Ok(l) => match self.allowed(p.namespace(), &l.location) {
                         Ok(()) => {
-                            gathered.desired.insert(l.location.clone());
+                            gathered.desired.insert(&l.location);
                             located.push(l);
                         }
                         Err(reason) => gathered.changes.push(Change {

@@ -302,9 +302,9 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     pub async fn find_orphans(
         &self,
         index: &Index,
-        desired: &BTreeSet<KvLocation>,
+        desired: &impl orphans::Wanted,
         held: &BTreeSet<Owner>,
-        listed: &BTreeSet<Owner>,
+        listed: &impl Fn(&Owner) -> bool,
         kinds: &[Kind],
     ) -> OrphanFindings {
         let scope = OrphanScope {
@@ -330,7 +330,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 {
                     Ok(WorkloadState::Gone) => OwnerState::Gone,
                     Ok(WorkloadState::Exists { annotated: false }) => OwnerState::NotAnnotated,
-                    Ok(WorkloadState::Exists { annotated: true }) if listed.contains(&owner) => {
+                    Ok(WorkloadState::Exists { annotated: true }) if listed(&owner) => {
                         OwnerState::Listed
                     }
                     Ok(WorkloadState::Exists { annotated: true }) => OwnerState::OutOfScope,

@@ -13,19 +13,37 @@ use crate::core::desired::{self, SecretFetch};
 use crate::core::error_kind::ErrorKind;
 use crate::core::ownership::Owner;
 use crate::core::plan::{Located, Observed, Problem};
+use crate::core::references::SecretReference;
 use crate::core::vault_path::{self, KvLocation, MountTable};
 use crate::k8s;
 use crate::vault::VaultError;
 
-/// One annotated workload after parsing, before any Secret is read.
-pub(super) struct Parsed<'a> {
+/// One annotated workload after parsing, before any Secret is read. It
+/// owns what the run needs of the listed workload (the listing itself is
+/// dropped once parsed, so memory per workload is this and no more).
+pub(super) struct Parsed {
     pub owner: Owner,
     pub spec: annotations::SyncSpec,
-    pub workload: &'a k8s::WorkloadView,
-    /// Secrets to read (none when reconcile is off).
-    pub secrets: Vec<String>,
+    /// The Secrets its pod template references.
+    pub references: Vec<SecretReference>,
     /// Locations it can want, for the Vault reads and for batching.
     pub locations: Vec<KvLocation>,
+}
+
+impl Parsed {
+    pub fn namespace(&self) -> &str {
+        &self.owner.namespace
+    }
+
+    /// Secrets to read (none when reconcile is off). Derived when a batch
+    /// needs them rather than kept for every workload of the run.
+    pub fn secrets(&self) -> impl Iterator<Item = String> + '_ {
+        let on = self.spec.reconcile != annotations::Reconcile::Off;
+        on.then(|| desired::required_secrets(&self.spec, &self.references))
+            .into_iter()
+            .flatten()
+            .map(|r| r.name)
+    }
 }
 
 /// The mounts of every wanted path, looked up once per run.
@@ -88,10 +106,11 @@ impl Mounts {
 impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// Parses each listed Deployment's annotations: the annotated ones,
     /// the raw paths each can want (same order), and the annotation errors.
-    pub(super) fn parse<'a>(
+    /// Consumes the listing: each view is dropped as soon as it is parsed.
+    pub(super) fn parse(
         &self,
-        workloads: &'a [k8s::WorkloadView],
-    ) -> (Vec<Parsed<'a>>, Vec<Vec<String>>, Vec<Problem>) {
+        workloads: Vec<k8s::WorkloadView>,
+    ) -> (Vec<Parsed>, Vec<Vec<String>>, Vec<Problem>) {
         let mut parsed = Vec::new();
         let mut raw_paths_of = Vec::new();
         let mut problems = Vec::new();
@@ -105,20 +124,16 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                         .with_label_values(&[d.namespace.as_str(), d.name.as_str()])
                         .set(refs.len() as i64);
                     // Reconcile "off": nothing is read, its paths are held.
-                    let (raw_paths, secrets) = if spec.reconcile == annotations::Reconcile::Off {
-                        (Vec::new(), Vec::new())
+                    let raw_paths = if spec.reconcile == annotations::Reconcile::Off {
+                        Vec::new()
                     } else {
-                        (
-                            desired::wanted_paths(&spec, &d.references),
-                            refs.into_iter().map(|r| r.name).collect(),
-                        )
+                        desired::wanted_paths(&spec, &d.references)
                     };
                     raw_paths_of.push(raw_paths);
                     parsed.push(Parsed {
                         owner,
                         spec,
-                        workload: d,
-                        secrets,
+                        references: d.references,
                         locations: Vec::new(),
                     });
                 }

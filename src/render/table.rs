@@ -91,6 +91,9 @@ fn list(keys: &[String]) -> String {
     }
 }
 
+/// Rows shown besides errors, conflicts, refusals and failures.
+const MAX_ORDINARY_ROWS: usize = 1000;
+
 pub fn render(report: &Report<'_>, colour: bool) -> String {
     let plan = report.plan;
     let mut table = Table::new();
@@ -114,12 +117,29 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
         );
     }
     let mut rows = 0;
+    let mut ordinary = 0;
+    let mut hidden = 0;
     for (i, change) in plan.changes.iter().enumerate() {
         if change.action == Action::Unchanged && !report.show_unchanged {
             continue;
         }
-        let (sym, color) = symbol(&change.action);
         let failed = report.applied.and_then(|a| a.get(&i));
+        // Rows that need someone's attention are always shown; the others
+        // are bounded, since a table holds every cell in memory until it
+        // is printed (100,000 creates would cost more than the run).
+        let attention = failed.is_some()
+            || matches!(
+                change.action,
+                Action::Error { .. } | Action::Conflict { .. } | Action::Refused { .. }
+            );
+        if !attention {
+            if ordinary == MAX_ORDINARY_ROWS {
+                hidden += 1;
+                continue;
+            }
+            ordinary += 1;
+        }
+        let (sym, color) = symbol(&change.action);
         let (action, detail) = match failed {
             Some(e) if e.kind() == ErrorKind::Stale => {
                 (format!("{} STALE", change.action.name()), e.to_string())
@@ -145,6 +165,12 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
     let mut out = String::new();
     if rows > 0 {
         let _ = writeln!(out, "{table}");
+    }
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "... and {hidden} more changes not shown (the summary below counts them; -o json lists every change)."
+        );
     }
     for (_, message) in report.errors {
         let _ = writeln!(out, "! {}", printable(message));
@@ -206,7 +232,58 @@ fn count_failed(report: &Report<'_>, pred: impl Fn(&Action) -> bool) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::*;
+    use crate::core::ownership::Owner;
+    use crate::core::plan::{Change, Plan};
+
+    fn change(i: usize, action: Action) -> Change {
+        Change {
+            path: format!("secret/app-{i:05}"),
+            location: None,
+            owner: Owner::new("default", "shop", format!("app-{i:05}")),
+            action,
+            write: None,
+            preserve_on_delete: false,
+        }
+    }
+
+    #[test]
+    fn a_long_table_is_bounded_but_every_error_is_shown() {
+        let extra = 5;
+        let mut changes: Vec<Change> = (0..MAX_ORDINARY_ROWS + extra)
+            .map(|i| {
+                change(
+                    i,
+                    Action::Create {
+                        keys: vec!["K".into()],
+                    },
+                )
+            })
+            .collect();
+        changes.push(change(
+            MAX_ORDINARY_ROWS + extra,
+            Action::Conflict {
+                reason: "owned by someone else".into(),
+            },
+        ));
+        let plan = Plan {
+            changes,
+            notes: Vec::new(),
+        };
+        let report = Report {
+            command: "plan",
+            plan: &plan,
+            errors: &[],
+            applied: None,
+            show_unchanged: false,
+        };
+        let out = render(&report, false);
+        assert!(out.contains("app-00000"));
+        assert!(!out.contains(&format!("app-{:05}", MAX_ORDINARY_ROWS)));
+        assert!(out.contains(&format!("app-{:05}", MAX_ORDINARY_ROWS + extra)));
+        assert!(out.contains(&format!("... and {extra} more changes not shown")));
+        assert!(out.contains(&format!("Plan: {} to create", MAX_ORDINARY_ROWS + extra)));
+    }
 
     #[test]
     fn control_characters_are_escaped() {

@@ -579,6 +579,19 @@ def evaluate(runs):
                 f"{big['peak_rss_bytes'] / 1048576:.1f} MiB at {big['paths']} paths ({big['name']}) = {grow:.1f} x; "
                 f"{(big['peak_rss_bytes'] - peak) / (big['paths'] - small[0]['paths']) / 1024:.1f} KiB per extra path",
             )
+    # Issue #19: at the scaled run's size, every run kind within the
+    # CronJob's 128 MiB limit with room to spare, and cold/drift near the floor.
+    scaled = [r for r in runs if r["name"].startswith("scale")]
+    if scaled:
+        big = max(scaled, key=lambda r: r["peak_rss_bytes"])
+        add(
+            f"peak RSS <= 64 MiB at {big['paths']} paths (every scale-* run)",
+            big["peak_rss_bytes"] <= 64 * 1048576,
+            f"{big['peak_rss_bytes'] / 1048576:.1f} MiB ({big['name']})",
+        )
+        for name in ("scale-cold", "scale-drift"):
+            if name in by and by[name].get("ratio") is not None:
+                add(f"{name} wall <= 1.3 x floor", by[name]["ratio"] <= 1.3, f"{by[name]['ratio']} x")
     return t
 
 

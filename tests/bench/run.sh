@@ -21,6 +21,17 @@
 #   SCALE_DEPLOYMENTS [10000] (0: skip)  SCALE_NAMESPACES [20]
 #   SCALE_SEED_BUDGET [300] seconds: seeding stops after the namespace that
 #     exceeds it, and the scaled run uses what was seeded
+#   SCALE_ONLY [0]  1: only the scaled runs (no default scenario, sweep or
+#     heavy runs; the default scenario's namespaces are the scaled ones')
+#   SCALE_RUNS ["cold noop drift noop-list"]  which scale-* runs to make
+#     (noop-list also needs READ_SECRETS_LIST=1; without cold, Vault must
+#     already hold the synced paths: SCALE_REUSE=1 after a BENCH_KEEP=1 run)
+#   BENCH_FLOOR [1]  0: skip the floor runs (ratio and floor_s null); only
+#     when the time for them is not there, e.g. peak RSS at 100,000 paths
+#   SCALE_REUSE [0]  1: keep the Kubernetes objects a previous scaled run
+#     left (BENCH_KEEP=1) instead of emptying and re-seeding them; Vault is
+#     still cleaned, so scale-cold starts empty. Seeding 100,000 paths takes
+#     longer than the runs it feeds.
 #   READ_SECRETS_LIST [1]  1: also measure cold, no-op and scaled no-op with
 #     --read-secrets list (runs cold-list, noop-list, scale-noop-list)
 #   HEAVY_VALUE_BYTES [8192] (0: skip)  value length of the heavy-values
@@ -32,6 +43,8 @@
 #     [0 = OpenBao's default of 1000 strings per request body; -1 = no limit]
 #   BENCH_KEEP [0]  1: leave the bench namespaces and Vault paths in place
 #   BENCH_SKIP_BUILD [0]  1: use the binaries already in target/release
+#   BENCH_BIN [target/release/vault-sync]  the vault-sync binary measured
+#     (e.g. a copy of an earlier build, for before/after on the same data)
 #   BENCH_OUT [target/bench]  where report.json, runs.jsonl and work/ go
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -51,6 +64,10 @@ SWEEP_REPEATS="${SWEEP_REPEATS:-1}"
 SCALE_DEPLOYMENTS="${SCALE_DEPLOYMENTS:-10000}"
 SCALE_NAMESPACES="${SCALE_NAMESPACES:-20}"
 SCALE_SEED_BUDGET="${SCALE_SEED_BUDGET:-300}"
+SCALE_ONLY="${SCALE_ONLY:-0}"
+SCALE_REUSE="${SCALE_REUSE:-0}"
+SCALE_RUNS="${SCALE_RUNS:-cold noop drift noop-list}"
+BENCH_FLOOR="${BENCH_FLOOR:-1}"
 READ_SECRETS_LIST="${READ_SECRETS_LIST:-1}"
 HEAVY_VALUE_BYTES="${HEAVY_VALUE_BYTES:-8192}"
 BENCH_KEEP="${BENCH_KEEP:-0}"
@@ -60,7 +77,7 @@ BENCH_JSON_STRINGS="${BENCH_JSON_STRINGS:-0}"
 OUT="${BENCH_OUT:-$ROOT/target/bench}"
 WORK="$OUT/work"
 RUNS="$OUT/runs.jsonl"
-BIN="$ROOT/target/release/vault-sync"
+BIN="${BENCH_BIN:-$ROOT/target/release/vault-sync}"
 FLOOR="$ROOT/target/release/examples/floor"
 PY=(python3 "$ROOT/tests/bench/bench.py")
 SYNC_NAME=vsbench-sync   # token display names: the audit log is filtered
@@ -72,6 +89,7 @@ die() {
   exit 1
 }
 now() { echo "$EPOCHREALTIME"; }
+to_floor() { sed "s#^clusters/$CLUSTER/#floor/#" "$1"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 [ -x /usr/bin/time ] || {
@@ -219,10 +237,16 @@ measure() {
   fcpu0="$("${PY[@]}" cpu)"
   ft0="$(now)"
   set +e
-  /usr/bin/time -f '%M %U %S' -o "$WORK/ftime.txt" env VAULT_TOKEN="$FLOOR_TOKEN" \
-    "$FLOOR" "$fmode" --paths "$fpaths" "${subset_args[@]}" --concurrency "$conc" \
-    --keys "$KEYS" --value-bytes "$VALUE_BYTES" >"$WORK/floor.json" 2>"$WORK/floor.err"
-  frc=$?
+  if [ "$BENCH_FLOOR" = 1 ]; then
+    /usr/bin/time -f '%M %U %S' -o "$WORK/ftime.txt" env VAULT_TOKEN="$FLOOR_TOKEN" \
+      "$FLOOR" "$fmode" --paths "$fpaths" "${subset_args[@]}" --concurrency "$conc" \
+      --keys "$KEYS" --value-bytes "$VALUE_BYTES" >"$WORK/floor.json" 2>"$WORK/floor.err"
+    frc=$?
+  else
+    echo '0 0 0' >"$WORK/ftime.txt"
+    echo '{}' >"$WORK/floor.json"
+    frc=0
+  fi
   set -e
   ft1="$(now)"
   fcpu1="$("${PY[@]}" cpu)"
@@ -234,7 +258,8 @@ measure() {
 
   jq -cn \
     --arg name "$name" --argjson paths "$paths" --argjson conc "$conc" --arg sargs "${sargs[*]}" \
-    --argjson wall "$(secs "$t0" "$t1")" --argjson floor "$(secs "$ft0" "$ft1")" \
+    --argjson wall "$(secs "$t0" "$t1")" \
+    --argjson floor "$([ "$BENCH_FLOOR" = 1 ] && secs "$ft0" "$ft1" || echo null)" \
     --argjson rss "$((rss_kb * 1024))" --argjson rc "$rc" \
     --argjson frss "$((frss_kb * 1024))" --argjson frc "$frc" \
     --argjson tcpu "$tool_cpu" --argjson fcpu "$floor_cpu" \
@@ -294,6 +319,17 @@ kube_estimate_list() {
 # --- default scenario ------------------------------------------------------------
 
 T_START="$(now)"
+if [ "$SCALE_ONLY" = 1 ]; then
+  log "SCALE_ONLY=1: skipping the default scenario"
+  jq -n --arg version "$("$BIN" --version)" --arg cores "$(nproc)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+    --arg bao "$(curl -s --noproxy '*' "$VAULT_ADDR/v1/sys/health" | jq -r .version)" \
+    --argjson keys "$KEYS" --argjson vb "$VALUE_BYTES" --arg cluster "$CLUSTER" --argjson conc "$CONCURRENCY" \
+    --argjson reps "$REPEATS" --arg vault_note "$VAULT_NOTE" '{
+      description: "scaled runs only (SCALE_ONLY=1)", keys_per_secret: $keys, value_bytes: $vb,
+      cluster_name: $cluster, concurrency: $conc, repeats: $reps, vault: $vault_note,
+      vault_sync_version: $version, openbao_version: $bao, host_cores: $cores,
+      load_average_at_start: $load, date: (now | todate)}' >"$WORK/scenario.json"
+else
 log "cleaning: bench namespaces and Vault paths (clusters/$CLUSTER/, bench/, floor/, index)"
 "${PY[@]}" clean
 vault_clean
@@ -306,7 +342,7 @@ log "seeded: $SEEDED"
 N_PATHS="$(wc -l <"$WORK/paths.txt")"
 N_DEPLOY=$((NAMESPACES * DEPLOYMENTS))
 N_SECRETS=$((N_DEPLOY * SECRETS_PER_DEPLOYMENT))
-to_floor() { sed "s#^clusters/$CLUSTER/#floor/#" "$1"; }
+
 
 jq -n --argjson seeded "$SEEDED" \
   --arg version "$("$BIN" --version)" --arg cores "$(nproc)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
@@ -421,16 +457,26 @@ if [ "$HEAVY_VALUE_BYTES" -gt 0 ]; then
   done
 fi
 
+fi # SCALE_ONLY
+
 # --- scaled run ------------------------------------------------------------------
 
 if [ "$SCALE_DEPLOYMENTS" -gt 0 ]; then
   s_ns="$SCALE_NAMESPACES"
   s_dep=$(((SCALE_DEPLOYMENTS + s_ns - 1) / s_ns))
-  log "scaled run: cleaning, then seeding $s_ns x $s_dep Deployments (budget ${SCALE_SEED_BUDGET}s)"
-  "${PY[@]}" clean
-  vault_clean
-  S_SEEDED="$(NAMESPACES="$s_ns" DEPLOYMENTS="$s_dep" "${PY[@]}" seed --budget "$SCALE_SEED_BUDGET")"
-  log "seeded: $S_SEEDED"
+  scale_has() { [[ " $SCALE_RUNS " == *" $1 "* ]]; }
+  # Without cold, the runs start from what a kept run synced.
+  if scale_has cold || [ "$SCALE_REUSE" != 1 ]; then vault_clean; fi
+  if [ "$SCALE_REUSE" = 1 ] && [ -s "$ROOT/target/bench-scale-seeded.json" ]; then
+    S_SEEDED="$(jq -c '. + {reused: true}' "$ROOT/target/bench-scale-seeded.json")"
+    log "scaled run: reusing the objects seeded before: $S_SEEDED"
+  else
+    log "scaled run: cleaning, then seeding $s_ns x $s_dep Deployments (budget ${SCALE_SEED_BUDGET}s)"
+    "${PY[@]}" clean
+    S_SEEDED="$(NAMESPACES="$s_ns" DEPLOYMENTS="$s_dep" "${PY[@]}" seed --budget "$SCALE_SEED_BUDGET")"
+    printf '%s\n' "$S_SEEDED" >"$ROOT/target/bench-scale-seeded.json"
+    log "seeded: $S_SEEDED"
+  fi
   s_ns="$(jq -r .namespaces <<<"$S_SEEDED")"
   NAMESPACES="$s_ns" DEPLOYMENTS="$s_dep" "${PY[@]}" paths >"$WORK/s-paths.txt"
   NAMESPACES="$s_ns" DEPLOYMENTS="$s_dep" "${PY[@]}" paths --prefix floor/ >"$WORK/s-floor-paths.txt"
@@ -441,12 +487,23 @@ if [ "$SCALE_DEPLOYMENTS" -gt 0 ]; then
   jq --argjson s "$S_SEEDED" --argjson p "$s_paths" \
     '. + {scaled: ($s + {paths: $p, requested_deployments: '"$SCALE_DEPLOYMENTS"'})}' \
     "$WORK/scenario.json" >"$WORK/scenario.tmp" && mv "$WORK/scenario.tmp" "$WORK/scenario.json"
-  measure scale-cold "$s_paths" create "$WORK/s-floor-paths.txt" "" "$CONCURRENCY" "$S_EST"
-  for r in $(seq 1 "$REPEATS"); do
+  if scale_has cold; then
+    measure scale-cold "$s_paths" create "$WORK/s-floor-paths.txt" "" "$CONCURRENCY" "$S_EST"
+  fi
+  scale_has noop && for r in $(seq 1 "$REPEATS"); do
     measure scale-noop "$s_paths" read "$WORK/s-paths.txt" "" "$CONCURRENCY" \
       "$(jq -c --argjson r "$r" '. + {repeat: $r}' <<<"$S_EST")"
   done
-  if [ "$READ_SECRETS_LIST" = 1 ]; then
+  # scale-drift: every 10th Secret changes (round numbers apart from the
+  # default drift's, so each run writes new values).
+  scale_has drift && for r in $(seq 1 "$REPEATS"); do
+    NAMESPACES="$s_ns" DEPLOYMENTS="$s_dep" "${PY[@]}" drift --round $((100 + r)) >"$WORK/s-changed.txt"
+    to_floor "$WORK/s-changed.txt" >"$WORK/s-floor-changed.txt"
+    measure scale-drift "$s_paths" update "$WORK/s-floor-paths.txt" "$WORK/s-floor-changed.txt" "$CONCURRENCY" \
+      "$(jq -c --argjson r "$r" --argjson n "$(wc -l <"$WORK/s-changed.txt")" \
+        '. + {repeat: $r, changed: $n}' <<<"$S_EST")"
+  done
+  if [ "$READ_SECRETS_LIST" = 1 ] && scale_has noop-list; then
     for r in $(seq 1 "$REPEATS"); do
       measure scale-noop-list "$s_paths" read "$WORK/s-paths.txt" "" "$CONCURRENCY" \
         "$(jq -c --argjson r "$r" '. + {repeat: $r}' <<<"$S_EST_LIST")" "$LIST_ARGS"

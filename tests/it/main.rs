@@ -32,6 +32,7 @@ mod orphans;
 mod output;
 mod ownership;
 mod saved_plans;
+mod scale;
 mod stack;
 mod sync;
 mod vault;
