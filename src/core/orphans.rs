@@ -5,6 +5,7 @@
 //! own metadata says *now*. Anything uncertain is kept.
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow::{self, Break, Continue};
 
 use super::error_kind::ErrorKind;
 use super::index::{Index, IndexEntry};
@@ -172,50 +173,28 @@ pub fn judge(
     scope: &OrphanScope<'_>,
     destroy: bool,
 ) -> Verdict {
-    if !within_reach(loc, scope.prefix) {
-        let reach = match scope.prefix {
-            Some(name) => format!("clusters/{name}/ in its mount"),
-            None => format!(
-                "the unnamed cluster writes neither in {}/ nor, on KV v1, under clusters/",
-                vault_path::INDEX_FOLDER
-            ),
-        };
-        return refused(format!(
-            "the index lists it, but it is outside what this cluster can have written ({reach}); not deleted, dropped from the index"
-        ));
+    match judge_steps(loc, entry, owner, path, scope, destroy) {
+        Continue(verdict) | Break(verdict) => verdict,
     }
-    let why_orphan = match owner {
-        OwnerState::Gone => format!("{} no longer exists", entry.owner.describe()),
-        OwnerState::NotAnnotated => format!(
-            "{} no longer has vault-sync.io/path",
-            entry.owner.describe()
-        ),
-        OwnerState::Listed => format!("{} no longer wants this path", entry.owner.describe()),
-        OwnerState::OutOfScope => {
-            return Verdict {
-                action: None,
-                forget: false,
-            };
-        }
-        OwnerState::Unknown(e) => {
-            return Verdict {
-                action: Some(Action::Error {
-                    kind: ErrorKind::Unreachable,
-                    message: format!(
-                        "cannot confirm that {} is gone, so {loc} is kept: {e}",
-                        entry.owner.describe()
-                    ),
-                    secret: None,
-                }),
-                forget: false,
-            };
-        }
-    };
+}
+
+/// [`judge`]'s rules in order; each step either lets the path through to
+/// the next or stops with its verdict (`Break`).
+fn judge_steps(
+    loc: &KvLocation,
+    entry: &IndexEntry,
+    owner: &OwnerState,
+    path: &PathState,
+    scope: &OrphanScope<'_>,
+    destroy: bool,
+) -> ControlFlow<Verdict, Verdict> {
+    within_this_clusters_reach(loc, scope)?;
+    let why_orphan = why_orphan(loc, entry, owner)?;
     if let Err(reason) = scope
         .rules
         .allows(&entry.owner.namespace, loc, scope.prefix)
     {
-        return Verdict {
+        return Break(Verdict {
             action: Some(Action::Refused {
                 reason: format!(
                     "{reason}; an orphan there is not deleted while the rules exclude it (kept in the index)"
@@ -223,76 +202,21 @@ pub fn judge(
                 kind: Some(ErrorKind::OutsideAllowedPaths),
             }),
             forget: false,
-        };
+        });
     }
-    let mut unmarked_version = None;
-    let preserve_from_metadata = match path {
-        PathState::Missing
-        | PathState::Metadata(PathMetadata {
-            current_deleted: true,
-            ..
-        }) => {
-            return Verdict {
-                action: None,
-                forget: true,
-            };
-        }
-        PathState::Unknown(e) => {
-            return Verdict {
-                action: Some(Action::Error {
-                    kind: ErrorKind::Unknown,
-                    message: format!("cannot read the metadata of {loc}, so it is kept: {e}"),
-                    secret: None,
-                }),
-                forget: false,
-            };
-        }
-        PathState::NoMetadata => entry.preserve_on_delete,
-        PathState::Metadata(md) => match ownership::read(&md.custom_metadata) {
-            Ownership::VaultSync {
-                owner: marked,
-                preserve_on_delete,
-            } if marked == entry.owner => preserve_on_delete || entry.preserve_on_delete,
-            Ownership::VaultSync { owner: marked, .. } => {
-                return refused(format!(
-                    "the index says {} owns it, but its metadata names {marked}; not deleted, dropped from the index",
-                    entry.owner
-                ));
-            }
-            Ownership::OtherManager(manager) => {
-                return refused(format!(
-                    "the index lists it, but it is managed by {manager:?} (custom_metadata managed-by); not deleted, dropped from the index"
-                ));
-            }
-            // Our write whose marker never landed, untouched since.
-            Ownership::Unowned if entry.written == Some(md.current_version) => {
-                unmarked_version = entry.written;
-                entry.preserve_on_delete
-            }
-            Ownership::Unowned if entry.written.is_some() => {
-                return refused(format!(
-                    "vault-sync wrote version {} without its ownership marker, and the path is now at version {}: someone else wrote it since; not deleted, dropped from the index",
-                    entry.written.unwrap_or_default(),
-                    md.current_version
-                ));
-            }
-            Ownership::Unowned | Ownership::Malformed => {
-                return refused(
-                    "the index lists it, but its metadata has no vault-sync owner marker; not deleted, dropped from the index"
-                        .into(),
-                );
-            }
-        },
-    };
-    if preserve_from_metadata {
-        return Verdict {
+    let Marked {
+        preserve,
+        unmarked_version,
+    } = still_ours(loc, entry, path)?;
+    if preserve {
+        return Continue(Verdict {
             action: Some(Action::Keep {
                 reason: format!(
                     "{why_orphan}; preserve-on-delete is set, so it stays in Vault (dropped from the index)"
                 ),
             }),
             forget: true,
-        };
+        });
     }
     let hard = loc.version == KvVersion::V1;
     let how = match (hard, destroy) {
@@ -300,13 +224,141 @@ pub fn judge(
         (false, true) => "--destroy: all versions and metadata removed",
         (false, false) => "soft delete of the current version; undo with `vault kv undelete`",
     };
-    Verdict {
+    Continue(Verdict {
         action: Some(Action::Delete {
             reason: format!("{why_orphan} ({how})"),
             destroy: destroy || hard,
             unmarked_version,
         }),
         forget: true,
+    })
+}
+
+/// An index entry outside what this cluster can have written is never
+/// deleted (a forged or foreign entry), only dropped.
+fn within_this_clusters_reach(
+    loc: &KvLocation,
+    scope: &OrphanScope<'_>,
+) -> ControlFlow<Verdict, ()> {
+    if within_reach(loc, scope.prefix) {
+        return Continue(());
+    }
+    let reach = match scope.prefix {
+        Some(name) => format!("clusters/{name}/ in its mount"),
+        None => format!(
+            "the unnamed cluster writes neither in {}/ nor, on KV v1, under clusters/",
+            vault_path::INDEX_FOLDER
+        ),
+    };
+    Break(refused(format!(
+        "the index lists it, but it is outside what this cluster can have written ({reach}); not deleted, dropped from the index"
+    )))
+}
+
+/// Why the path is an orphan, from its owner's state; an owner out of
+/// scope or not known to be gone stops here.
+fn why_orphan(
+    loc: &KvLocation,
+    entry: &IndexEntry,
+    owner: &OwnerState,
+) -> ControlFlow<Verdict, String> {
+    match owner {
+        OwnerState::Gone => Continue(format!("{} no longer exists", entry.owner.describe())),
+        OwnerState::NotAnnotated => Continue(format!(
+            "{} no longer has vault-sync.io/path",
+            entry.owner.describe()
+        )),
+        OwnerState::Listed => Continue(format!(
+            "{} no longer wants this path",
+            entry.owner.describe()
+        )),
+        OwnerState::OutOfScope => Break(Verdict {
+            action: None,
+            forget: false,
+        }),
+        OwnerState::Unknown(e) => Break(Verdict {
+            action: Some(Action::Error {
+                kind: ErrorKind::Unreachable,
+                message: format!(
+                    "cannot confirm that {} is gone, so {loc} is kept: {e}",
+                    entry.owner.describe()
+                ),
+                secret: None,
+            }),
+            forget: false,
+        }),
+    }
+}
+
+/// What the path's own metadata says, read just before deleting.
+struct Marked {
+    /// preserve-on-delete, from the marker or the index.
+    preserve: bool,
+    /// Our write whose marker never landed, untouched since: its version.
+    unmarked_version: Option<u64>,
+}
+
+/// The path still exists and is still the index entry owner's, by its
+/// marker (or, unmarked, by the version our write produced).
+fn still_ours(
+    loc: &KvLocation,
+    entry: &IndexEntry,
+    path: &PathState,
+) -> ControlFlow<Verdict, Marked> {
+    let marked = |preserve| Marked {
+        preserve,
+        unmarked_version: None,
+    };
+    match path {
+        PathState::Missing
+        | PathState::Metadata(PathMetadata {
+            current_deleted: true,
+            ..
+        }) => Break(Verdict {
+            action: None,
+            forget: true,
+        }),
+        PathState::Unknown(e) => Break(Verdict {
+            action: Some(Action::Error {
+                kind: ErrorKind::Unknown,
+                message: format!("cannot read the metadata of {loc}, so it is kept: {e}"),
+                secret: None,
+            }),
+            forget: false,
+        }),
+        PathState::NoMetadata => Continue(marked(entry.preserve_on_delete)),
+        PathState::Metadata(md) => match ownership::read(&md.custom_metadata) {
+            Ownership::VaultSync {
+                owner: marked_owner,
+                preserve_on_delete,
+            } if marked_owner == entry.owner => {
+                Continue(marked(preserve_on_delete || entry.preserve_on_delete))
+            }
+            Ownership::VaultSync {
+                owner: marked_owner,
+                ..
+            } => Break(refused(format!(
+                "the index says {} owns it, but its metadata names {marked_owner}; not deleted, dropped from the index",
+                entry.owner
+            ))),
+            Ownership::OtherManager(manager) => Break(refused(format!(
+                "the index lists it, but it is managed by {manager:?} (custom_metadata managed-by); not deleted, dropped from the index"
+            ))),
+            // Our write whose marker never landed, untouched since.
+            Ownership::Unowned if entry.written == Some(md.current_version) => Continue(Marked {
+                preserve: entry.preserve_on_delete,
+                unmarked_version: entry.written,
+            }),
+            Ownership::Unowned if entry.written.is_some() => Break(refused(format!(
+                "vault-sync wrote version {} without its ownership marker, and the path is now at version {}: someone else wrote it since; not deleted, dropped from the index",
+                entry.written.unwrap_or_default(),
+                md.current_version
+            ))),
+            Ownership::Unowned | Ownership::Malformed => Break(refused(
+                "the index lists it, but its metadata has no vault-sync owner marker; not deleted, dropped from the index"
+                    .into(),
+            )),
+        },
     }
 }
 
