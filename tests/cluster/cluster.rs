@@ -229,17 +229,23 @@ pub fn now_secs() -> f64 {
 
 /// `kubectl create job --from=cronjob/vault-sync <label>-<rand>`, waited for.
 pub async fn create_job(label: &str) -> JobRun {
+    create_job_from(NS, "vault-sync", label).await
+}
+
+/// A Job `<label>-<rand>` from CronJob `cronjob` in namespace `ns` (a Helm
+/// release's, say), waited for.
+pub async fn create_job_from(ns: &str, cronjob: &str, label: &str) -> JobRun {
     let name = format!("{label}-{}", random_hex(5));
     let created = now_secs();
     kubectl(&[
         "-n",
-        NS,
+        ns,
         "create",
         "job",
         &name,
-        "--from=cronjob/vault-sync",
+        &format!("--from=cronjob/{cronjob}"),
     ]);
-    wait_job(&name, created).await
+    wait_job_in(ns, &name, created).await
 }
 
 /// Like [`create_job`], with `extra` appended to the container's args (a

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster::{
-    Apps, create_job, kubectl, kubectl_json, kubectl_stdin, kubectl_try, now_secs, suspend, turn,
-    wait_job_in,
+    Apps, create_job, create_job_from, kubectl, kubectl_json, kubectl_stdin, kubectl_try, suspend,
+    turn,
 };
 use crate::harness::random_hex;
 use crate::vault::VaultHttp;
@@ -439,17 +439,7 @@ async fn helm_install_syncs_and_helm_uninstall_leaves_nothing() {
         "readSecrets=list grants list: {role}"
     );
 
-    let job = format!("now-{}", random_hex(5));
-    let created = now_secs();
-    kubectl(&[
-        "-n",
-        &ns,
-        "create",
-        "job",
-        &job,
-        &format!("--from=cronjob/{fullname}"),
-    ]);
-    let run = wait_job_in(&ns, &job, created).await;
+    let run = create_job_from(&ns, &fullname, "now").await;
     assert!(
         !run.logs.contains(&value),
         "the Pod's log holds a secret value"
