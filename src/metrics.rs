@@ -23,6 +23,9 @@ use prometheus::{
 use crate::core::error_kind::ErrorKind;
 use crate::core::plan::Action;
 
+mod workload;
+pub use workload::WorkloadGauge;
+
 /// The `error_type`s of a failed Vault write or delete: the kinds a
 /// `VaultError` maps to. Every `error_type` of `vault_sync_last_run_errors`
 /// is one of `ErrorKind::ALL`; both sets are pre-seeded at zero, so that a
@@ -58,9 +61,9 @@ pub const LAST_SUCCESS: &str = "vault_sync_last_success_timestamp_seconds";
 
 pub struct Metrics {
     registry: Registry,
-    pub sync_attempts: IntGaugeVec,
+    pub sync_attempts: WorkloadGauge,
     pub sync_duration: Histogram,
-    pub secrets_discovered: IntGaugeVec,
+    pub secrets_discovered: WorkloadGauge,
     pub secret_not_found_errors: IntGaugeVec,
     pub secret_key_missing_errors: IntGaugeVec,
     pub config_parse_errors: IntGaugeVec,
@@ -114,18 +117,18 @@ impl Metrics {
         registry.register(Box::new(sync_duration.clone()))?;
 
         let m = Self {
-            sync_attempts: gauge_vec(
-                "last_run_sync_attempts",
+            sync_attempts: WorkloadGauge::new(
+                "vault_sync_last_run_sync_attempts",
                 "1 for each Deployment the last run synced, labelled with its result: \
                  error (a path failed), conflict (a path it may not write), else success.",
-                &["namespace", "deployment", "result"],
-            )?,
+                Some("result"),
+            ),
             sync_duration,
-            secrets_discovered: gauge_vec(
-                "secrets_discovered",
+            secrets_discovered: WorkloadGauge::new(
+                "vault_sync_secrets_discovered",
                 "Secrets a Deployment references (auto-discovery) or lists (custom mode), in the last run.",
-                &["namespace", "deployment"],
-            )?,
+                None,
+            ),
             secret_not_found_errors: gauge_vec(
                 "last_run_secret_not_found_errors",
                 "Referenced Secrets that did not exist in the last run.",
@@ -225,7 +228,13 @@ impl Metrics {
             .collect();
         let mut buf = Vec::new();
         TextEncoder::new().encode(&families, &mut buf)?;
-        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+        let mut text = String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        for family in [&self.sync_attempts, &self.secrets_discovered] {
+            if Some(family.name()) != skip {
+                family.encode(&mut text);
+            }
+        }
+        Ok(text)
     }
 
     /// One error the run reports, by `error_type`.
@@ -272,9 +281,11 @@ mod tests {
     #[test]
     fn families_are_registered_and_encoded() {
         let m = Metrics::new().unwrap();
-        m.sync_attempts
-            .with_label_values(&["ns", "d", "success"])
-            .inc();
+        m.sync_attempts.set(
+            &crate::core::ownership::Owner::new("c", "ns", "d"),
+            "success",
+            1,
+        );
         m.record_vault_request("GET", Some(404));
         m.record_vault_request("PUT", None);
         m.count_error(ErrorKind::SecretNotFound);

@@ -112,11 +112,13 @@ pub async fn check(global: &GlobalArgs) -> Result<Exit, CommandError> {
         // Each kind on its own: a forbidden kind is an error for that kind
         // (its paths are never judged orphans), not for the others.
         for kind in &global.kinds {
+            let mut found = Vec::new();
             let listing = k8s::list_workloads(
                 kube,
                 std::slice::from_ref(kind),
                 &global.namespaces,
                 global.selector.as_deref(),
+                &mut |w| found.push(w),
             )
             .await;
             let (group, resource) = kind.resource();
@@ -124,7 +126,7 @@ pub async fn check(global: &GlobalArgs) -> Result<Exit, CommandError> {
             match listing.failures.first() {
                 None => checks.pass(
                     name,
-                    format!("{} annotated {kind}s", listing.workloads.len()),
+                    format!("{} annotated {kind}s", found.len()),
                 ),
                 Some(e) => checks.fail(
                     name,
@@ -134,7 +136,7 @@ pub async fn check(global: &GlobalArgs) -> Result<Exit, CommandError> {
                     ),
                 ),
             }
-            workloads.extend(listing.workloads);
+            workloads.extend(found);
         }
         rbac_checks(kube, global, &mut checks).await;
     }
@@ -380,7 +382,7 @@ async fn wanted_capabilities(
                 mount.path, mount.engine
             ))
         };
-        mount_results.entry(mount.path.clone()).or_insert(entry);
+        mount_results.entry(mount.path.to_string()).or_insert(entry);
         let is_index = raw == &index_raw;
         let loc = if is_index {
             vault_path::index_location(&mount, cluster.unwrap_or(DEFAULT_CLUSTER))

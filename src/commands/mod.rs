@@ -504,10 +504,7 @@ pub(crate) fn record_outcome<'a>(
         metrics.count_error(*kind);
     }
     for (owner, result) in per_owner {
-        metrics
-            .sync_attempts
-            .with_label_values(&[owner.namespace.as_str(), owner.name.as_str(), result])
-            .inc();
+        metrics.sync_attempts.set(owner, result, 1);
     }
 }
 

@@ -223,11 +223,11 @@ pub fn desire(
     }
     let namespace = &owner.namespace;
     let unreadable = |secret: &str| DesiredError::SecretNotFound {
-        namespace: namespace.clone(),
+        namespace: namespace.to_string(),
         secret: secret.to_owned(),
     };
     let failed = |secret: &str, kind: ErrorKind, message: &str| DesiredError::SecretUnreadable {
-        namespace: namespace.clone(),
+        namespace: namespace.to_string(),
         secret: secret.to_owned(),
         kind,
         message: message.to_owned(),
@@ -296,7 +296,7 @@ pub fn desire(
                         out.errors.push((
                             Some(spec.path.clone()),
                             DesiredError::KeyMissing {
-                                namespace: namespace.clone(),
+                                namespace: namespace.to_string(),
                                 secret: sel.name.clone(),
                                 key: key.clone(),
                                 available: list_keys(found),
@@ -313,7 +313,7 @@ pub fn desire(
                             out.errors.push((
                                 Some(spec.path.clone()),
                                 DesiredError::BinaryValue {
-                                    namespace: namespace.clone(),
+                                    namespace: namespace.to_string(),
                                     secret: sel.name.clone(),
                                     key: key.clone(),
                                 },

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::error_kind::ErrorKind;
-use super::ownership::Owner;
+use super::ownership::{NamePool, Owner};
 use super::vault_path::{KvLocation, KvVersion};
 
 /// One owned path.
@@ -88,7 +88,7 @@ pub fn encode(index: &Index) -> BTreeMap<String, String> {
     for (loc, e) in index {
         let stored = Stored {
             path: loc.to_string(),
-            mount: loc.mount.clone(),
+            mount: loc.mount.to_string(),
             kv: loc.version.as_u8(),
             owner: e.owner.to_string(),
             preserve: e.preserve_on_delete,
@@ -210,6 +210,7 @@ pub fn decode(location: &str, data: &BTreeMap<String, String>) -> Result<Index, 
 fn decode_owned(location: &str, data: BTreeMap<String, String>) -> Result<Index, IndexError> {
     let mut index = Index::new();
     let mut bad = Vec::new();
+    let mut names = NamePool::default();
     let format = data.get(FORMAT_KEY).cloned();
     match format.as_deref() {
         Some(FORMAT) => {
@@ -227,7 +228,7 @@ fn decode_owned(location: &str, data: BTreeMap<String, String>) -> Result<Index,
                     let path = serde_json::from_str::<Stored>(line)
                         .map(|s| s.path)
                         .unwrap_or_default();
-                    match parse_entry(&path, line) {
+                    match parse_entry(&path, line, &mut names) {
                         Some((loc, entry)) => {
                             part.insert(loc, entry);
                         }
@@ -247,7 +248,7 @@ fn decode_owned(location: &str, data: BTreeMap<String, String>) -> Result<Index,
         }
         None => {
             for (path, value) in &data {
-                match parse_entry(path, value) {
+                match parse_entry(path, value, &mut names) {
                     Some((loc, entry)) => {
                         index.insert(loc, entry);
                     }
@@ -360,7 +361,7 @@ pub fn load(location: &str, cluster: &str, read: IndexRead) -> Result<Loaded, In
     })
 }
 
-fn parse_entry(path: &str, value: &str) -> Option<(KvLocation, IndexEntry)> {
+fn parse_entry(path: &str, value: &str, names: &mut NamePool) -> Option<(KvLocation, IndexEntry)> {
     let s = serde_json::from_str::<Stored>(value).ok()?;
     let rel = path.strip_prefix(&s.mount)?.to_owned();
     let version = match s.kv {
@@ -373,12 +374,12 @@ fn parse_entry(path: &str, value: &str) -> Option<(KvLocation, IndexEntry)> {
     }
     Some((
         KvLocation {
-            mount: s.mount,
+            mount: names.intern(s.mount.into()),
             rel,
             version,
         },
         IndexEntry {
-            owner: Owner::parse(&s.owner)?,
+            owner: Owner::parse(&s.owner)?.interned(names),
             preserve_on_delete: s.preserve,
             written: s.written,
         },

@@ -9,6 +9,7 @@ pub mod error_kind;
 #[cfg(test)]
 mod fuzz;
 pub mod index;
+pub mod name;
 pub mod orphans;
 pub mod ownership;
 pub mod path_rules;

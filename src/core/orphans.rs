@@ -73,7 +73,7 @@ pub struct WantedPaths(std::collections::HashSet<u128>);
 
 impl WantedPaths {
     pub fn insert(&mut self, loc: &KvLocation) {
-        self.0.insert(fingerprint(loc));
+        self.0.insert(loc.fingerprint());
     }
 
     pub fn len(&self) -> usize {
@@ -87,21 +87,8 @@ impl WantedPaths {
 
 impl Wanted for WantedPaths {
     fn wants(&self, loc: &KvLocation) -> bool {
-        self.0.contains(&fingerprint(loc))
+        self.0.contains(&loc.fingerprint())
     }
-}
-
-/// Two SipHash digests with fixed, different keys (std's `DefaultHasher`
-/// is keyed with zeros; the second is salted), so the value is the same
-/// for a location throughout a run.
-fn fingerprint(loc: &KvLocation) -> u128 {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut a = DefaultHasher::new();
-    loc.hash(&mut a);
-    let mut b = DefaultHasher::new();
-    0x5eed_u16.hash(&mut b);
-    loc.hash(&mut b);
-    (u128::from(a.finish()) << 64) | u128::from(b.finish())
 }
 
 /// Index entries that may be orphans: this cluster's, in scope, not desired
@@ -117,7 +104,8 @@ pub fn candidates(
         .filter(|(loc, e)| {
             e.owner.cluster == scope.cluster
                 && scope.kinds.contains(&e.owner.kind)
-                && (scope.namespaces.is_empty() || scope.namespaces.contains(&e.owner.namespace))
+                && (scope.namespaces.is_empty()
+                    || scope.namespaces.iter().any(|n| e.owner.namespace == *n))
                 && !desired.wants(loc)
                 && !held.contains(&e.owner)
         })

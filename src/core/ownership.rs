@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use super::name::{Name, NamePool};
 use super::workload::Kind;
 
 /// `managed-by` is the key External Secrets Operator uses too, so two tools
@@ -22,30 +23,32 @@ pub const OWNER_KEY: &str = "vault-sync.io/owner";
 /// Recorded at write time so it is honoured after the Deployment is gone.
 pub const PRESERVE_KEY: &str = "vault-sync.io/preserve-on-delete";
 
-/// The workload a path belongs to.
+/// The workload a path belongs to. Cloning one copies three pointers: a
+/// run keeps an owner on every path it plans, and those share the strings
+/// of the workload they came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Owner {
-    pub cluster: String,
-    pub namespace: String,
+    pub cluster: Name,
+    pub namespace: Name,
     pub kind: Kind,
-    pub name: String,
+    pub name: Name,
 }
 
 impl Owner {
     /// A Deployment (the first kind, and the one most tests speak of).
     pub fn new(
-        cluster: impl Into<String>,
-        namespace: impl Into<String>,
-        deployment: impl Into<String>,
+        cluster: impl Into<Name>,
+        namespace: impl Into<Name>,
+        deployment: impl Into<Name>,
     ) -> Self {
         Self::of(Kind::Deployment, cluster, namespace, deployment)
     }
 
     pub fn of(
         kind: Kind,
-        cluster: impl Into<String>,
-        namespace: impl Into<String>,
-        name: impl Into<String>,
+        cluster: impl Into<Name>,
+        namespace: impl Into<Name>,
+        name: impl Into<Name>,
     ) -> Self {
         Self {
             cluster: cluster.into(),
@@ -77,6 +80,16 @@ impl Owner {
             return None;
         }
         Some(Self::of(kind, c, n, d))
+    }
+
+    /// The same owner, its names shared with those `names` has seen.
+    pub fn interned(self, names: &mut NamePool) -> Owner {
+        Owner {
+            cluster: names.intern(self.cluster),
+            namespace: names.intern(self.namespace),
+            kind: self.kind,
+            name: names.intern(self.name),
+        }
     }
 
     /// `namespace/name`, as kubectl users read it.

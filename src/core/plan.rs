@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::desired::DesiredPath;
 use super::error_kind::ErrorKind;
 use super::index::Index;
+use super::name::{Name, NamePool};
 use super::ownership::{self, Owner, Ownership};
 use super::value::{SecretMap, SecretValue, ValueDigest};
 use super::vault_path::{KvLocation, KvVersion};
@@ -75,18 +76,19 @@ pub struct PlanOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Create {
-        keys: Vec<String>,
+        keys: Vec<Name>,
     },
     Update {
-        added: Vec<String>,
-        changed: Vec<String>,
-        removed: Vec<String>,
+        added: Vec<Name>,
+        changed: Vec<Name>,
+        removed: Vec<Name>,
         /// Content is equal; only the ownership metadata changes (adoption,
         /// preserve flag flipped).
         metadata_only: bool,
         /// Taken over from this owner of the same cluster, which no longer
-        /// exists (a renamed or replaced workload).
-        previous_owner: Option<Owner>,
+        /// exists (a renamed or replaced workload). Boxed, being rare, to
+        /// keep every row of a large plan small.
+        previous_owner: Option<Box<Owner>>,
     },
     Unchanged,
     Conflict {
@@ -183,7 +185,9 @@ pub struct Change {
     pub location: Option<KvLocation>,
     pub owner: Owner,
     pub action: Action,
-    pub write: Option<Write>,
+    /// Boxed: most rows of a large run write nothing (or no longer hold
+    /// what they wrote), and each row of the plan is kept to the end.
+    pub write: Option<Box<Write>>,
     /// The Deployment's preserve-on-delete, recorded in the index.
     pub preserve_on_delete: bool,
 }
@@ -197,6 +201,28 @@ impl Change {
         if let Some(write) = &mut self.write {
             write.data = None;
             write.metadata = None;
+        }
+    }
+
+    /// Shares the key names of the row with the rows before it (`names`):
+    /// a large run keeps every row to the end, and most write the same
+    /// few key names.
+    pub fn share_names(&mut self, names: &mut NamePool) {
+        let lists: Vec<&mut Vec<Name>> = match &mut self.action {
+            Action::Create { keys } => vec![keys],
+            Action::Update {
+                added,
+                changed,
+                removed,
+                ..
+            } => vec![added, changed, removed],
+            _ => return,
+        };
+        for list in lists {
+            for key in list.iter_mut() {
+                *key = names.intern(key.clone());
+            }
+            list.shrink_to_fit();
         }
     }
 }
@@ -393,7 +419,7 @@ pub fn plan(
             location: Some(l.location),
             owner,
             action,
-            write,
+            write: write.map(Box::new),
             preserve_on_delete: l.desired.preserve_on_delete,
         });
     }
@@ -433,7 +459,7 @@ fn diff_one(
     let create = |cas: u64, existing: &BTreeMap<String, String>| {
         (
             Action::Create {
-                keys: d.data.keys().cloned().collect(),
+                keys: d.data.keys().map(Name::from).collect(),
             },
             Some(Write {
                 data: Some(d.data.clone()),
@@ -505,7 +531,7 @@ fn diff_one(
             changed: keys.changed,
             removed: keys.removed,
             metadata_only: !write_content,
-            previous_owner: claim.previous_owner,
+            previous_owner: claim.previous_owner.map(Box::new),
         },
         Some(Write {
             data: write_content.then(|| d.data.clone()),
@@ -604,16 +630,16 @@ fn claim_v1(
 /// Key names that differ between what a Deployment wants and what Vault
 /// holds (values compared by digest, never shown).
 struct KeyChanges {
-    added: Vec<String>,
-    changed: Vec<String>,
-    removed: Vec<String>,
+    added: Vec<Name>,
+    changed: Vec<Name>,
+    removed: Vec<Name>,
 }
 
 impl KeyChanges {
     fn between(desired: &SecretMap, observed: &BTreeMap<String, Option<ValueDigest>>) -> Self {
         let desired_keys: BTreeSet<&String> = desired.keys().collect();
         let observed_keys: BTreeSet<&String> = observed.keys().collect();
-        let names = |keys: BTreeSet<&&String>| keys.into_iter().map(|k| (*k).clone()).collect();
+        let names = |keys: BTreeSet<&&String>| keys.into_iter().map(|k| Name::from(*k)).collect();
         Self {
             added: names(desired_keys.difference(&observed_keys).collect()),
             removed: names(observed_keys.difference(&desired_keys).collect()),
@@ -1283,7 +1309,7 @@ mod tests {
                 changed: vec![],
                 removed: vec![],
                 metadata_only: false,
-                previous_owner: Some(owner("a")),
+                previous_owner: Some(Box::new(owner("a"))),
             }
         );
         let w = p.changes[0].write.as_ref().expect("a write");

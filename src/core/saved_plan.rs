@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::annotations::{Mode, Reconcile, SecretSelection, SyncSpec};
 use super::desired::SecretFetch;
+use super::name::Name;
 use super::orphans::{self, OwnerState, PathState};
 use super::ownership::{MANAGED_BY_KEY, OWNER_KEY, Owner, PRESERVE_KEY, PathMetadata};
 use super::plan::{Action, Change, Observed, Plan, Summary};
@@ -163,10 +164,10 @@ pub struct OwnerRecord {
 impl From<&Owner> for OwnerRecord {
     fn from(o: &Owner) -> Self {
         Self {
-            cluster: o.cluster.clone(),
-            namespace: o.namespace.clone(),
+            cluster: o.cluster.to_string(),
+            namespace: o.namespace.to_string(),
             kind: o.kind,
-            name: o.name.clone(),
+            name: o.name.to_string(),
         }
     }
 }
@@ -439,7 +440,7 @@ pub fn build(header: Header, plan: &Plan, pins: &Pins) -> Result<SavedPlan, Buil
         let base = |action| SavedChange {
             action,
             path: c.path.clone(),
-            mount: location.mount.clone(),
+            mount: location.mount.to_string(),
             kv_version: location.version.as_u8(),
             owner: OwnerRecord::from(&c.owner),
             preserve_on_delete: c.preserve_on_delete,
@@ -469,7 +470,7 @@ pub fn build(header: Header, plan: &Plan, pins: &Pins) -> Result<SavedPlan, Buil
                 let mut saved = match &c.action {
                     Action::Create { keys } => SavedChange {
                         keys: Some(KeysRecord {
-                            added: keys.clone(),
+                            added: strings(keys),
                             changed: Vec::new(),
                             removed: Vec::new(),
                         }),
@@ -483,12 +484,12 @@ pub fn build(header: Header, plan: &Plan, pins: &Pins) -> Result<SavedPlan, Buil
                         previous_owner,
                     } => SavedChange {
                         keys: Some(KeysRecord {
-                            added: added.clone(),
-                            changed: changed.clone(),
-                            removed: removed.clone(),
+                            added: strings(added),
+                            changed: strings(changed),
+                            removed: strings(removed),
                         }),
                         metadata_only: Some(*metadata_only),
-                        previous_owner: previous_owner.as_ref().map(OwnerRecord::from),
+                        previous_owner: previous_owner.as_deref().map(OwnerRecord::from),
                         ..base(SavedAction::Update)
                     },
                     _ => continue,
@@ -519,7 +520,7 @@ pub fn build(header: Header, plan: &Plan, pins: &Pins) -> Result<SavedPlan, Buil
             _ => continue,
         };
         mounts.insert(MountRecord {
-            path: location.mount.clone(),
+            path: location.mount.to_string(),
             kv_version: location.version.as_u8(),
         });
         changes.push(saved);
@@ -644,7 +645,7 @@ impl CheckedChange {
             location: Some(self.location.clone()),
             owner: self.owner.clone(),
             action: self.action.clone(),
-            write,
+            write: write.map(Box::new),
             preserve_on_delete: self.preserve_on_delete,
         }
     }
@@ -826,7 +827,7 @@ fn check_location(
         return Err("the path has surrounding whitespace".into());
     }
     let location = KvLocation {
-        mount: c.mount.clone(),
+        mount: c.mount.as_str().into(),
         rel: rel.to_owned(),
         version,
     };
@@ -853,7 +854,9 @@ fn check_owner(plan: &SavedPlan, c: &SavedChange) -> Result<Owner, String> {
             plan.cluster
         ));
     }
-    if !plan.scope.namespaces.is_empty() && !plan.scope.namespaces.contains(&owner.namespace) {
+    if !plan.scope.namespaces.is_empty()
+        && !plan.scope.namespaces.iter().any(|n| owner.namespace == *n)
+    {
         return Err(format!(
             "its owner's namespace {:?} is outside the plan's namespaces (-n)",
             owner.namespace
@@ -915,16 +918,18 @@ fn saved_action(plan: &SavedPlan, c: &SavedChange, version: KvVersion) -> Result
             {
                 return Err("a create lists changed or removed keys, or a previous owner".into());
             }
-            Action::Create { keys: keys.added }
+            Action::Create {
+                keys: names(keys.added),
+            }
         }
         SavedAction::Update => {
             let keys = c.keys.clone().ok_or("an update without keys")?;
             Action::Update {
-                added: keys.added,
-                changed: keys.changed,
-                removed: keys.removed,
+                added: names(keys.added),
+                changed: names(keys.changed),
+                removed: names(keys.removed),
                 metadata_only: c.metadata_only.ok_or("an update without metadata_only")?,
-                previous_owner: c.previous_owner.as_ref().map(OwnerRecord::owner),
+                previous_owner: c.previous_owner.as_ref().map(|o| Box::new(o.owner())),
             }
         }
         SavedAction::Delete => Action::Delete {
@@ -941,7 +946,7 @@ fn write_pin(c: &SavedChange, owner: &Owner) -> Result<CheckedPin, String> {
     if c.sources.is_empty() {
         return Err("a write without source Secrets".into());
     }
-    if let Some(other) = c.sources.iter().find(|s| s.namespace != owner.namespace) {
+    if let Some(other) = c.sources.iter().find(|s| owner.namespace != s.namespace) {
         return Err(format!(
             "its source Secret {}/{} is outside its owner's namespace {:?}",
             other.namespace, other.name, owner.namespace
@@ -1021,6 +1026,16 @@ fn delete_pin(c: &SavedChange, owner: &Owner, version: KvVersion) -> Result<Chec
         owner_state,
         vault: c.vault.clone(),
     })
+}
+
+/// Key names as the saved plan stores them.
+fn strings(keys: &[Name]) -> Vec<String> {
+    keys.iter().map(|k| k.to_string()).collect()
+}
+
+/// Key names as the plan holds them.
+fn names(keys: Vec<String>) -> Vec<Name> {
+    keys.into_iter().map(Name::from).collect()
 }
 
 #[cfg(test)]

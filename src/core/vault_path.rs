@@ -6,6 +6,7 @@
 //! server (`sys/internal/ui/mounts/<path>`), and both `secret/data/app` and
 //! `secret/app` spell the same KV v2 secret.
 
+use super::name::Name;
 use std::fmt;
 
 /// Longest path accepted; far beyond any sane layout, small enough to keep
@@ -129,7 +130,7 @@ impl KvVersion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
     /// With trailing slash, e.g. `secret/`.
-    pub path: String,
+    pub path: Name,
     /// Engine type, e.g. `kv`.
     pub engine: String,
     /// KV version; `None` for other engines.
@@ -138,7 +139,7 @@ pub struct Mount {
 
 impl Mount {
     pub fn contains(&self, path: &str) -> bool {
-        path.starts_with(&self.path) || format!("{path}/") == self.path
+        path.starts_with(self.path.as_str()) || format!("{path}/") == self.path.as_str()
     }
 }
 
@@ -175,14 +176,29 @@ impl MountTable {
 /// `secret/app` on a KV v2 mount are the same location.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KvLocation {
-    /// With trailing slash, e.g. `secret/`.
-    pub mount: String,
+    /// With trailing slash, e.g. `secret/`; shared by every location of
+    /// the mount.
+    pub mount: Name,
     /// Path inside the mount, without leading slash.
     pub rel: String,
     pub version: KvVersion,
 }
 
 impl KvLocation {
+    /// A 128-bit digest of the location, the same throughout a run: two
+    /// SipHash digests with fixed, different keys (std's `DefaultHasher`
+    /// is keyed with zeros; the second is salted). Where a run only needs
+    /// to tell locations apart, 16 bytes instead of a copy of the path.
+    pub fn fingerprint(&self) -> u128 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut a = DefaultHasher::new();
+        self.hash(&mut a);
+        let mut b = DefaultHasher::new();
+        0x5eed_u16.hash(&mut b);
+        self.hash(&mut b);
+        (u128::from(a.finish()) << 64) | u128::from(b.finish())
+    }
+
     /// The API path for reading and writing content.
     pub fn data_path(&self) -> String {
         match self.version {
@@ -222,7 +238,7 @@ pub fn locate(path: &str, mount: &Mount, cluster: Option<&str>) -> Result<KvLoca
     let Some(version) = mount.kv_version else {
         return Err(PathError::NotKv {
             path: path.to_owned(),
-            mount: mount.path.clone(),
+            mount: mount.path.to_string(),
             engine: mount.engine.clone(),
         });
     };
@@ -235,7 +251,7 @@ pub fn locate(path: &str, mount: &Mount, cluster: Option<&str>) -> Result<KvLoca
     if rel.is_empty() || (version == KvVersion::V2 && rel == "data") {
         return Err(PathError::MountRoot {
             path: path.to_owned(),
-            mount: mount.path.clone(),
+            mount: mount.path.to_string(),
         });
     }
     let rel = match cluster {
@@ -245,7 +261,7 @@ pub fn locate(path: &str, mount: &Mount, cluster: Option<&str>) -> Result<KvLoca
     if is_index_path(&rel) {
         return Err(PathError::ReservedIndex {
             path: path.to_owned(),
-            mount: mount.path.clone(),
+            mount: mount.path.to_string(),
         });
     }
     Ok(KvLocation {

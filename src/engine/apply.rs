@@ -44,7 +44,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                         let entry = IndexEntry {
                             owner: c.owner.clone(),
                             preserve_on_delete: c.preserve_on_delete,
-                            written: match c.write.as_ref().and_then(Write::claimed_version) {
+                            written: match c.write.as_deref().and_then(Write::claimed_version) {
                                 Some(v) => Some(v),
                                 None => state.index.get(&location).and_then(|e| e.written),
                             },

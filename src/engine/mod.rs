@@ -19,6 +19,7 @@ use crate::core::batch;
 use crate::core::desired::{self, SecretFetch};
 use crate::core::error_kind::ErrorKind;
 use crate::core::index::Index;
+use crate::core::name::NamePool;
 use crate::core::orphans::WantedPaths;
 use crate::core::ownership::Owner;
 use crate::core::path_rules::PathRules;
@@ -26,13 +27,13 @@ use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, 
 use crate::core::saved_plan::Pins;
 use crate::core::vault_path::KvLocation;
 use crate::core::workload::Kind;
-use crate::k8s::{self, KubeError, Listing, WorkloadView};
+use crate::k8s::{self, KubeError, Listing};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::vault::VaultError;
 pub use orphans::{IndexFailure, IndexState};
 use ports::{Cluster, Reporter, SecretStore, Stage, WorkloadState};
-use read::{Mounts, Parsed};
+use read::{Mounts, Parsed, ParsedListing};
 pub use saved::SavedOutcome;
 
 /// What a run works on, from the command line.
@@ -173,6 +174,8 @@ struct Gathered {
     desired: WantedPaths,
     /// `plan --out`: what each change was computed from (no values).
     pins: Pins,
+    /// Key names, shared by the rows that name them.
+    names: NamePool,
 }
 
 impl<C: Cluster, S: SecretStore> Engine<C, S> {
@@ -212,17 +215,19 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         pin: bool,
     ) -> Result<(Prepared, Pins), VaultError> {
         let clock = Clock::start();
-        let mut listing = self.list(progress).await;
+        let (
+            listing,
+            ParsedListing {
+                mut parsed,
+                problems,
+                ..
+            },
+        ) = self.list(progress).await;
         clock.phase("listing");
-        let (parsed, problems, mounts) = self
-            .parse_and_locate(std::mem::take(&mut listing.workloads))
+        let mounts = self
+            .look_up_mounts(parsed.iter().flat_map(Parsed::raw_paths))
             .await;
-        // Every workload listed, for the orphan phase: the parsed ones and
-        // those whose annotations did not parse (few), sorted to search.
         let problem_owners: BTreeSet<Owner> = problems.iter().map(|p| p.owner.clone()).collect();
-        let mut listed: Vec<&Owner> = parsed.iter().map(|p| &p.owner).collect();
-        listed.extend(&problem_owners);
-        listed.sort_unstable();
         self.stop_if_fatal()?;
         clock.phase("mount lookups");
         let mut errors = Vec::new();
@@ -231,7 +236,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         clock.phase("index read");
         let mut gathered = self
             .plan_batches(
-                &parsed,
+                &mut parsed,
                 &mounts,
                 &mut index,
                 &mut errors,
@@ -251,6 +256,11 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         );
         gathered.changes.extend(parse_problems.changes);
         clock.phase("plan");
+        // Every workload listed, for the orphan phase: the parsed ones and
+        // those whose annotations did not parse (few), sorted to search.
+        let mut listed: Vec<&Owner> = parsed.iter().map(|p| &p.owner).collect();
+        listed.extend(&problem_owners);
+        listed.sort_unstable();
         let mut forget = self
             .judge_orphans(
                 &listing,
@@ -278,46 +288,33 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         Ok((prepared, gathered.pins))
     }
 
-    /// Phase 1: the annotated Deployments in scope.
-    async fn list(&self, progress: &impl Reporter) -> Listing {
+    /// Phase 1: the annotated workloads in scope, each parsed as its page
+    /// arrives (the listing itself is never held whole).
+    async fn list(&self, progress: &impl Reporter) -> (Listing, ParsedListing) {
         let bar = progress.spinner("listing workloads");
+        let mut found = ParsedListing::default();
         let listing = self
             .kube
             .list_workloads(
                 &self.scope.kinds,
                 &self.scope.namespaces,
                 self.scope.selector.as_deref(),
+                &mut |view| self.parse_one(view, &mut found),
             )
             .await;
         bar.finish();
         for failure in &listing.failures {
             tracing::error!(error_type = failure.metric_label(), "{failure}");
         }
-        listing
+        found.sort();
+        (listing, found)
     }
 
-    /// Phase 2: which Secrets each Deployment needs and every path it can
-    /// want are known before any Secret is read (custom mode names the
-    /// path, auto-discovery derives it from the referenced Secrets' names),
-    /// so each path is derived and located here, once; each batch's Secret
-    /// reads and Vault reads then run at the same time.
-    async fn parse_and_locate(
-        &self,
-        workloads: Vec<WorkloadView>,
-    ) -> (Vec<Parsed>, Vec<Problem>, Mounts) {
-        let (mut parsed, raw_paths, problems) = self.parse(workloads);
-        let mounts = self.look_up_mounts(raw_paths.iter().flatten()).await;
-        for (p, raw) in parsed.iter_mut().zip(&raw_paths) {
-            // A path outside the namespace's allowed paths is not even read.
-            p.locations = raw
-                .iter()
-                .filter_map(|raw| mounts.locate(raw).and_then(Result::ok))
-                .filter(|l| self.allowed(p.namespace(), l).is_ok())
-                .collect();
-        }
-        (parsed, problems, mounts)
-    }
-
+    /// Phase 2 (in `prepare_with`): which Secrets each workload needs and
+    /// every path it can want are known before any Secret is read (custom
+    /// mode names the path, auto-discovery derives it from the referenced
+    /// Secrets' names), so each mount is looked up once, up front; each
+    /// batch's Secret reads and Vault reads then run at the same time.
     fn stop_if_fatal(&self) -> Result<(), VaultError> {
         match self.vault.fatal() {
             Some(fatal) => Err(fatal),
@@ -343,7 +340,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     #[allow(clippy::too_many_arguments)]
     async fn plan_batches(
         &self,
-        parsed: &[Parsed],
+        parsed: &mut [Parsed],
         mounts: &Mounts,
         index: &mut Option<IndexState>,
         errors: &mut Vec<(ErrorKind, String)>,
@@ -352,17 +349,23 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         clock: &Clock,
     ) -> Gathered {
         let scope = &self.scope;
-        let mut batcher = batch::Batcher::new(
-            &parsed
-                .iter()
-                .map(|p| p.locations.as_slice())
-                .collect::<Vec<_>>(),
-        );
+        // Batching needs only which workloads share a location: their
+        // fingerprints, dropped once the batches are cut.
+        let shared: Vec<Vec<u128>> = parsed
+            .iter()
+            .map(|p| {
+                let locations = self.locations(p, mounts);
+                locations.iter().map(KvLocation::fingerprint).collect()
+            })
+            .collect();
+        let paths: u64 = shared.iter().map(|l| l.len() as u64).sum();
+        let rows: usize = shared.iter().map(|l| l.len().max(1)).sum();
+        let mut batcher = batch::Batcher::new(&shared);
+        drop(shared);
         // The first batch is small, since how large values are is not
         // known yet; later ones are sized from what the last one held.
         let min_batch = (2 * scope.concurrency).max(FIRST_BATCH_PATHS);
         let mut limit = min_batch.min(scope.batch_size);
-        let paths: u64 = parsed.iter().map(|p| p.locations.len() as u64).sum();
         let bars = Bars {
             secrets: progress.bar(
                 "reading Secrets",
@@ -372,7 +375,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             writes: progress.growing("writing Vault", if writes { paths } else { 0 }),
         };
         let mut gathered = Gathered {
-            changes: Vec::with_capacity(parsed.iter().map(|p| p.locations.len().max(1)).sum()),
+            changes: Vec::with_capacity(rows),
             ..Gathered::default()
         };
         let mut batch_number = 0;
@@ -381,15 +384,19 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 break;
             }
             batch_number += 1;
-            let members: Vec<&Parsed> = members.into_iter().map(|i| &parsed[i]).collect();
+            let batch_members: Vec<&Parsed> = members.iter().map(|&i| &parsed[i]).collect();
             let batch = Batch {
-                members: &members,
+                members: &batch_members,
                 mounts,
                 bars: &bars,
                 writes,
                 pin,
             };
             let (paths, bytes) = self.plan_batch(batch, index, errors, &mut gathered).await;
+            drop(batch_members);
+            for i in members {
+                parsed[i].release();
+            }
             limit = batch::next_limit(paths, bytes, BATCH_VALUE_BYTES, min_batch, scope.batch_size);
             tracing::debug!(
                 elapsed_ms = clock.elapsed_ms(),
@@ -421,7 +428,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .collect();
         let locations: BTreeSet<KvLocation> = members
             .iter()
-            .flat_map(|p| p.locations.iter().cloned())
+            .flat_map(|p| self.locations(p, batch.mounts))
             .collect();
         let paths = locations.len();
         let (fetched, observed) = tokio::join!(
@@ -467,6 +474,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .changes
             .extend(batch_plan.changes.into_iter().map(|mut change| {
                 change.release_payload();
+                change.share_names(&mut gathered.names);
                 change
             }));
         (paths, bytes)

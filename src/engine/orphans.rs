@@ -87,7 +87,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let mount = self.vault.lookup_mount(mount_path).await?;
         if mount.kv_version != Some(KvVersion::V2) {
             return Err(VaultError::InvalidPath {
-                path: mount.path,
+                path: mount.path.to_string(),
                 message: "the index mount (--index-mount) must be a KV v2 mount".into(),
             });
         }

@@ -19,7 +19,7 @@ use crate::core::ownership::PathMetadata;
 use crate::core::plan::{Observed, Write};
 use crate::core::vault_path::{KvLocation, Mount};
 use crate::core::workload::Kind;
-use crate::k8s::{KubeError, Listing};
+use crate::k8s::{KubeError, Listing, WorkloadView};
 use crate::vault::VaultError;
 
 /// A workload as the orphan check sees it, read right before judging.
@@ -34,12 +34,13 @@ pub enum WorkloadState {
 /// Kubernetes, as the engine reads it.
 pub trait Cluster {
     /// The annotated workloads of `kinds` in `namespaces` (all when
-    /// empty), paged.
+    /// empty), each handed to `each` as its page arrives.
     async fn list_workloads(
         &self,
         kinds: &[Kind],
         namespaces: &[String],
         selector: Option<&str>,
+        each: &mut impl FnMut(WorkloadView),
     ) -> Listing;
     /// One Secret.
     async fn get_secret(&self, namespace: &str, name: &str) -> SecretFetch;

@@ -11,23 +11,46 @@ use super::{Engine, vault_problem};
 use crate::core::annotations;
 use crate::core::desired::{self, SecretFetch};
 use crate::core::error_kind::ErrorKind;
-use crate::core::ownership::Owner;
+use crate::core::ownership::{NamePool, Owner};
 use crate::core::plan::{Located, Observed, Problem};
 use crate::core::references::SecretReference;
 use crate::core::vault_path::{self, KvLocation, MountTable};
+use crate::core::workload::Kind;
 use crate::k8s;
 use crate::vault::VaultError;
 
 /// One annotated workload after parsing, before any Secret is read. It
-/// owns what the run needs of the listed workload (the listing itself is
-/// dropped once parsed, so memory per workload is this and no more).
+/// owns what the run needs of the listed workload, and only that: each
+/// listed workload is parsed as its page arrives and then dropped, and
+/// what can be derived again (its paths and their locations) is derived
+/// when a batch needs it rather than kept for every workload of the run.
 pub(super) struct Parsed {
     pub owner: Owner,
     pub spec: annotations::SyncSpec,
     /// The Secrets its pod template references.
     pub references: Vec<SecretReference>,
-    /// Locations it can want, for the Vault reads and for batching.
-    pub locations: Vec<KvLocation>,
+}
+
+/// What parsing the listed workloads found.
+#[derive(Default)]
+pub(super) struct ParsedListing {
+    /// The annotated workloads, in listing order once [`ParsedListing::sort`]ed.
+    pub parsed: Vec<Parsed>,
+    /// Annotation errors.
+    pub problems: Vec<Problem>,
+    /// One copy of each cluster and namespace name for all the owners.
+    names: NamePool,
+}
+
+impl ParsedListing {
+    /// The order the API server lists in (namespace, then name), whatever
+    /// order the pages came in, so batches do not depend on paging.
+    pub fn sort(&mut self) {
+        fn key(p: &Parsed) -> (&str, &str, Kind) {
+            (&p.owner.namespace, &p.owner.name, p.owner.kind)
+        }
+        self.parsed.sort_by(|a, b| key(a).cmp(&key(b)));
+    }
 }
 
 impl Parsed {
@@ -43,6 +66,25 @@ impl Parsed {
             .into_iter()
             .flatten()
             .map(|r| r.name)
+    }
+
+    /// Drops what only its batch needed: after it, the run needs only the
+    /// owner (for the orphan phase), and a large run holds every workload
+    /// to the end.
+    pub fn release(&mut self) {
+        self.references = Vec::new();
+        self.spec.path = String::new();
+        self.spec.mode = annotations::Mode::AutoDiscover;
+    }
+
+    /// The paths it can want, as its annotations spell them (none when
+    /// reconcile is off: nothing is read, its paths are held).
+    pub fn raw_paths(&self) -> Vec<String> {
+        if self.spec.reconcile == annotations::Reconcile::Off {
+            Vec::new()
+        } else {
+            desired::wanted_paths(&self.spec, &self.references)
+        }
     }
 }
 
@@ -104,77 +146,69 @@ impl Mounts {
 }
 
 impl<C: Cluster, S: SecretStore> Engine<C, S> {
-    /// Parses each listed Deployment's annotations: the annotated ones,
-    /// the raw paths each can want (same order), and the annotation errors.
-    /// Consumes the listing: each view is dropped as soon as it is parsed.
-    pub(super) fn parse(
-        &self,
-        workloads: Vec<k8s::WorkloadView>,
-    ) -> (Vec<Parsed>, Vec<Vec<String>>, Vec<Problem>) {
-        let mut parsed = Vec::new();
-        let mut raw_paths_of = Vec::new();
-        let mut problems = Vec::new();
-        for d in workloads {
-            let owner = Owner::of(d.kind, &self.scope.cluster, &d.namespace, &d.name);
-            match annotations::parse(&d.annotations) {
-                Ok(Some(spec)) => {
-                    let refs = desired::required_secrets(&spec, &d.references);
-                    self.metrics
-                        .secrets_discovered
-                        .with_label_values(&[d.namespace.as_str(), d.name.as_str()])
-                        .set(refs.len() as i64);
-                    // Reconcile "off": nothing is read, its paths are held.
-                    let raw_paths = if spec.reconcile == annotations::Reconcile::Off {
-                        Vec::new()
-                    } else {
-                        desired::wanted_paths(&spec, &d.references)
-                    };
-                    raw_paths_of.push(raw_paths);
-                    parsed.push(Parsed {
-                        owner,
-                        spec,
-                        references: d.references,
-                        locations: Vec::new(),
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.metrics
-                        .config_parse_errors
-                        .with_label_values(&[
-                            d.namespace.as_str(),
-                            d.name.as_str(),
-                            e.metric_label(),
-                        ])
-                        .inc();
-                    problems.push(Problem {
-                        path: d.annotations.get(annotations::PATH).cloned(),
-                        message: format!("{}: {e}", owner.describe()),
-                        owner,
-                        secret: None,
-                        kind: e.kind(),
-                    });
-                }
+    /// Parses one listed workload's annotations into `into`: an annotated
+    /// workload, an annotation error, or nothing.
+    pub(super) fn parse_one(&self, d: k8s::WorkloadView, into: &mut ParsedListing) {
+        let owner = Owner {
+            cluster: into.names.intern(self.scope.cluster.as_str().into()),
+            namespace: into.names.intern(d.namespace.as_str().into()),
+            kind: d.kind,
+            name: d.name.as_str().into(),
+        };
+        match annotations::parse(&d.annotations) {
+            Ok(Some(spec)) => {
+                let refs = desired::required_secrets(&spec, &d.references);
+                self.metrics
+                    .secrets_discovered
+                    .set(&owner, "", refs.len() as i64);
+                into.parsed.push(Parsed {
+                    owner,
+                    spec,
+                    references: d.references,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.metrics
+                    .config_parse_errors
+                    .with_label_values(&[d.namespace.as_str(), d.name.as_str(), e.metric_label()])
+                    .inc();
+                into.problems.push(Problem {
+                    path: d.annotations.get(annotations::PATH).cloned(),
+                    message: format!("{}: {e}", owner.describe()),
+                    owner,
+                    secret: None,
+                    kind: e.kind(),
+                });
             }
         }
-        (parsed, raw_paths_of, problems)
+    }
+
+    /// Where `p`'s paths are, of those it may write: a path outside its
+    /// namespace's allowed paths is not even read.
+    pub(super) fn locations(&self, p: &Parsed, mounts: &Mounts) -> Vec<KvLocation> {
+        p.raw_paths()
+            .iter()
+            .filter_map(|raw| mounts.locate(raw).and_then(Result::ok))
+            .filter(|l| self.allowed(p.namespace(), l).is_ok())
+            .collect()
     }
 
     /// One lookup per mount: a known mount that prefixes a path is its mount.
-    pub(super) async fn look_up_mounts(&self, raw_paths: impl Iterator<Item = &String>) -> Mounts {
+    pub(super) async fn look_up_mounts(&self, raw_paths: impl Iterator<Item = String>) -> Mounts {
         let mut mounts = Mounts {
             table: MountTable::default(),
             errors: BTreeMap::new(),
             cluster_prefix: self.scope.cluster_prefix.clone(),
         };
         for raw in raw_paths {
-            if mounts.table.find(raw).is_some() || mounts.errors.contains_key(raw) {
+            if mounts.table.find(&raw).is_some() || mounts.errors.contains_key(&raw) {
                 continue;
             }
-            match self.vault.lookup_mount(raw).await {
+            match self.vault.lookup_mount(&raw).await {
                 Ok(m) => mounts.table.insert(m),
                 Err(e) => {
-                    mounts.errors.insert(raw.clone(), e);
+                    mounts.errors.insert(raw, e);
                 }
             }
         }

@@ -48,10 +48,10 @@ pub(super) fn source_pins(
                 .iter()
                 .map(|name| {
                     let meta = fetched
-                        .get(&(owner.namespace.clone(), name.clone()))?
+                        .get(&(owner.namespace.to_string(), name.clone()))?
                         .meta()?;
                     Some(SourcePin {
-                        namespace: owner.namespace.clone(),
+                        namespace: owner.namespace.to_string(),
                         name: name.clone(),
                         uid: meta.uid.clone(),
                         resource_version: meta.resource_version.clone(),
@@ -276,7 +276,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 .await
             {
                 Ok(WorkloadState::Gone) => {
-                    gone.insert(previous.clone());
+                    gone.insert(Owner::clone(previous));
                 }
                 Ok(WorkloadState::Exists { .. }) => {
                     return Err(stale(format!(

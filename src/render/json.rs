@@ -14,6 +14,7 @@ use serde::ser::{SerializeSeq, Serializer};
 
 use super::Report;
 use crate::core::error_kind::ErrorKind;
+use crate::core::name::Name;
 use crate::core::ownership::Owner;
 use crate::core::plan::{Action, Change};
 
@@ -99,9 +100,9 @@ impl Serialize for Changes<'_> {
 
 #[derive(Serialize)]
 struct Keys<'a> {
-    added: &'a [String],
-    changed: &'a [String],
-    removed: &'a [String],
+    added: &'a [Name],
+    changed: &'a [Name],
+    removed: &'a [Name],
 }
 
 /// One change; absent fields are left out, as the schema documents.
@@ -195,7 +196,7 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
                 removed,
             });
             out.metadata_only = Some(*metadata_only);
-            out.previous_owner = previous_owner.as_ref().map(Owner::short);
+            out.previous_owner = previous_owner.as_deref().map(Owner::short);
         }
         Action::Unchanged => {}
         Action::Conflict { reason } | Action::Keep { reason } => {

@@ -8,6 +8,7 @@ use comfy_table::{Cell, Color, ContentArrangement, Table};
 
 use super::Report;
 use crate::core::error_kind::ErrorKind;
+use crate::core::name::Name;
 use crate::core::plan::Action;
 
 /// Colour only on a terminal, and never with `NO_COLOR` set.
@@ -83,7 +84,7 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
-fn list(keys: &[String]) -> String {
+fn list(keys: &[Name]) -> String {
     if keys.is_empty() {
         "(none)".into()
     } else {

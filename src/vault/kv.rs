@@ -40,7 +40,7 @@ impl Vault {
                     _ => None,
                 };
                 Ok(Mount {
-                    path: mount_path,
+                    path: mount_path.into(),
                     engine,
                     kv_version,
                 })

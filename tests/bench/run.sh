@@ -302,8 +302,8 @@ measure() {
 # kube_estimate DEPLOYMENTS SECRETS OWNER_GETS -> JSON fragment
 kube_estimate() {
   jq -cn --argjson d "$1" --argjson s "$2" --argjson o "$3" \
-    '{kube_requests_estimated: ((if $d == 0 then 1 else (($d + 499) / 500 | floor) end) + 4 + $s + $o),
-      kube_requests_estimate: "pages of 500 + one LIST per other workload kind (4) + distinct Secret GETs + orphan-owner Deployment GETs"}'
+    '{kube_requests_estimated: ((if $d == 0 then 1 else (($d + 99) / 100 | floor) end) + 4 + $s + $o),
+      kube_requests_estimate: "pages of 100 + one LIST per other workload kind (4) + distinct Secret GETs + orphan-owner Deployment GETs"}'
 }
 
 # kube_estimate_list DEPLOYMENTS NAMESPACES SECRETS_PER_NAMESPACE -> JSON fragment
@@ -311,9 +311,9 @@ kube_estimate() {
 #   lower bound: a namespace that spans two batches is listed twice.
 kube_estimate_list() {
   jq -cn --argjson d "$1" --argjson n "$2" --argjson s "$3" \
-    '{kube_requests_estimated: ((if $d == 0 then 1 else (($d + 499) / 500 | floor) end) + 4
+    '{kube_requests_estimated: ((if $d == 0 then 1 else (($d + 99) / 100 | floor) end) + 4
         + $n * (if $s == 0 then 1 else (($s + 99) / 100 | floor) end)),
-      kube_requests_estimate: "pages of 500 + one LIST per other workload kind (4) + Secret LIST pages per namespace per batch (lower bound: a namespace spanning two batches is listed twice)"}'
+      kube_requests_estimate: "pages of 100 + one LIST per other workload kind (4) + Secret LIST pages per namespace per batch (lower bound: a namespace spanning two batches is listed twice)"}'
 }
 
 # --- default scenario ------------------------------------------------------------

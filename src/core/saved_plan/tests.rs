@@ -25,7 +25,7 @@ fn saved() -> SavedPlan {
             action: Action::Create {
                 keys: vec!["password".into()],
             },
-            write: Some(Write {
+            write: Some(Box::new(Write {
                 data: Some(BTreeMap::from([(
                     "password".into(),
                     SecretValue::new("hunter2-value".into()),
@@ -33,7 +33,7 @@ fn saved() -> SavedPlan {
                 cas: Some(0),
                 metadata: None,
                 claims: true,
-            }),
+            })),
             preserve_on_delete: false,
         }],
         notes: Vec::new(),

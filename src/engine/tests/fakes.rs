@@ -133,8 +133,9 @@ impl Cluster for FakeCluster {
         kinds: &[Kind],
         namespaces: &[String],
         _selector: Option<&str>,
+        each: &mut impl FnMut(WorkloadView),
     ) -> Listing {
-        let workloads = self
+        let workloads: Vec<WorkloadView> = self
             .lock()
             .workloads
             .values()
@@ -143,8 +144,8 @@ impl Cluster for FakeCluster {
             .filter(|w| namespaces.is_empty() || namespaces.contains(&w.namespace))
             .cloned()
             .collect();
+        workloads.into_iter().for_each(each);
         Listing {
-            workloads,
             incomplete: BTreeSet::new(),
             failures: Vec::new(),
             requests: 1,
@@ -228,7 +229,7 @@ impl FakePath {
 }
 
 fn key(loc: &KvLocation) -> (String, String) {
-    (loc.mount.clone(), loc.rel.clone())
+    (loc.mount.to_string(), loc.rel.clone())
 }
 
 impl FakeVault {
@@ -351,7 +352,7 @@ impl SecretStore for FakeVault {
             .filter(|(m, _)| path.starts_with(m.as_str()) || format!("{path}/") == **m)
             .max_by_key(|(m, _)| m.len())
             .map(|(m, v)| Mount {
-                path: m.clone(),
+                path: m.as_str().into(),
                 engine: "kv".into(),
                 kv_version: Some(*v),
             })
