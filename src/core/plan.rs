@@ -4,6 +4,7 @@
 //! carries the data to write (as redacted [`SecretValue`]s) but renderers only
 //! ever read key names and actions from it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::desired::DesiredPath;
@@ -179,9 +180,12 @@ impl Write {
 
 #[derive(Debug, Clone)]
 pub struct Change {
-    /// Display path (`secret/app`), or the annotation's spelling if it could
-    /// not be resolved.
-    pub path: String,
+    /// The path as the annotation spells it, for a row without a
+    /// `location` (it could not be resolved); empty otherwise. A located
+    /// row's path is its location's display, made when it is shown rather
+    /// than stored: a large run keeps every row to the end. See
+    /// [`Change::path`].
+    pub unresolved: String,
     pub location: Option<KvLocation>,
     pub owner: Owner,
     pub action: Action,
@@ -193,6 +197,32 @@ pub struct Change {
 }
 
 impl Change {
+    /// Display path (`secret/app`), or the annotation's spelling if it
+    /// could not be resolved.
+    pub fn path(&self) -> Cow<'_, str> {
+        match &self.location {
+            Some(location) => Cow::Owned(location.to_string()),
+            None => Cow::Borrowed(&self.unresolved),
+        }
+    }
+
+    /// The two parts whose concatenation is [`Change::path`].
+    fn path_parts(&self) -> (&str, &str) {
+        match &self.location {
+            Some(location) => (&location.mount, &location.rel),
+            None => (&self.unresolved, ""),
+        }
+    }
+
+    /// Orders rows by path, then owner, without building the paths.
+    pub fn cmp_by_path(&self, other: &Self) -> std::cmp::Ordering {
+        let ((a0, a1), (b0, b1)) = (self.path_parts(), other.path_parts());
+        a0.bytes()
+            .chain(a1.bytes())
+            .cmp(b0.bytes().chain(b1.bytes()))
+            .then_with(|| self.owner.cmp(&other.owner))
+    }
+
     /// Drops the values to write once they are written (or, for `plan` and
     /// `prune`, once planned), so a large run does not hold every Secret's
     /// values until the end. The change still says a write was planned
@@ -324,7 +354,7 @@ impl Plan {
         let mut order: Vec<usize> = (0..changes.len()).collect();
         order.sort_by(|&a, &b| {
             let (a, b) = (&changes[a], &changes[b]);
-            (&a.path, &a.owner).cmp(&(&b.path, &b.owner))
+            a.cmp_by_path(b)
         });
         // new_index[old] = where the change at `old` goes.
         let mut new_index = vec![0; order.len()];
@@ -348,8 +378,7 @@ impl Plan {
 
     /// Sorts changes by path, then owner, for stable output.
     pub fn sort(&mut self) {
-        self.changes
-            .sort_by(|a, b| (&a.path, &a.owner).cmp(&(&b.path, &b.owner)));
+        self.changes.sort_by(Change::cmp_by_path);
     }
 }
 
@@ -384,7 +413,6 @@ pub fn plan(
         .collect();
 
     for l in located {
-        let path = l.location.to_string();
         let owner = l.desired.owner.clone();
         if let Some(owners) = contested.get(&l.location) {
             let others: Vec<String> = owners
@@ -400,7 +428,7 @@ pub fn plan(
                 others.join(", ")
             };
             changes.push(Change {
-                path,
+                unresolved: String::new(),
                 location: Some(l.location),
                 owner,
                 action: Action::Conflict {
@@ -415,7 +443,7 @@ pub fn plan(
         }
         let (action, write) = diff_one(&l, observed.get(&l.location), index, opts);
         changes.push(Change {
-            path,
+            unresolved: String::new(),
             location: Some(l.location),
             owner,
             action,
@@ -426,7 +454,7 @@ pub fn plan(
 
     for p in problems {
         changes.push(Change {
-            path: p.path.unwrap_or_default(),
+            unresolved: p.path.unwrap_or_default(),
             location: None,
             owner: p.owner,
             action: Action::Error {
@@ -871,7 +899,7 @@ mod tests {
         // b, d, a, c: d (1) and a (2) failed.
         let (plan, failures) =
             Plan::from_rows(changes, vec![(1, "d failed"), (2, "a failed")], vec![]);
-        let paths: Vec<&str> = plan.changes.iter().map(|c| c.path.as_str()).collect();
+        let paths: Vec<String> = plan.changes.iter().map(|c| c.path().into_owned()).collect();
         assert_eq!(paths, ["secret/a", "secret/b", "secret/c", "secret/d"]);
         assert_eq!(failures, BTreeMap::from([(0, "a failed"), (3, "d failed")]));
     }
@@ -896,8 +924,8 @@ mod tests {
             let changes: Vec<Change> = order.iter().map(|&i| base.changes[i].clone()).collect();
             let outcomes: Vec<(usize, usize)> = order.iter().copied().enumerate().collect();
             let (plan, outcomes) = Plan::from_rows(changes, outcomes, vec![]);
-            let paths: Vec<String> = plan.changes.iter().map(|c| c.path.clone()).collect();
-            let want: Vec<String> = base.changes.iter().map(|c| c.path.clone()).collect();
+            let paths: Vec<String> = plan.changes.iter().map(|c| c.path().into_owned()).collect();
+            let want: Vec<String> = base.changes.iter().map(|c| c.path().into_owned()).collect();
             assert_eq!(paths, want, "order {order:?}");
             // Each outcome followed its change: outcome = original index.
             assert!(
@@ -1138,7 +1166,7 @@ mod tests {
     #[test]
     fn guard_refuses_every_delete_above_the_limit() {
         let delete = |rel: &str| Change {
-            path: format!("secret/{rel}"),
+            unresolved: String::new(),
             location: Some(loc(rel)),
             owner: owner("api"),
             action: Action::Delete {

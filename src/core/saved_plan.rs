@@ -439,7 +439,7 @@ pub fn build(header: Header, plan: &Plan, pins: &Pins) -> Result<SavedPlan, Buil
         };
         let base = |action| SavedChange {
             action,
-            path: c.path.clone(),
+            path: c.path().into_owned(),
             mount: location.mount.to_string(),
             kv_version: location.version.as_u8(),
             owner: OwnerRecord::from(&c.owner),
@@ -456,7 +456,7 @@ pub fn build(header: Header, plan: &Plan, pins: &Pins) -> Result<SavedPlan, Buil
             vault: VaultPin::Absent,
         };
         let unpinned = |why| BuildError::Unpinned {
-            path: c.path.clone(),
+            path: c.path().into_owned(),
             why,
         };
         let saved = match &c.action {
@@ -641,7 +641,7 @@ impl CheckedChange {
             CheckedPin::Delete { .. } => None,
         };
         Change {
-            path: self.location.to_string(),
+            unresolved: String::new(),
             location: Some(self.location.clone()),
             owner: self.owner.clone(),
             action: self.action.clone(),

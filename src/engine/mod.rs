@@ -583,7 +583,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                             located.push(l);
                         }
                         Err(reason) => gathered.changes.push(Change {
-                            path: l.location.to_string(),
+                            unresolved: String::new(),
                             location: Some(l.location),
                             owner: p.owner.clone(),
                             action: Action::Refused {

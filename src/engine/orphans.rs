@@ -391,7 +391,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             }
             if let Some(action) = verdict.action {
                 findings.changes.push(Change {
-                    path: loc.to_string(),
+                    unresolved: String::new(),
                     location: Some(loc),
                     owner: entry.owner,
                     action,

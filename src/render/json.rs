@@ -131,7 +131,7 @@ struct ChangeOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     mount: Option<&'a str>,
     namespace: &'a str,
-    path: &'a str,
+    path: Cow<'a, str>,
     /// A takeover: the owner (`namespace/deployment`) that is gone.
     #[serde(skip_serializing_if = "Option::is_none")]
     previous_owner: Option<String>,
@@ -168,7 +168,7 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
         metadata_only: None,
         mount: c.location.as_ref().map(|l| l.mount.as_str()),
         namespace: &c.owner.namespace,
-        path: &c.path,
+        path: c.path(),
         previous_owner: None,
         reason: None,
         result: None,
@@ -269,7 +269,7 @@ mod tests {
     #[test]
     fn every_error_type_carries_its_fix() {
         let error = |kind: ErrorKind| Change {
-            path: format!("secret/{kind}"),
+            unresolved: format!("secret/{kind}"),
             location: None,
             owner: Owner::new("c", "ns", "app"),
             action: Action::Error {

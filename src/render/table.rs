@@ -155,7 +155,7 @@ pub fn render(report: &Report<'_>, colour: bool) -> String {
         };
         table.add_row(vec![
             sym_cell,
-            Cell::new(printable(&change.path)),
+            Cell::new(printable(&change.path())),
             Cell::new(printable(&change.owner.describe())),
             Cell::new(action),
             Cell::new(printable(&detail)),
@@ -239,7 +239,7 @@ mod tests {
 
     fn change(i: usize, action: Action) -> Change {
         Change {
-            path: format!("secret/app-{i:05}"),
+            unresolved: format!("secret/app-{i:05}"),
             location: None,
             owner: Owner::new("default", "shop", format!("app-{i:05}")),
             action,

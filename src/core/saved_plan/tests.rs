@@ -19,7 +19,7 @@ fn saved() -> SavedPlan {
     let location = loc("clusters/prod/api/db");
     let plan = Plan {
         changes: vec![Change {
-            path: location.to_string(),
+            unresolved: String::new(),
             location: Some(location.clone()),
             owner: owner(),
             action: Action::Create {

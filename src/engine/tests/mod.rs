@@ -111,7 +111,7 @@ fn actions(p: &Prepared) -> BTreeMap<String, &'static str> {
     p.plan
         .changes
         .iter()
-        .map(|c| (c.path.clone(), c.action.name()))
+        .map(|c| (c.path().into_owned(), c.action.name()))
         .collect()
 }
 
@@ -393,10 +393,10 @@ async fn a_failed_write_fails_only_its_own_path() {
     w.app("api", &["db", "cache"]);
     w.vault().fail_content_writes("secret/api/db");
     let (prepared, applied) = w.run().await;
-    let failed: Vec<&str> = applied
+    let failed: Vec<String> = applied
         .failures
         .keys()
-        .map(|&i| prepared.plan.changes[i].path.as_str())
+        .map(|&i| prepared.plan.changes[i].path().into_owned())
         .collect();
     assert_eq!(failed, ["secret/api/db"]);
     assert!(
@@ -555,7 +555,7 @@ async fn path_rules_keep_a_namespace_in_its_lane() {
         .plan
         .changes
         .iter()
-        .find(|c| c.path == "secret/apps/team-b/db")
+        .find(|c| c.path() == "secret/apps/team-b/db")
         .expect("the squatter's path");
     assert!(
         matches!(&change.action, Action::Refused { kind: Some(ErrorKind::OutsideAllowedPaths), reason } if reason.contains("secret/apps/shop/")),

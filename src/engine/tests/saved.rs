@@ -72,7 +72,7 @@ fn results(o: &SavedOutcome) -> std::collections::BTreeMap<String, &'static str>
                 None => "applied",
                 Some(e) => e.kind().label(),
             };
-            (c.path.clone(), result)
+            (c.path().into_owned(), result)
         })
         .collect()
 }
