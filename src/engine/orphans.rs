@@ -247,7 +247,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     ) -> Result<(), IndexFailure> {
         const ATTEMPTS: usize = 5;
         for attempt in 1..=ATTEMPTS {
-            // Most batches add nothing new: spare the copy of a large index.
+            // Most batches add nothing new: spare the write of a large index.
             let changes = add.iter().any(|(l, e)| state.index.get(l) != Some(e))
                 || remove.iter().any(|l| state.index.contains_key(l));
             if !changes && !state.replace {
@@ -256,17 +256,35 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             // A new index carries its marker before its content, so that
             // no content ever stands at the index location unmarked.
             self.mark_index(state).await?;
-            let mut new = state.index.clone();
-            new.extend(add.iter().map(|(l, e)| (l.clone(), e.clone())));
-            new.retain(|l, _| !remove.contains(l));
-            match self
+            // Changed in place, not on a copy (a copy of a 100,000-entry
+            // index was the largest allocation of a late batch); what a
+            // failed write changed is put back from `undo`.
+            let mut undo: Vec<(KvLocation, Option<IndexEntry>)> = Vec::new();
+            for (l, e) in add {
+                if state.index.get(l) != Some(e) {
+                    undo.push((l.clone(), state.index.insert(l.clone(), e.clone())));
+                }
+            }
+            for l in remove {
+                if let Some(old) = state.index.remove(l) {
+                    undo.push((l.clone(), Some(old)));
+                }
+            }
+            let written = self
                 .vault
-                .write_record(&state.location, &index::encode(&new), state.version)
-                .await
-            {
+                .write_record(&state.location, &index::encode(&state.index), state.version)
+                .await;
+            if written.is_err() {
+                for (l, old) in undo.into_iter().rev() {
+                    match old {
+                        Some(e) => state.index.insert(l, e),
+                        None => state.index.remove(&l),
+                    };
+                }
+            }
+            match written {
                 Ok(()) => {
                     state.version += 1;
-                    state.index = new;
                     state.replace = false;
                     return Ok(());
                 }
