@@ -142,7 +142,12 @@ impl Vault {
 
     /// POSTs a write of `loc` to `api`. The body is dropped once serialized,
     /// and the bytes, which may hold values, are zeroed once sent.
-    async fn post(&self, loc: &KvLocation, api: &str, body: Value) -> Result<(), VaultError> {
+    async fn post(
+        &self,
+        loc: &KvLocation,
+        api: &str,
+        body: impl serde::Serialize,
+    ) -> Result<(), VaultError> {
         let bytes = Zeroizing::new(serde_json::to_vec(&body).map_err(|e| VaultError::Decode {
             path: loc.to_string(),
             message: e.to_string(),
@@ -265,7 +270,21 @@ impl Vault {
         data: &BTreeMap<String, String>,
         cas: u64,
     ) -> Result<(), VaultError> {
-        let body = json!({"data": data, "options": {"cas": cas}});
+        // Serialized from the map itself: the index of a large run is
+        // megabytes, and a `Value` built first would be a copy of it.
+        #[derive(serde::Serialize)]
+        struct Options {
+            cas: u64,
+        }
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            data: &'a BTreeMap<String, String>,
+            options: Options,
+        }
+        let body = Body {
+            data,
+            options: Options { cas },
+        };
         self.post(loc, &loc.data_path(), body).await
     }
 }
