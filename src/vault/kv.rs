@@ -205,7 +205,7 @@ impl Vault {
     /// puts the marker before the content).
     pub async fn read_record(&self, loc: &KvLocation) -> Result<IndexRead, VaultError> {
         let api = loc.data_path();
-        let reply = self.request(Method::GET, &api, None, JSON).await?;
+        let mut reply = self.request(Method::GET, &api, None, JSON).await?;
         let metadata = &reply.body["data"]["metadata"];
         match reply.status {
             s if (s.is_success() || s == StatusCode::NOT_FOUND) && metadata.is_object() => {
@@ -213,7 +213,9 @@ impl Vault {
                     Observed::Present(secret) => IndexRead::Present {
                         version: secret.version,
                         deleted: secret.deleted,
-                        data: string_map(&reply.body["data"]["data"]),
+                        // Moved out of the reply, not copied: a large
+                        // index is megabytes of text.
+                        data: take_string_map(&mut reply.body["data"]["data"]),
                         custom_metadata: secret.custom_metadata,
                     },
                     Observed::Absent | Observed::Failed { .. } => IndexRead::Absent {
@@ -342,6 +344,20 @@ fn string_map(v: &Value) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// [`string_map`], moving the strings out of `v`.
+fn take_string_map(v: &mut Value) -> BTreeMap<String, String> {
+    match v.take() {
+        Value::Object(o) => o
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k, s)),
+                _ => None,
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
 }
 
 fn check_write(reply: &Reply, api: &str, loc: &KvLocation) -> Result<(), VaultError> {
