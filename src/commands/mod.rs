@@ -436,7 +436,7 @@ fn log_problems(plan: &Plan) {
             kind = c.owner.kind.as_str(),
             deployment = c.owner.name.as_str(),
             secret = secret.unwrap_or(""),
-            path = %c.path(),
+            path = &*c.path(),
             action = c.action.name(),
             error_type,
             "{message}"

@@ -73,7 +73,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let mut failures = self.write_all(plan, only_updates, bar).await;
         for (i, c) in plan.changes.iter().enumerate() {
             if c.write.is_some() && !only_updates(c) {
-                tracing::warn!(path = %c.path(), "not created: {reason}");
+                tracing::warn!(path = &*c.path(), "not created: {reason}");
                 failures.insert(
                     i,
                     VaultError::NotAttempted {
@@ -273,7 +273,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                             namespace = change.owner.namespace.as_str(),
                             kind = change.owner.kind.as_str(),
                             deployment = change.owner.name.as_str(),
-                            path = %change.path(),
+                            path = &*change.path(),
                             action = change.action.name(),
                             "applied"
                         ),
@@ -281,7 +281,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                             namespace = change.owner.namespace.as_str(),
                             kind = change.owner.kind.as_str(),
                             deployment = change.owner.name.as_str(),
-                            path = %change.path(),
+                            path = &*change.path(),
                             action = change.action.name(),
                             error_type = e.metric_label(),
                             "{e}"
