@@ -458,6 +458,14 @@ impl SecretStore for FakeVault {
         data: &BTreeMap<String, String>,
         cas: u64,
     ) -> Result<(), VaultError> {
+        if self.lock().failing.contains(&loc.to_string()) {
+            return Err(VaultError::Status {
+                status: 500,
+                operation: "write",
+                path: loc.data_path(),
+                message: "injected".into(),
+            });
+        }
         let racer = self.lock().racer.take();
         if let Some(line) = racer {
             // Another run's entry lands first, in the index's own format.

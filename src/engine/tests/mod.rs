@@ -5,7 +5,7 @@
 
 mod fakes;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fakes::{FakeCluster, FakeVault, Quiet};
@@ -16,6 +16,7 @@ use crate::core::error_kind::ErrorKind;
 use crate::core::index;
 use crate::core::ownership::{self, OWNER_KEY, Owner};
 use crate::core::plan::Action;
+use crate::core::vault_path::{KvLocation, KvVersion};
 use crate::core::workload::Kind;
 use crate::k8s::SecretReads;
 use crate::metrics::Metrics;
@@ -187,6 +188,50 @@ async fn a_path_someone_else_wrote_is_a_conflict_and_stays_untouched() {
     let path = w.vault().get("secret/api/db").expect("path");
     assert_eq!(path.versions.len(), 1);
     assert!(path.custom_metadata.is_empty());
+}
+
+/// An index update is made in place; when its write fails, the index the
+/// run holds is put back as stored (the run may go on with it, e.g. after
+/// a failed unclaim), entries added, changed and removed alike.
+#[tokio::test]
+async fn a_failed_index_write_leaves_the_held_index_as_stored() {
+    let w = World::new();
+    w.app("api", &["db"]);
+    w.app("web", &["session"]);
+    w.run().await;
+    let mut state = w.engine.read_index().await.expect("the index");
+    let before = state.index.clone();
+    let at = |display: &str| {
+        before
+            .keys()
+            .find(|l| l.to_string() == display)
+            .cloned()
+            .expect("indexed")
+    };
+    let (api, web) = (at("secret/api/db"), at("secret/web/session"));
+    let new = KvLocation {
+        mount: "secret/".into(),
+        rel: "new/x".into(),
+        version: KvVersion::V2,
+    };
+    let add = index::Index::from([
+        (new, index::IndexEntry::new(owner("new"), false)),
+        (
+            api.clone(),
+            index::IndexEntry {
+                written: Some(7),
+                ..before[&api].clone()
+            },
+        ),
+    ]);
+    w.vault().fail_content_writes(INDEX);
+    let result = w
+        .engine
+        .update_index(&mut state, &add, &BTreeSet::from([web]))
+        .await;
+    assert!(result.is_err(), "the write was to fail");
+    assert_eq!(state.index, before);
+    assert_eq!(w.index().len(), 2, "{:?}", w.index());
 }
 
 #[tokio::test]
