@@ -265,22 +265,23 @@ impl Vault {
         self.post(loc, &loc.metadata_path(), body).await
     }
 
-    /// Writes a KV v2 secret of plain strings with check-and-set.
+    /// Writes a KV v2 secret of plain strings with check-and-set. Takes
+    /// the map, so that it is freed once serialized: the index of a large
+    /// run is megabytes, and is not held twice (nor a third time as a
+    /// `Value`) while the request is sent.
     pub async fn write_raw(
         &self,
         loc: &KvLocation,
-        data: &BTreeMap<String, String>,
+        data: BTreeMap<String, String>,
         cas: u64,
     ) -> Result<(), VaultError> {
-        // Serialized from the map itself: the index of a large run is
-        // megabytes, and a `Value` built first would be a copy of it.
         #[derive(serde::Serialize)]
         struct Options {
             cas: u64,
         }
         #[derive(serde::Serialize)]
-        struct Body<'a> {
-            data: &'a BTreeMap<String, String>,
+        struct Body {
+            data: BTreeMap<String, String>,
             options: Options,
         }
         let body = Body {

@@ -455,7 +455,7 @@ impl SecretStore for FakeVault {
     async fn write_record(
         &self,
         loc: &KvLocation,
-        data: &BTreeMap<String, String>,
+        data: BTreeMap<String, String>,
         cas: u64,
     ) -> Result<(), VaultError> {
         if self.lock().failing.contains(&loc.to_string()) {
@@ -481,7 +481,7 @@ impl SecretStore for FakeVault {
             let version = self.version_of(loc);
             self.push_version(loc, theirs, Some(version))?;
         }
-        self.push_version(loc, data.clone(), Some(cas))
+        self.push_version(loc, data, Some(cas))
     }
 
     async fn write_metadata(
