@@ -336,7 +336,10 @@ pub struct GlobalArgs {
 
     /// Most Vault paths read, planned and written per batch. Batches are
     /// sized to hold about 8 MiB of Secret values, and never more paths.
-    #[arg(long, global = true, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Each batch that creates paths rewrites the index, and lists its
+    /// namespaces' Secrets (`--read-secrets list`): fewer, larger batches
+    /// cost Vault and the API server less.
+    #[arg(long, global = true, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
 
     /// Output format.
