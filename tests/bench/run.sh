@@ -494,10 +494,13 @@ if [ "$SCALE_DEPLOYMENTS" -gt 0 ]; then
     measure scale-noop "$s_paths" read "$WORK/s-paths.txt" "" "$CONCURRENCY" \
       "$(jq -c --argjson r "$r" '. + {repeat: $r}' <<<"$S_EST")"
   done
-  # scale-drift: every 10th Secret changes (round numbers apart from the
-  # default drift's, so each run writes new values).
+  # scale-drift: every 10th Secret changes. The round is new for every
+  # bench run (seconds since the epoch), not only apart from the default
+  # drift's: with SCALE_REUSE a fixed round patched the Secrets to the
+  # values an earlier bench had already synced, and "drift" wrote nothing.
+  drift_base=$(( $(date +%s) * 10 ))
   scale_has drift && for r in $(seq 1 "$REPEATS"); do
-    NAMESPACES="$s_ns" DEPLOYMENTS="$s_dep" "${PY[@]}" drift --round $((100 + r)) >"$WORK/s-changed.txt"
+    NAMESPACES="$s_ns" DEPLOYMENTS="$s_dep" "${PY[@]}" drift --round $((drift_base + r)) >"$WORK/s-changed.txt"
     to_floor "$WORK/s-changed.txt" >"$WORK/s-floor-changed.txt"
     measure scale-drift "$s_paths" update "$WORK/s-floor-paths.txt" "$WORK/s-floor-changed.txt" "$CONCURRENCY" \
       "$(jq -c --argjson r "$r" --argjson n "$(wc -l <"$WORK/s-changed.txt")" \
