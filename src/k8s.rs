@@ -301,6 +301,16 @@ impl Workload for CronJob {
     }
 }
 
+/// The scopes a run reads: each of `namespaces`, or all namespaces
+/// (`None`) when it names none.
+pub fn scopes(namespaces: &[String]) -> Vec<Option<&str>> {
+    if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    }
+}
+
 /// How a listing of workloads went: which kinds were listed in full. The
 /// workloads themselves go to the caller page by page, as they arrive.
 #[derive(Debug, Default)]
@@ -388,12 +398,7 @@ async fn list_kind<K: Workload>(
     each: &mut impl FnMut(WorkloadView),
 ) {
     let resource = K::KIND.resource().1;
-    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
-        vec![None]
-    } else {
-        namespaces.iter().map(|n| Some(n.as_str())).collect()
-    };
-    for ns in scopes {
+    for ns in scopes(namespaces) {
         let api: Api<K> = match ns {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
@@ -482,12 +487,7 @@ pub async fn choose_secret_reads(
     if requested != SecretReads::Auto {
         return requested;
     }
-    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
-        vec![None]
-    } else {
-        namespaces.iter().map(|n| Some(n.as_str())).collect()
-    };
-    for ns in scopes {
+    for ns in scopes(namespaces) {
         let why = match may(client, ns, "list", "", "secrets").await {
             Ok(Access::Allowed) => continue,
             Ok(Access::Denied(reason)) => format!("RBAC does not grant list on secrets ({reason})"),

@@ -175,11 +175,7 @@ pub async fn check(global: &GlobalArgs) -> Result<Exit, CommandError> {
 }
 
 async fn rbac_checks(kube: &k8s::Client, global: &GlobalArgs, checks: &mut Checks) {
-    let namespaces: Vec<Option<&str>> = if global.namespaces.is_empty() {
-        vec![None]
-    } else {
-        global.namespaces.iter().map(|n| Some(n.as_str())).collect()
-    };
+    let namespaces = k8s::scopes(&global.namespaces);
     let list_secrets = (global.read_secrets == k8s::SecretReads::List).then_some((
         "list",
         "",
