@@ -224,6 +224,11 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             },
         ) = self.list(progress).await;
         clock.phase("listing");
+        // Phase 2: every path a workload can want is known before any
+        // Secret is read (custom mode names the path, auto-discovery
+        // derives it from the referenced Secrets' names), so each mount is
+        // looked up once, up front; each batch's Secret reads and Vault
+        // reads then run at the same time.
         let mounts = self
             .look_up_mounts(parsed.iter().flat_map(Parsed::raw_paths))
             .await;
@@ -310,11 +315,6 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         (listing, found)
     }
 
-    /// Phase 2 (in `prepare_with`): which Secrets each workload needs and
-    /// every path it can want are known before any Secret is read (custom
-    /// mode names the path, auto-discovery derives it from the referenced
-    /// Secrets' names), so each mount is looked up once, up front; each
-    /// batch's Secret reads and Vault reads then run at the same time.
     fn stop_if_fatal(&self) -> Result<(), VaultError> {
         match self.vault.fatal() {
             Some(fatal) => Err(fatal),
