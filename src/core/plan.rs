@@ -238,21 +238,21 @@ impl Change {
     /// a large run keeps every row to the end, and most write the same
     /// few key names.
     pub fn share_names(&mut self, names: &mut NamePool) {
-        let lists: Vec<&mut Vec<Name>> = match &mut self.action {
-            Action::Create { keys } => vec![keys],
+        let mut share = |list: &mut Vec<Name>| {
+            for key in list.iter_mut() {
+                *key = names.intern(key.clone());
+            }
+            list.shrink_to_fit();
+        };
+        match &mut self.action {
+            Action::Create { keys } => share(keys),
             Action::Update {
                 added,
                 changed,
                 removed,
                 ..
-            } => vec![added, changed, removed],
-            _ => return,
-        };
-        for list in lists {
-            for key in list.iter_mut() {
-                *key = names.intern(key.clone());
-            }
-            list.shrink_to_fit();
+            } => [added, changed, removed].into_iter().for_each(share),
+            _ => {}
         }
     }
 }
