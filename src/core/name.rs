@@ -83,12 +83,6 @@ impl From<String> for Name {
     }
 }
 
-impl From<&Name> for Name {
-    fn from(s: &Name) -> Self {
-        s.clone()
-    }
-}
-
 impl PartialEq<str> for Name {
     fn eq(&self, other: &str) -> bool {
         &*self.0 == other

@@ -45,14 +45,6 @@ impl WorkloadGauge {
             .insert((owner.namespace.clone(), owner.name.clone(), extra), value);
     }
 
-    /// The series' value, if it was set.
-    #[cfg(test)]
-    pub fn get(&self, namespace: &str, workload: &str, extra: &'static str) -> Option<i64> {
-        self.lock()
-            .get(&(Name::from(namespace), Name::from(workload), extra))
-            .copied()
-    }
-
     /// Appends the family in the text exposition format (nothing when it
     /// has no series, as the crate's encoder does).
     pub fn encode(&self, out: &mut String) {
