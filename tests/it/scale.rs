@@ -2,8 +2,8 @@
 //! default, lists Secrets where RBAC grants `list` (here: the admin the
 //! tests run as) and says so; the plan is the one GETs give.
 
+use crate::harness::annotation::PATH;
 use crate::harness::{PodRefs, TestNs};
-const PATH: &str = "vault-sync.io/path";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_secrets_auto_lists_where_rbac_grants_it_and_plans_the_same() {
