@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::error_kind::ErrorKind;
-use super::ownership::{NamePool, Owner};
+use super::ownership::{Owner, OwnerPool};
 use super::vault_path::{KvLocation, KvVersion};
 
 /// One owned path.
@@ -210,7 +210,7 @@ pub fn decode(location: &str, data: &BTreeMap<String, String>) -> Result<Index, 
 fn decode_owned(location: &str, data: BTreeMap<String, String>) -> Result<Index, IndexError> {
     let mut index = Index::new();
     let mut bad = Vec::new();
-    let mut names = NamePool::default();
+    let mut owners = OwnerPool::default();
     let format = data.get(FORMAT_KEY).cloned();
     match format.as_deref() {
         Some(FORMAT) => {
@@ -228,7 +228,7 @@ fn decode_owned(location: &str, data: BTreeMap<String, String>) -> Result<Index,
                     let path = serde_json::from_str::<Stored>(line)
                         .map(|s| s.path)
                         .unwrap_or_default();
-                    match parse_entry(&path, line, &mut names) {
+                    match parse_entry(&path, line, &mut owners) {
                         Some((loc, entry)) => {
                             part.insert(loc, entry);
                         }
@@ -248,7 +248,7 @@ fn decode_owned(location: &str, data: BTreeMap<String, String>) -> Result<Index,
         }
         None => {
             for (path, value) in &data {
-                match parse_entry(path, value, &mut names) {
+                match parse_entry(path, value, &mut owners) {
                     Some((loc, entry)) => {
                         index.insert(loc, entry);
                     }
@@ -361,7 +361,11 @@ pub fn load(location: &str, cluster: &str, read: IndexRead) -> Result<Loaded, In
     })
 }
 
-fn parse_entry(path: &str, value: &str, names: &mut NamePool) -> Option<(KvLocation, IndexEntry)> {
+fn parse_entry(
+    path: &str,
+    value: &str,
+    owners: &mut OwnerPool,
+) -> Option<(KvLocation, IndexEntry)> {
     let s = serde_json::from_str::<Stored>(value).ok()?;
     let rel = path.strip_prefix(&s.mount)?.to_owned();
     let version = match s.kv {
@@ -374,12 +378,12 @@ fn parse_entry(path: &str, value: &str, names: &mut NamePool) -> Option<(KvLocat
     }
     Some((
         KvLocation {
-            mount: names.intern(s.mount.into()),
+            mount: owners.name(s.mount.into()),
             rel,
             version,
         },
         IndexEntry {
-            owner: Owner::parse(&s.owner)?.interned(names),
+            owner: owners.intern(Owner::parse(&s.owner)?),
             preserve_on_delete: s.preserve,
             written: s.written,
         },

@@ -4,8 +4,11 @@
 //! says who owns it. That is how it refuses to overwrite secrets it does not
 //! own and how it recognises its own orphans.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::Arc;
 
 pub use super::name::{Name, NamePool};
 use super::workload::Kind;
@@ -23,15 +26,98 @@ pub const OWNER_KEY: &str = "vault-sync.io/owner";
 /// Recorded at write time so it is honoured after the Deployment is gone.
 pub const PRESERVE_KEY: &str = "vault-sync.io/preserve-on-delete";
 
-/// The workload a path belongs to. Cloning one copies three pointers: a
-/// run keeps an owner on every path it plans, and those share the strings
-/// of the workload they came from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Owner {
+/// The workload a path belongs to: a shared handle to its [`OwnerParts`],
+/// read through `Deref` (`owner.name`). Cloning one bumps a count: a run
+/// keeps an owner on every path it plans and on every index entry, and
+/// those point at one copy per workload (8 bytes a row, not 56).
+#[derive(Clone)]
+pub struct Owner(Arc<OwnerParts>);
+
+/// What names an owner.
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OwnerParts {
     pub cluster: Name,
     pub namespace: Name,
     pub kind: Kind,
     pub name: Name,
+}
+
+impl Deref for Owner {
+    type Target = OwnerParts;
+    fn deref(&self) -> &OwnerParts {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<OwnerParts> for Owner {
+    fn borrow(&self) -> &OwnerParts {
+        &self.0
+    }
+}
+
+impl PartialEq for Owner {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Owner {}
+
+impl PartialOrd for Owner {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Owner {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(&other.0)
+    }
+}
+
+impl Hash for Owner {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl fmt::Debug for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// Owners seen so far, to share one copy of each (and of their names):
+/// the entries an index holds for one workload, or the owners of a
+/// listing.
+#[derive(Debug, Default)]
+pub struct OwnerPool {
+    owners: HashSet<Owner>,
+    names: NamePool,
+}
+
+impl OwnerPool {
+    pub fn intern(&mut self, owner: Owner) -> Owner {
+        if let Some(seen) = self.owners.get(&*owner) {
+            return seen.clone();
+        }
+        let owner = Owner::of(
+            owner.kind,
+            self.names.intern(owner.cluster.clone()),
+            self.names.intern(owner.namespace.clone()),
+            self.names.intern(owner.name.clone()),
+        );
+        self.owners.insert(owner.clone());
+        owner
+    }
+
+    /// Any other name held as often (a mount), shared the same way.
+    pub fn name(&mut self, name: Name) -> Name {
+        self.names.intern(name)
+    }
 }
 
 impl Owner {
@@ -50,12 +136,12 @@ impl Owner {
         namespace: impl Into<Name>,
         name: impl Into<Name>,
     ) -> Self {
-        Self {
+        Self(Arc::new(OwnerParts {
             cluster: cluster.into(),
             namespace: namespace.into(),
             kind,
             name: name.into(),
-        }
+        }))
     }
 
     /// Parses `<cluster>/<namespace>/<name>` (a Deployment: what every
@@ -80,16 +166,6 @@ impl Owner {
             return None;
         }
         Some(Self::of(kind, c, n, d))
-    }
-
-    /// The same owner, its names shared with those `names` has seen.
-    pub fn interned(self, names: &mut NamePool) -> Owner {
-        Owner {
-            cluster: names.intern(self.cluster),
-            namespace: names.intern(self.namespace),
-            kind: self.kind,
-            name: names.intern(self.name),
-        }
     }
 
     /// `namespace/name`, as kubectl users read it.

@@ -149,12 +149,12 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// Parses one listed workload's annotations into `into`: an annotated
     /// workload, an annotation error, or nothing.
     pub(super) fn parse_one(&self, d: k8s::WorkloadView, into: &mut ParsedListing) {
-        let owner = Owner {
-            cluster: into.names.intern(self.scope.cluster.as_str().into()),
-            namespace: into.names.intern(d.namespace.as_str().into()),
-            kind: d.kind,
-            name: d.name.as_str().into(),
-        };
+        let owner = Owner::of(
+            d.kind,
+            into.names.intern(self.scope.cluster.as_str().into()),
+            into.names.intern(d.namespace.as_str().into()),
+            d.name.as_str(),
+        );
         match annotations::parse(&d.annotations) {
             Ok(Some(spec)) => {
                 let refs = desired::required_secrets(&spec, &d.references);

@@ -4,14 +4,15 @@
 //! the family's descriptor and of each label: about 400 bytes a series. A
 //! run over 50,000 Deployments has two such families, 100,000 series, and
 //! that alone was more memory than the rest of a no-op run. Here a series
-//! is the owner's names (shared with the plan, see [`Name`]) and a number,
-//! encoded straight to the text format when the run's metrics are pushed.
+//! is a handle to the owner (shared with the plan, see [`Owner`]) and a
+//! number, encoded straight to the text format when the run's metrics are
+//! pushed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use crate::core::ownership::{Name, Owner};
+use crate::core::ownership::Owner;
 
 /// One gauge family labelled `namespace`, `deployment` (the workload's
 /// name, whatever its kind) and optionally one label of a closed set.
@@ -20,7 +21,41 @@ pub struct WorkloadGauge {
     help: &'static str,
     /// The third label's name (`result`), if the family has one.
     extra: Option<&'static str>,
-    series: Mutex<BTreeMap<(Name, Name, &'static str), i64>>,
+    series: Mutex<BTreeMap<Series, i64>>,
+}
+
+/// One series' labels: the owner's namespace and name, and the third
+/// label's value. Ordered and compared by those labels alone, so workloads
+/// of two kinds with one name share a series, as their labels do.
+struct Series {
+    owner: Owner,
+    extra: &'static str,
+}
+
+impl Series {
+    fn labels(&self) -> (&str, &str, &str) {
+        (&self.owner.namespace, &self.owner.name, self.extra)
+    }
+}
+
+impl PartialEq for Series {
+    fn eq(&self, other: &Self) -> bool {
+        self.labels() == other.labels()
+    }
+}
+
+impl Eq for Series {}
+
+impl PartialOrd for Series {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Series {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.labels().cmp(&other.labels())
+    }
 }
 
 impl WorkloadGauge {
@@ -41,8 +76,11 @@ impl WorkloadGauge {
     /// empty for a family without one).
     pub fn set(&self, owner: &Owner, extra: &'static str, value: i64) {
         debug_assert_eq!(self.extra.is_some(), !extra.is_empty(), "{}", self.name);
-        self.lock()
-            .insert((owner.namespace.clone(), owner.name.clone(), extra), value);
+        let series = Series {
+            owner: owner.clone(),
+            extra,
+        };
+        self.lock().insert(series, value);
     }
 
     /// Appends the family in the text exposition format (nothing when it
@@ -54,7 +92,8 @@ impl WorkloadGauge {
         }
         let _ = writeln!(out, "# HELP {} {}", self.name, escape_help(self.help));
         let _ = writeln!(out, "# TYPE {} gauge", self.name);
-        for ((namespace, workload, extra), value) in series.iter() {
+        for (labels, value) in series.iter() {
+            let (namespace, workload, extra) = labels.labels();
             // Label names in alphabetical order, as the crate writes them.
             let _ = write!(
                 out,
@@ -70,7 +109,7 @@ impl WorkloadGauge {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Name, Name, &'static str), i64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Series, i64>> {
         // A panic while holding the lock cannot leave the map half-written.
         self.series
             .lock()
@@ -114,6 +153,18 @@ mod tests {
              vault_sync_x{deployment=\"b\",namespace=\"ns\",result=\"error\"} 1\n\
              vault_sync_x{deployment=\"q\\\"uote\",namespace=\"ns\",result=\"success\"} 2\n"
         );
+    }
+
+    #[test]
+    fn two_kinds_with_one_name_share_their_series() {
+        use crate::core::workload::Kind;
+        let g = WorkloadGauge::new("vault_sync_x", "Help.", None);
+        g.set(&Owner::new("c", "ns", "web"), "", 1);
+        g.set(&Owner::of(Kind::StatefulSet, "c", "ns", "web"), "", 2);
+        let mut out = String::new();
+        g.encode(&mut out);
+        assert_eq!(out.matches("vault_sync_x{").count(), 1, "{out}");
+        assert!(out.ends_with("vault_sync_x{deployment=\"web\",namespace=\"ns\"} 2\n"));
     }
 
     #[test]
