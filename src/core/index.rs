@@ -77,32 +77,68 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 /// Encodes the index as the KV data map to store: `format` plus
 /// `entries-NNNN` chunks of JSON lines, each at most [`CHUNK_BYTES`].
 pub fn encode(index: &Index) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::from([(FORMAT_KEY.to_owned(), FORMAT.to_owned())]);
-    let mut chunk = String::new();
-    let flush = |chunk: &mut String, out: &mut BTreeMap<String, String>| {
-        if !chunk.is_empty() {
-            let key = format!("entries-{:04}", out.len() - 1);
-            out.insert(key, std::mem::take(chunk));
-        }
-    };
-    for (loc, e) in index {
-        let stored = Stored {
-            path: loc.to_string(),
-            mount: loc.mount.to_string(),
-            kv: loc.version.as_u8(),
-            owner: e.owner.to_string(),
-            preserve: e.preserve_on_delete,
-            written: e.written,
-        };
-        let line = serde_json::to_string(&stored).unwrap_or_default();
-        if !chunk.is_empty() && chunk.len() + line.len() + 1 > CHUNK_BYTES {
-            flush(&mut chunk, &mut out);
-        }
-        chunk.push_str(&line);
-        chunk.push('\n');
-    }
-    flush(&mut chunk, &mut out);
+    let mut out: BTreeMap<String, String> = Encoded(index).chunks().collect();
+    out.insert(FORMAT_KEY.to_owned(), FORMAT.to_owned());
     out
+}
+
+/// The index as the KV data to store (the map of [`encode`]), serialized
+/// chunk by chunk: a large index is written without its encoded text
+/// being held beside the request body.
+#[derive(Clone, Copy)]
+pub struct Encoded<'a>(pub &'a Index);
+
+impl<'a> Encoded<'a> {
+    /// Each `entries-NNNN` chunk in turn.
+    pub fn chunks(self) -> impl Iterator<Item = (String, String)> + 'a {
+        let mut entries = self.0.iter();
+        // The first line of the next chunk, made while filling this one.
+        let mut pending: Option<String> = None;
+        let mut n = 0;
+        std::iter::from_fn(move || {
+            let mut chunk = pending.take().unwrap_or_default();
+            for (loc, e) in entries.by_ref() {
+                let mut line = entry_line(loc, e);
+                line.push('\n');
+                if !chunk.is_empty() && chunk.len() + line.len() > CHUNK_BYTES {
+                    pending = Some(line);
+                    break;
+                }
+                chunk.push_str(&line);
+            }
+            if chunk.is_empty() {
+                return None;
+            }
+            let key = format!("entries-{n:04}");
+            n += 1;
+            Some((key, chunk))
+        })
+    }
+}
+
+impl Serialize for Encoded<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (key, chunk) in self.chunks() {
+            map.serialize_entry(&key, &chunk)?;
+        }
+        map.serialize_entry(FORMAT_KEY, FORMAT)?;
+        map.end()
+    }
+}
+
+/// One entry's JSON line (without its newline).
+fn entry_line(loc: &KvLocation, e: &IndexEntry) -> String {
+    let stored = Stored {
+        path: loc.to_string(),
+        mount: loc.mount.to_string(),
+        kv: loc.version.as_u8(),
+        owner: e.owner.to_string(),
+        preserve: e.preserve_on_delete,
+        written: e.written,
+    };
+    serde_json::to_string(&stored).unwrap_or_default()
 }
 
 /// `managed-by` value on the index secret itself, so that no Deployment can
@@ -379,7 +415,7 @@ fn parse_entry(
     Some((
         KvLocation {
             mount: owners.name(s.mount.into()),
-            rel,
+            rel: rel.into(),
             version,
         },
         IndexEntry {
@@ -425,7 +461,7 @@ mod tests {
                 (
                     KvLocation {
                         mount: "secret/".into(),
-                        rel: format!("clusters/prod/team-{}/app-{i}/credentials", i % 50),
+                        rel: format!("clusters/prod/team-{}/app-{i}/credentials", i % 50).into(),
                         version: KvVersion::V2,
                     },
                     IndexEntry::new(
@@ -442,6 +478,10 @@ mod tests {
             "far below OpenBao's 1,000 JSON strings"
         );
         assert!(encoded.values().all(|v| v.len() <= CHUNK_BYTES));
+        // What is sent is serialized chunk by chunk: the same document.
+        let sent: BTreeMap<String, String> =
+            serde_json::from_slice(&serde_json::to_vec(&Encoded(&index)).unwrap()).unwrap();
+        assert_eq!(sent, encoded);
         assert_eq!(decode("idx", &encoded), Ok(index));
     }
 

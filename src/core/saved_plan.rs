@@ -828,7 +828,7 @@ fn check_location(
     }
     let location = KvLocation {
         mount: c.mount.as_str().into(),
-        rel: rel.to_owned(),
+        rel: rel.into(),
         version,
     };
     if vault_path::is_index_path(rel) {

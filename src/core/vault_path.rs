@@ -180,7 +180,7 @@ pub struct KvLocation {
     /// the mount.
     pub mount: Name,
     /// Path inside the mount, without leading slash.
-    pub rel: String,
+    pub rel: Name,
     pub version: KvVersion,
 }
 
@@ -225,7 +225,7 @@ impl fmt::Display for KvLocation {
 pub fn index_location(mount: &Mount, cluster: &str) -> KvLocation {
     KvLocation {
         mount: mount.path.clone(),
-        rel: format!("{INDEX_FOLDER}/{cluster}"),
+        rel: format!("{INDEX_FOLDER}/{cluster}").into(),
         version: KvVersion::V2,
     }
 }
@@ -266,7 +266,7 @@ pub fn locate(path: &str, mount: &Mount, cluster: Option<&str>) -> Result<KvLoca
     }
     Ok(KvLocation {
         mount: mount.path.clone(),
-        rel,
+        rel: rel.into(),
         version,
     })
 }

@@ -437,7 +437,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         );
         let bytes: usize = fetched.values().map(SecretFetch::value_bytes).sum();
 
-        let (located, problems) = self.desire_batch(members, &fetched, batch.mounts, gathered);
+        let (mut located, problems) = self.desire_batch(members, &fetched, batch.mounts, gathered);
         let sources = batch
             .pin
             .then(|| saved::source_pins(members, &located, &fetched));
@@ -451,6 +451,13 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         }
         let no_index = Index::new();
         let index_now = index.as_ref().map_or(&no_index, |s| &s.index);
+        // A row kept to the end of the run points at its path's copy in
+        // the index, which is held to the end too.
+        for l in &mut located {
+            if let Some((indexed, _)) = index_now.get_key_value(&l.location) {
+                l.location.rel = indexed.rel.clone();
+            }
+        }
         let holders = plan::holders_to_check(&located, &observed, index_now, &self.scope.cluster);
         let opts = PlanOptions {
             adopt: self.scope.adopt,

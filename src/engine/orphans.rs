@@ -272,7 +272,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             }
             let written = self
                 .vault
-                .write_record(&state.location, index::encode(&state.index), state.version)
+                .write_record(&state.location, index::Encoded(&state.index), state.version)
                 .await;
             if written.is_err() {
                 for (l, old) in undo.into_iter().rev() {
@@ -468,7 +468,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 }
                 let loc = KvLocation {
                     mount: mount.path.clone(),
-                    rel,
+                    rel: rel.into(),
                     version: KvVersion::V2,
                 };
                 // A path whose current version is already deleted has

@@ -75,12 +75,11 @@ pub trait SecretStore {
     /// vault-sync's own record (the index): plain strings, or the metadata
     /// alone when there is no content.
     async fn read_record(&self, loc: &KvLocation) -> Result<IndexRead, VaultError>;
-    /// Writes a record with check-and-set (taking it: a large index is
-    /// freed once serialized).
+    /// Writes the index with check-and-set, encoded as it is sent.
     async fn write_record(
         &self,
         loc: &KvLocation,
-        data: BTreeMap<String, String>,
+        data: crate::core::index::Encoded<'_>,
         cas: u64,
     ) -> Result<(), VaultError>;
     /// Replaces a KV v2 path's custom_metadata.

@@ -216,7 +216,7 @@ impl Vault {
         &self,
         method: Method,
         path: &str,
-        body: Option<&Zeroizing<Vec<u8>>>,
+        body: Option<&RequestBody>,
         content_type: &str,
     ) -> Result<Reply, VaultError> {
         if let Some(reason) = self.shutdown.reason() {
@@ -284,7 +284,7 @@ impl Vault {
         &self,
         method: Method,
         path: &str,
-        body: Option<&Zeroizing<Vec<u8>>>,
+        body: Option<&RequestBody>,
         content_type: &str,
     ) -> Result<Reply, Attempt> {
         let url = format!("{}/v1/{}", self.addr, encode_api_path(path));
@@ -307,9 +307,11 @@ impl Vault {
             req = req.header("X-Vault-Namespace", ns);
         }
         if let Some(body) = body {
-            // reqwest takes its own copy of the bytes; that copy cannot be
-            // zeroized, but it lives only for the duration of the request.
-            req = req.header("Content-Type", content_type).body(body.to_vec());
+            // Shared, not copied: an index write is megabytes, and a copy
+            // per attempt was the peak of a large first run.
+            req = req
+                .header("Content-Type", content_type)
+                .body(body.0.clone());
         }
         let response = match req.send().await {
             Ok(r) => r,
@@ -393,6 +395,25 @@ fn method_name(m: &Method) -> &'static str {
 /// Percent-encodes an API path (the part before vault-sync's own `?query`),
 /// so that a secret's path reaches Vault as exactly the path shown in the
 /// plan, whatever characters it holds.
+/// A request body: serialized once, shared by every attempt to send it,
+/// and zeroed when dropped (it may hold secret values) if the HTTP client
+/// no longer holds it, which it does not once the request is answered.
+pub(crate) struct RequestBody(bytes::Bytes);
+
+impl RequestBody {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes::Bytes::from(bytes))
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if let Ok(mut bytes) = std::mem::take(&mut self.0).try_into_mut() {
+            zeroize::Zeroize::zeroize(bytes.as_mut());
+        }
+    }
+}
+
 fn encode_api_path(path: &str) -> String {
     let (p, query) = match path.split_once('?') {
         Some((p, q)) => (p, Some(q)),

@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
-use zeroize::Zeroizing;
 
-use super::client::{Reply, Vault};
+use super::client::{Reply, RequestBody, Vault};
 use super::error::{ServerSays, VaultError, error_messages, server_says};
 use crate::core::index::IndexRead;
 use crate::core::ownership::PathMetadata;
@@ -148,10 +147,11 @@ impl Vault {
         api: &str,
         body: impl serde::Serialize,
     ) -> Result<(), VaultError> {
-        let bytes = Zeroizing::new(serde_json::to_vec(&body).map_err(|e| VaultError::Decode {
-            path: loc.to_string(),
-            message: e.to_string(),
-        })?);
+        let bytes =
+            RequestBody::new(serde_json::to_vec(&body).map_err(|e| VaultError::Decode {
+                path: loc.to_string(),
+                message: e.to_string(),
+            })?);
         drop(body);
         let reply = self.request(Method::POST, api, Some(&bytes), JSON).await?;
         check_write(&reply, api, loc)
@@ -265,14 +265,16 @@ impl Vault {
         self.post(loc, &loc.metadata_path(), body).await
     }
 
-    /// Writes a KV v2 secret of plain strings with check-and-set. Takes
-    /// the map, so that it is freed once serialized: the index of a large
-    /// run is megabytes, and is not held twice (nor a third time as a
-    /// `Value`) while the request is sent.
+    /// Writes a KV v2 secret of plain strings with check-and-set. `data`
+    /// is serialized straight into the request body: the index of a large
+    /// run is megabytes, and its encoded form ([`index::Encoded`]) is made
+    /// chunk by chunk as it is serialized, never held whole beside the body.
+    ///
+    /// [`index::Encoded`]: crate::core::index::Encoded
     pub async fn write_raw(
         &self,
         loc: &KvLocation,
-        data: BTreeMap<String, String>,
+        data: impl serde::Serialize,
         cas: u64,
     ) -> Result<(), VaultError> {
         #[derive(serde::Serialize)]
@@ -280,8 +282,8 @@ impl Vault {
             cas: u64,
         }
         #[derive(serde::Serialize)]
-        struct Body {
-            data: BTreeMap<String, String>,
+        struct Body<D> {
+            data: D,
             options: Options,
         }
         let body = Body {
@@ -496,12 +498,13 @@ impl Vault {
         paths: &[String],
     ) -> Result<BTreeMap<String, Vec<String>>, VaultError> {
         let api = "sys/capabilities-self";
-        let body = Zeroizing::new(serde_json::to_vec(&json!({ "paths": paths })).map_err(|e| {
-            VaultError::Decode {
-                path: api.into(),
-                message: e.to_string(),
-            }
-        })?);
+        let body =
+            RequestBody::new(serde_json::to_vec(&json!({ "paths": paths })).map_err(|e| {
+                VaultError::Decode {
+                    path: api.into(),
+                    message: e.to_string(),
+                }
+            })?);
         let reply = self.request(Method::POST, api, Some(&body), JSON).await?;
         if !reply.status.is_success() {
             return Err(match reply.status {

@@ -47,7 +47,7 @@ impl crate::engine::ports::SecretStore for Vault {
     async fn write_record(
         &self,
         loc: &KvLocation,
-        data: BTreeMap<String, String>,
+        data: crate::core::index::Encoded<'_>,
         cas: u64,
     ) -> Result<(), VaultError> {
         Vault::write_raw(self, loc, data, cas).await

@@ -229,7 +229,7 @@ impl FakePath {
 }
 
 fn key(loc: &KvLocation) -> (String, String) {
-    (loc.mount.to_string(), loc.rel.clone())
+    (loc.mount.to_string(), loc.rel.to_string())
 }
 
 impl FakeVault {
@@ -455,9 +455,10 @@ impl SecretStore for FakeVault {
     async fn write_record(
         &self,
         loc: &KvLocation,
-        data: BTreeMap<String, String>,
+        data: crate::core::index::Encoded<'_>,
         cas: u64,
     ) -> Result<(), VaultError> {
+        let data: BTreeMap<String, String> = crate::core::index::encode(data.0);
         if self.lock().failing.contains(&loc.to_string()) {
             return Err(VaultError::Status {
                 status: 500,
