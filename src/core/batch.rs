@@ -19,9 +19,15 @@ use std::collections::{BTreeMap, VecDeque};
 /// counts as one path.
 #[derive(Debug)]
 pub struct Batcher {
-    /// Groups that must share a batch, in order of their first member,
-    /// each with its weight in paths.
-    groups: VecDeque<(Vec<usize>, usize)>,
+    /// Every item, the members of each group together, groups in order of
+    /// their first member. Flat, not a list per group: a run holds the
+    /// batcher for its whole batch phase, and most groups are one item.
+    members: Vec<usize>,
+    /// The groups not handed out yet: each one's end in `members` and
+    /// its weight in paths.
+    groups: VecDeque<(usize, usize)>,
+    /// Where the next group starts in `members`.
+    start: usize,
 }
 
 impl Batcher {
@@ -43,39 +49,46 @@ impl Batcher {
                 }
             }
         }
-        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for item in 0..locations.len() {
-            let r = find(&mut root, item);
-            groups.entry(r).or_default().push(item);
+        drop(first_wanted_by);
+        for item in 0..root.len() {
+            root[item] = find(&mut root, item);
         }
-        let groups = groups
-            .into_values()
-            .map(|members| {
-                let weight = members
-                    .iter()
-                    .map(|&i| locations[i].as_ref().len().max(1))
-                    .sum();
-                (members, weight)
-            })
-            .collect();
-        Self { groups }
+        let mut members: Vec<usize> = (0..locations.len()).collect();
+        members.sort_by_key(|&i| (root[i], i));
+        let mut groups = VecDeque::new();
+        let mut weight = 0;
+        for (at, &item) in members.iter().enumerate() {
+            weight += locations[item].as_ref().len().max(1);
+            let last_of_group = members
+                .get(at + 1)
+                .is_none_or(|&next| root[next] != root[item]);
+            if last_of_group {
+                groups.push_back((at + 1, weight));
+                weight = 0;
+            }
+        }
+        Self {
+            members,
+            groups,
+            start: 0,
+        }
     }
 
     /// The next batch, of at most `max_paths` paths unless a single group
     /// is larger; `None` when every item was handed out.
     pub fn next_batch(&mut self, max_paths: usize) -> Option<Vec<usize>> {
-        let mut batch = Vec::new();
+        let mut end = self.start;
         let mut size = 0;
-        while let Some((_, weight)) = self.groups.front() {
-            if !batch.is_empty() && size + weight > max_paths {
+        while let Some(&(group_end, weight)) = self.groups.front() {
+            if end > self.start && size + weight > max_paths {
                 break;
             }
-            let Some((members, weight)) = self.groups.pop_front() else {
-                break;
-            };
-            batch.extend(members);
+            self.groups.pop_front();
+            end = group_end;
             size += weight;
         }
+        let batch = self.members[self.start..end].to_vec();
+        self.start = end;
         (!batch.is_empty()).then_some(batch)
     }
 }

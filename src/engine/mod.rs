@@ -558,11 +558,12 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let mut located = Vec::new();
         let mut problems = Vec::new();
         for p in members {
+            let Some(wants) = p.wants() else { continue };
             let secrets = NamespaceSecrets {
                 namespace: p.namespace(),
                 all: fetched,
             };
-            let outcome = desired::desire(&p.owner, &p.spec, &p.references, &secrets);
+            let outcome = desired::desire(&p.owner, &wants.spec, &wants.references, &secrets);
             if outcome.hold_existing {
                 gathered.held.insert(p.owner.clone());
             }

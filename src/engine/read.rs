@@ -26,8 +26,15 @@ use crate::vault::VaultError;
 /// when a batch needs it rather than kept for every workload of the run.
 pub(super) struct Parsed {
     pub owner: Owner,
+    /// What its batch reads and plans from; boxed, and dropped after its
+    /// batch (see [`Parsed::release`]), so that what every workload holds
+    /// to the end of the run is its owner and a pointer.
+    wants: Option<Box<Wants>>,
+}
+
+/// A workload's annotations and the Secrets its pod template references.
+pub(super) struct Wants {
     pub spec: annotations::SyncSpec,
-    /// The Secrets its pod template references.
     pub references: Vec<SecretReference>,
 }
 
@@ -58,11 +65,17 @@ impl Parsed {
         &self.owner.namespace
     }
 
+    /// What its batch plans from; `None` once [released](Parsed::release).
+    pub fn wants(&self) -> Option<&Wants> {
+        self.wants.as_deref()
+    }
+
     /// Secrets to read (none when reconcile is off). Derived when a batch
     /// needs them rather than kept for every workload of the run.
     pub fn secrets(&self) -> impl Iterator<Item = String> + '_ {
-        let on = self.spec.reconcile != annotations::Reconcile::Off;
-        on.then(|| desired::required_secrets(&self.spec, &self.references))
+        self.wants()
+            .filter(|w| w.spec.reconcile != annotations::Reconcile::Off)
+            .map(|w| desired::required_secrets(&w.spec, &w.references))
             .into_iter()
             .flatten()
             .map(|r| r.name)
@@ -72,18 +85,17 @@ impl Parsed {
     /// owner (for the orphan phase), and a large run holds every workload
     /// to the end.
     pub fn release(&mut self) {
-        self.references = Vec::new();
-        self.spec.path = String::new();
-        self.spec.mode = annotations::Mode::AutoDiscover;
+        self.wants = None;
     }
 
     /// The paths it can want, as its annotations spell them (none when
     /// reconcile is off: nothing is read, its paths are held).
     pub fn raw_paths(&self) -> Vec<String> {
-        if self.spec.reconcile == annotations::Reconcile::Off {
-            Vec::new()
-        } else {
-            desired::wanted_paths(&self.spec, &self.references)
+        match self.wants() {
+            Some(w) if w.spec.reconcile != annotations::Reconcile::Off => {
+                desired::wanted_paths(&w.spec, &w.references)
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -163,8 +175,10 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                     .set(&owner, "", refs.len() as i64);
                 into.parsed.push(Parsed {
                     owner,
-                    spec,
-                    references: d.references,
+                    wants: Some(Box::new(Wants {
+                        spec,
+                        references: d.references,
+                    })),
                 });
             }
             Ok(None) => {}

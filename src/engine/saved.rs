@@ -37,7 +37,10 @@ pub(super) fn source_pins(
     located: &[Located],
     fetched: &BTreeMap<(String, String), SecretFetch>,
 ) -> SourcesOf {
-    let specs: BTreeMap<&Owner, &Mode> = members.iter().map(|p| (&p.owner, &p.spec.mode)).collect();
+    let specs: BTreeMap<&Owner, &Mode> = members
+        .iter()
+        .filter_map(|p| Some((&p.owner, &p.wants()?.spec.mode)))
+        .collect();
     located
         .iter()
         .filter_map(|l| {
