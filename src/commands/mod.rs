@@ -422,7 +422,7 @@ fn log_problems(plan: &Plan) {
                 kind,
                 message,
                 secret,
-            } => (kind.label(), message.as_str(), secret.as_deref()),
+            } => (kind.label(), &**message, secret.as_deref()),
             Action::Conflict { reason } => ("conflict", reason.as_str(), None),
             Action::Refused { reason, kind } => (
                 kind.map_or("refused", ErrorKind::label),

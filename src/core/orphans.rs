@@ -214,7 +214,7 @@ fn judge_steps(
     };
     Continue(Verdict {
         action: Some(Action::Delete {
-            reason: format!("{why_orphan} ({how})"),
+            reason: format!("{why_orphan} ({how})").into(),
             destroy: destroy || hard,
             unmarked_version,
         }),
@@ -270,7 +270,8 @@ fn why_orphan(
                 message: format!(
                     "cannot confirm that {} is gone, so {loc} is kept: {e}",
                     entry.owner.describe()
-                ),
+                )
+                .into(),
                 secret: None,
             }),
             forget: false,
@@ -309,7 +310,7 @@ fn still_ours(
         PathState::Unknown(e) => Break(Verdict {
             action: Some(Action::Error {
                 kind: ErrorKind::Unknown,
-                message: format!("cannot read the metadata of {loc}, so it is kept: {e}"),
+                message: format!("cannot read the metadata of {loc}, so it is kept: {e}").into(),
                 secret: None,
             }),
             forget: false,

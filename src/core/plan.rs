@@ -80,29 +80,29 @@ pub enum Action {
         keys: Vec<Name>,
     },
     Update {
-        added: Vec<Name>,
-        changed: Vec<Name>,
-        removed: Vec<Name>,
+        /// Boxed, to keep every row of a large plan small: most rows are
+        /// not updates.
+        keys: Box<KeyChanges>,
         /// Content is equal; only the ownership metadata changes (adoption,
         /// preserve flag flipped).
         metadata_only: bool,
         /// Taken over from this owner of the same cluster, which no longer
-        /// exists (a renamed or replaced workload). Boxed, being rare, to
-        /// keep every row of a large plan small.
-        previous_owner: Option<Box<Owner>>,
+        /// exists (a renamed or replaced workload).
+        previous_owner: Option<Owner>,
     },
     Unchanged,
     Conflict {
         reason: String,
     },
+    /// (`Box<str>`s, not `String`s, keep every row of a plan small.)
     Error {
         kind: ErrorKind,
-        message: String,
-        secret: Option<String>,
+        message: Box<str>,
+        secret: Option<Box<str>>,
     },
     /// An orphan to delete.
     Delete {
-        reason: String,
+        reason: Box<str>,
         /// Every version and the metadata (KV v2 `--destroy`, or KV v1).
         destroy: bool,
         /// The path carries no marker, but vault-sync wrote this version of
@@ -185,7 +185,7 @@ pub struct Change {
     /// row's path is its location's display, made when it is shown rather
     /// than stored: a large run keeps every row to the end. See
     /// [`Change::path`].
-    pub unresolved: String,
+    pub unresolved: Box<str>,
     pub location: Option<KvLocation>,
     pub owner: Owner,
     pub action: Action,
@@ -246,12 +246,14 @@ impl Change {
         };
         match &mut self.action {
             Action::Create { keys } => share(keys),
-            Action::Update {
-                added,
-                changed,
-                removed,
-                ..
-            } => [added, changed, removed].into_iter().for_each(share),
+            Action::Update { keys, .. } => {
+                let KeyChanges {
+                    added,
+                    changed,
+                    removed,
+                } = &mut **keys;
+                [added, changed, removed].into_iter().for_each(share)
+            }
             _ => {}
         }
     }
@@ -428,7 +430,7 @@ pub fn plan(
                 others.join(", ")
             };
             changes.push(Change {
-                unresolved: String::new(),
+                unresolved: Box::default(),
                 location: Some(l.location),
                 owner,
                 action: Action::Conflict {
@@ -443,7 +445,7 @@ pub fn plan(
         }
         let (action, write) = diff_one(&l, observed.get(&l.location), index, opts);
         changes.push(Change {
-            unresolved: String::new(),
+            unresolved: Box::default(),
             location: Some(l.location),
             owner,
             action,
@@ -454,13 +456,13 @@ pub fn plan(
 
     for p in problems {
         changes.push(Change {
-            unresolved: p.path.unwrap_or_default(),
+            unresolved: p.path.unwrap_or_default().into(),
             location: None,
             owner: p.owner,
             action: Action::Error {
                 kind: p.kind,
-                message: p.message,
-                secret: p.secret,
+                message: p.message.into(),
+                secret: p.secret.map(Into::into),
             },
             write: None,
             preserve_on_delete: false,
@@ -513,7 +515,7 @@ fn diff_one(
             return (
                 Action::Error {
                     kind: *kind,
-                    message: message.clone(),
+                    message: message.as_str().into(),
                     secret: None,
                 },
                 None,
@@ -555,11 +557,9 @@ fn diff_one(
     let write_content = content_changed || claim.previous_owner.is_some();
     (
         Action::Update {
-            added: keys.added,
-            changed: keys.changed,
-            removed: keys.removed,
+            keys: Box::new(keys),
             metadata_only: !write_content,
-            previous_owner: claim.previous_owner.map(Box::new),
+            previous_owner: claim.previous_owner,
         },
         Some(Write {
             data: write_content.then(|| d.data.clone()),
@@ -657,10 +657,11 @@ fn claim_v1(
 
 /// Key names that differ between what a Deployment wants and what Vault
 /// holds (values compared by digest, never shown).
-struct KeyChanges {
-    added: Vec<Name>,
-    changed: Vec<Name>,
-    removed: Vec<Name>,
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChanges {
+    pub added: Vec<Name>,
+    pub changed: Vec<Name>,
+    pub removed: Vec<Name>,
 }
 
 impl KeyChanges {
@@ -836,14 +837,21 @@ mod tests {
         )
     }
 
+    /// A run keeps a row per path to its end (100,000 rows is 12 MB at
+    /// this size): what only a few rows carry is boxed, and what every row
+    /// carries is shared ([`Owner`], the path's [`Name`]s).
+    #[test]
+    fn a_plan_row_stays_small() {
+        assert!(std::mem::size_of::<Action>() <= 40);
+        assert!(std::mem::size_of::<Change>() <= 120);
+    }
+
     #[test]
     fn every_action_name_is_listed() {
         let all = [
             Action::Create { keys: vec![] },
             Action::Update {
-                added: vec![],
-                changed: vec![],
-                removed: vec![],
+                keys: Box::default(),
                 metadata_only: false,
                 previous_owner: None,
             },
@@ -853,11 +861,11 @@ mod tests {
             },
             Action::Error {
                 kind: ErrorKind::Unknown,
-                message: String::new(),
+                message: "".into(),
                 secret: None,
             },
             Action::Delete {
-                reason: String::new(),
+                reason: "".into(),
                 destroy: false,
                 unmarked_version: None,
             },
@@ -1004,9 +1012,11 @@ mod tests {
         assert_eq!(
             p.changes[0].action,
             Action::Update {
-                added: vec!["a".into()],
-                changed: vec!["b".into()],
-                removed: vec!["d".into()],
+                keys: Box::new(KeyChanges {
+                    added: vec!["a".into()],
+                    changed: vec!["b".into()],
+                    removed: vec!["d".into()],
+                }),
                 metadata_only: false,
                 previous_owner: None,
             }
@@ -1033,7 +1043,7 @@ mod tests {
             false,
         );
         assert!(
-            matches!(&p.changes[0].action, Action::Update { changed, .. } if changed == &["k"])
+            matches!(&p.changes[0].action, Action::Update { keys, .. } if keys.changed == ["k"])
         );
     }
 
@@ -1166,7 +1176,7 @@ mod tests {
     #[test]
     fn guard_refuses_every_delete_above_the_limit() {
         let delete = |rel: &str| Change {
-            unresolved: String::new(),
+            unresolved: Box::default(),
             location: Some(loc(rel)),
             owner: owner("api"),
             action: Action::Delete {
@@ -1333,11 +1343,9 @@ mod tests {
         assert_eq!(
             p.changes[0].action,
             Action::Update {
-                added: vec![],
-                changed: vec![],
-                removed: vec![],
+                keys: Box::default(),
                 metadata_only: false,
-                previous_owner: Some(Box::new(owner("a"))),
+                previous_owner: Some(owner("a")),
             }
         );
         let w = p.changes[0].write.as_ref().expect("a write");

@@ -23,7 +23,7 @@ use super::desired::SecretFetch;
 use super::name::Name;
 use super::orphans::{self, OwnerState, PathState};
 use super::ownership::{MANAGED_BY_KEY, OWNER_KEY, Owner, PRESERVE_KEY, PathMetadata};
-use super::plan::{Action, Change, Observed, Plan, Summary};
+use super::plan::{Action, Change, KeyChanges, Observed, Plan, Summary};
 use super::references::SecretReference;
 use super::vault_path::{self, KvLocation, KvVersion};
 use super::workload::Kind;
@@ -477,19 +477,17 @@ pub fn build(header: Header, plan: &Plan, pins: &Pins) -> Result<SavedPlan, Buil
                         ..base(SavedAction::Create)
                     },
                     Action::Update {
-                        added,
-                        changed,
-                        removed,
+                        keys,
                         metadata_only,
                         previous_owner,
                     } => SavedChange {
                         keys: Some(KeysRecord {
-                            added: strings(added),
-                            changed: strings(changed),
-                            removed: strings(removed),
+                            added: strings(&keys.added),
+                            changed: strings(&keys.changed),
+                            removed: strings(&keys.removed),
                         }),
                         metadata_only: Some(*metadata_only),
-                        previous_owner: previous_owner.as_deref().map(OwnerRecord::from),
+                        previous_owner: previous_owner.as_ref().map(OwnerRecord::from),
                         ..base(SavedAction::Update)
                     },
                     _ => continue,
@@ -509,7 +507,7 @@ pub fn build(header: Header, plan: &Plan, pins: &Pins) -> Result<SavedPlan, Buil
                     .get(location)
                     .ok_or_else(|| unpinned("its metadata or its owner was not read"))?;
                 SavedChange {
-                    reason: Some(reason.clone()),
+                    reason: Some(reason.to_string()),
                     destroy: Some(*destroy),
                     unmarked_version: *unmarked_version,
                     owner_state: Some(pin.owner_state),
@@ -641,7 +639,7 @@ impl CheckedChange {
             CheckedPin::Delete { .. } => None,
         };
         Change {
-            unresolved: String::new(),
+            unresolved: Box::default(),
             location: Some(self.location.clone()),
             owner: self.owner.clone(),
             action: self.action.clone(),
@@ -925,15 +923,21 @@ fn saved_action(plan: &SavedPlan, c: &SavedChange, version: KvVersion) -> Result
         SavedAction::Update => {
             let keys = c.keys.clone().ok_or("an update without keys")?;
             Action::Update {
-                added: names(keys.added),
-                changed: names(keys.changed),
-                removed: names(keys.removed),
+                keys: Box::new(KeyChanges {
+                    added: names(keys.added),
+                    changed: names(keys.changed),
+                    removed: names(keys.removed),
+                }),
                 metadata_only: c.metadata_only.ok_or("an update without metadata_only")?,
-                previous_owner: c.previous_owner.as_ref().map(|o| Box::new(o.owner())),
+                previous_owner: c.previous_owner.as_ref().map(OwnerRecord::owner),
             }
         }
         SavedAction::Delete => Action::Delete {
-            reason: c.reason.clone().ok_or("a delete without a reason")?,
+            reason: c
+                .reason
+                .as_deref()
+                .ok_or("a delete without a reason")?
+                .into(),
             destroy: plan.options.destroy || version == KvVersion::V1,
             unmarked_version: c.unmarked_version,
         },

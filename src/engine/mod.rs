@@ -591,7 +591,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                             located.push(l);
                         }
                         Err(reason) => gathered.changes.push(Change {
-                            unresolved: String::new(),
+                            unresolved: Box::default(),
                             location: Some(l.location),
                             owner: p.owner.clone(),
                             action: Action::Refused {

@@ -409,7 +409,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             }
             if let Some(action) = verdict.action {
                 findings.changes.push(Change {
-                    unresolved: String::new(),
+                    unresolved: Box::default(),
                     location: Some(loc),
                     owner: entry.owner,
                     action,

@@ -184,19 +184,17 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
             });
         }
         Action::Update {
-            added,
-            changed,
-            removed,
+            keys,
             metadata_only,
             previous_owner,
         } => {
             out.keys = Some(Keys {
-                added,
-                changed,
-                removed,
+                added: &keys.added,
+                changed: &keys.changed,
+                removed: &keys.removed,
             });
             out.metadata_only = Some(*metadata_only);
-            out.previous_owner = previous_owner.as_deref().map(Owner::short);
+            out.previous_owner = previous_owner.as_ref().map(Owner::short);
         }
         Action::Unchanged => {}
         Action::Conflict { reason } | Action::Keep { reason } => {
@@ -269,7 +267,7 @@ mod tests {
     #[test]
     fn every_error_type_carries_its_fix() {
         let error = |kind: ErrorKind| Change {
-            unresolved: format!("secret/{kind}"),
+            unresolved: format!("secret/{kind}").into(),
             location: None,
             owner: Owner::new("c", "ns", "app"),
             action: Action::Error {

@@ -9,7 +9,7 @@ use comfy_table::{Cell, Color, ContentArrangement, Table};
 use super::Report;
 use crate::core::error_kind::ErrorKind;
 use crate::core::name::Name;
-use crate::core::plan::Action;
+use crate::core::plan::{Action, KeyChanges};
 
 /// Colour only on a terminal, and never with `NO_COLOR` set.
 pub fn use_colour() -> bool {
@@ -33,12 +33,15 @@ fn detail(action: &Action) -> String {
     match action {
         Action::Create { keys } => format!("keys: {}", list(keys)),
         Action::Update {
-            added,
-            changed,
-            removed,
+            keys,
             metadata_only,
             previous_owner,
         } => {
+            let KeyChanges {
+                added,
+                changed,
+                removed,
+            } = &**keys;
             if *metadata_only {
                 return "ownership metadata only".into();
             }
@@ -58,11 +61,11 @@ fn detail(action: &Action) -> String {
             parts.join("  ")
         }
         Action::Unchanged => String::new(),
-        Action::Conflict { reason } => reason.clone(),
-        Action::Error { message, .. } => message.clone(),
-        Action::Delete { reason, .. }
-        | Action::Keep { reason }
-        | Action::Refused { reason, .. } => reason.clone(),
+        Action::Error { message, .. } => message.to_string(),
+        Action::Delete { reason, .. } => reason.to_string(),
+        Action::Conflict { reason } | Action::Keep { reason } | Action::Refused { reason, .. } => {
+            reason.clone()
+        }
     }
 }
 
@@ -239,7 +242,7 @@ mod tests {
 
     fn change(i: usize, action: Action) -> Change {
         Change {
-            unresolved: format!("secret/app-{i:05}"),
+            unresolved: format!("secret/app-{i:05}").into(),
             location: None,
             owner: Owner::new("default", "shop", format!("app-{i:05}")),
             action,

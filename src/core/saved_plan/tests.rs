@@ -19,7 +19,7 @@ fn saved() -> SavedPlan {
     let location = loc("clusters/prod/api/db");
     let plan = Plan {
         changes: vec![Change {
-            unresolved: String::new(),
+            unresolved: Box::default(),
             location: Some(location.clone()),
             owner: owner(),
             action: Action::Create {

@@ -277,7 +277,7 @@ async fn preserve_on_delete_keeps_the_path_and_a_newcomer_takes_it_over() {
     let (prepared, applied) = w.run().await;
     let change = &prepared.plan.changes[0];
     assert!(
-        matches!(&change.action, Action::Update { previous_owner: Some(o), .. } if **o == owner("old")),
+        matches!(&change.action, Action::Update { previous_owner: Some(o), .. } if *o == owner("old")),
         "{:?}",
         change.action
     );
