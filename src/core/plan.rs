@@ -189,9 +189,12 @@ pub struct Change {
     pub location: Option<KvLocation>,
     pub owner: Owner,
     pub action: Action,
-    /// Boxed: most rows of a large run write nothing (or no longer hold
-    /// what they wrote), and each row of the plan is kept to the end.
+    /// What `run` sends. Boxed, and dropped once written (or planned) by
+    /// [`Change::release_payload`]: most rows of a large run write
+    /// nothing, and each row of the plan is kept to the end.
     pub write: Option<Box<Write>>,
+    /// A write was planned and then released: [`Change::writes`].
+    pub write_released: bool,
     /// The Deployment's preserve-on-delete, recorded in the index.
     pub preserve_on_delete: bool,
 }
@@ -223,15 +226,20 @@ impl Change {
             .then_with(|| self.owner.cmp(&other.owner))
     }
 
-    /// Drops the values to write once they are written (or, for `plan` and
-    /// `prune`, once planned), so a large run does not hold every Secret's
-    /// values until the end. The change still says a write was planned
-    /// ([`Plan::has_changes`]); executing it again writes nothing.
+    /// Drops the write once it is written (or, for `plan` and `prune`,
+    /// once planned), so a large run does not hold every Secret's values,
+    /// nor a box per written path, until the end. The change still says a
+    /// write was planned ([`Change::writes`]); executing it again writes
+    /// nothing.
     pub fn release_payload(&mut self) {
-        if let Some(write) = &mut self.write {
-            write.data = None;
-            write.metadata = None;
+        if self.write.take().is_some() {
+            self.write_released = true;
         }
+    }
+
+    /// A write is planned (or was, and is released).
+    pub fn writes(&self) -> bool {
+        self.write.is_some() || self.write_released
     }
 
     /// Shares the key names of the row with the rows before it (`names`):
@@ -299,9 +307,9 @@ impl Plan {
     /// Anything `run` would write or delete (a kept orphan is dropped from
     /// the index, which is a write too).
     pub fn has_changes(&self) -> bool {
-        self.changes.iter().any(|c| {
-            c.write.is_some() || matches!(c.action, Action::Delete { .. } | Action::Keep { .. })
-        })
+        self.changes
+            .iter()
+            .any(|c| c.writes() || matches!(c.action, Action::Delete { .. } | Action::Keep { .. }))
     }
 
     /// Anything that makes the command exit non-zero.
@@ -439,6 +447,7 @@ pub fn plan(
                     ),
                 },
                 write: None,
+                write_released: false,
                 preserve_on_delete: l.desired.preserve_on_delete,
             });
             continue;
@@ -450,6 +459,7 @@ pub fn plan(
             owner,
             action,
             write: write.map(Box::new),
+            write_released: false,
             preserve_on_delete: l.desired.preserve_on_delete,
         });
     }
@@ -465,6 +475,7 @@ pub fn plan(
                 secret: p.secret.map(Into::into),
             },
             write: None,
+            write_released: false,
             preserve_on_delete: false,
         });
     }
@@ -951,8 +962,8 @@ mod tests {
             false,
         );
         p.changes[0].release_payload();
-        let w = p.changes[0].write.as_ref().unwrap();
-        assert!(w.data.is_none() && w.metadata.is_none());
+        assert!(p.changes[0].write.is_none(), "nothing held");
+        assert!(p.changes[0].writes());
         assert!(
             p.has_changes(),
             "plan's exit code 2 must survive the release"
@@ -1185,6 +1196,7 @@ mod tests {
                 unmarked_version: None,
             },
             write: None,
+            write_released: false,
             preserve_on_delete: false,
         };
         let mut p = Plan {

@@ -460,7 +460,7 @@ pub fn build(header: Header, plan: &Plan, pins: &Pins) -> Result<SavedPlan, Buil
             why,
         };
         let saved = match &c.action {
-            Action::Create { .. } | Action::Update { .. } if c.write.is_some() => {
+            Action::Create { .. } | Action::Update { .. } if c.writes() => {
                 let pin = pins
                     .writes
                     .get(&(location.clone(), c.owner.clone()))
@@ -644,6 +644,7 @@ impl CheckedChange {
             owner: self.owner.clone(),
             action: self.action.clone(),
             write: write.map(Box::new),
+            write_released: false,
             preserve_on_delete: self.preserve_on_delete,
         }
     }

@@ -72,7 +72,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let only_updates = |c: &Change| matches!(c.action, Action::Update { .. });
         let mut failures = self.write_all(plan, only_updates, bar).await;
         for (i, c) in plan.changes.iter().enumerate() {
-            if c.write.is_some() && !only_updates(c) {
+            if c.writes() && !only_updates(c) {
                 tracing::warn!(path = &*c.path(), "not created: {reason}");
                 failures.insert(
                     i,

@@ -599,6 +599,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                                 kind: Some(ErrorKind::OutsideAllowedPaths),
                             },
                             write: None,
+                            write_released: false,
                             preserve_on_delete: l.desired.preserve_on_delete,
                         }),
                     },

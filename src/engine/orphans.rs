@@ -414,6 +414,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                     owner: entry.owner,
                     action,
                     write: None,
+                    write_released: false,
                     preserve_on_delete: entry.preserve_on_delete,
                 });
             }

@@ -326,7 +326,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .changes
             .pop()
             .ok_or_else(|| not_attempted(c, "nothing was planned".into()))?;
-        if change.action != c.action || change.write.is_none() {
+        if change.action != c.action || !change.writes() {
             return Err(stale(format!(
                 "planned again on the same revisions it is now {:?}, not the saved {:?}",
                 change.action.name(),

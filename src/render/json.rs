@@ -223,7 +223,7 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
         }
     }
     if let Some(applied) = report.applied
-        && (c.write.is_some() || matches!(c.action, Action::Delete { .. }))
+        && (c.writes() || matches!(c.action, Action::Delete { .. }))
     {
         match applied.get(&i) {
             None => out.result = Some("applied"),
@@ -276,6 +276,7 @@ mod tests {
                 secret: None,
             },
             write: None,
+            write_released: false,
             preserve_on_delete: false,
         };
         let plan = Plan {

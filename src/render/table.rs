@@ -247,6 +247,7 @@ mod tests {
             owner: Owner::new("default", "shop", format!("app-{i:05}")),
             action,
             write: None,
+            write_released: false,
             preserve_on_delete: false,
         }
     }

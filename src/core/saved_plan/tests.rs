@@ -34,6 +34,7 @@ fn saved() -> SavedPlan {
                 metadata: None,
                 claims: true,
             })),
+            write_released: false,
             preserve_on_delete: false,
         }],
         notes: Vec::new(),
