@@ -235,7 +235,7 @@ impl IndexError {
 /// error, since running on the rest would forget those paths for good.
 /// Also reads the first, one-key-per-path format.
 pub fn decode(location: &str, data: &BTreeMap<String, String>) -> Result<Index, IndexError> {
-    decode_owned(location, data.clone())
+    decode_owned(location, data.clone(), &mut OwnerPool::default())
 }
 
 /// [`decode`], consuming what was read: each chunk's text is dropped once
@@ -243,10 +243,13 @@ pub fn decode(location: &str, data: &BTreeMap<String, String>) -> Result<Index, 
 /// index in bulk (full tree nodes: inserting sorted keys one by one leaves
 /// nodes about half empty), so a 100,000-path index costs a little over
 /// its decoded size at its peak, not that plus its text plus slack.
-fn decode_owned(location: &str, data: BTreeMap<String, String>) -> Result<Index, IndexError> {
+fn decode_owned(
+    location: &str,
+    data: BTreeMap<String, String>,
+    owners: &mut OwnerPool,
+) -> Result<Index, IndexError> {
     let mut index = Index::new();
     let mut bad = Vec::new();
-    let mut owners = OwnerPool::default();
     let format = data.get(FORMAT_KEY).cloned();
     match format.as_deref() {
         Some(FORMAT) => {
@@ -264,7 +267,7 @@ fn decode_owned(location: &str, data: BTreeMap<String, String>) -> Result<Index,
                     let path = serde_json::from_str::<Stored>(line)
                         .map(|s| s.path)
                         .unwrap_or_default();
-                    match parse_entry(&path, line, &mut owners) {
+                    match parse_entry(&path, line, owners) {
                         Some((loc, entry)) => {
                             part.insert(loc, entry);
                         }
@@ -284,7 +287,7 @@ fn decode_owned(location: &str, data: BTreeMap<String, String>) -> Result<Index,
         }
         None => {
             for (path, value) in &data {
-                match parse_entry(path, value, &mut owners) {
+                match parse_entry(path, value, owners) {
                     Some((loc, entry)) => {
                         index.insert(loc, entry);
                     }
@@ -333,6 +336,17 @@ pub struct Loaded {
 
 /// Judges what was read at `location` as the index of `cluster`.
 pub fn load(location: &str, cluster: &str, read: IndexRead) -> Result<Loaded, IndexError> {
+    load_with(location, cluster, read, &mut OwnerPool::default())
+}
+
+/// [`load`], the owners shared with those `owners` has seen (the listed
+/// workloads'): the index holds an entry per path for the whole run.
+pub fn load_with(
+    location: &str,
+    cluster: &str,
+    read: IndexRead,
+    owners: &mut OwnerPool,
+) -> Result<Loaded, IndexError> {
     let (version, data, md) = match read {
         IndexRead::Absent {
             custom_metadata: None,
@@ -391,7 +405,7 @@ pub fn load(location: &str, cluster: &str, read: IndexRead) -> Result<Loaded, In
         None => false,
     };
     Ok(Loaded {
-        index: decode_owned(location, data)?,
+        index: decode_owned(location, data, owners)?,
         version,
         marked,
     })

@@ -21,7 +21,7 @@ use crate::core::error_kind::ErrorKind;
 use crate::core::index::Index;
 use crate::core::name::NamePool;
 use crate::core::orphans::WantedPaths;
-use crate::core::ownership::Owner;
+use crate::core::ownership::{Owner, OwnerPool};
 use crate::core::path_rules::PathRules;
 use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, Problem};
 use crate::core::saved_plan::Pins;
@@ -220,7 +220,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             ParsedListing {
                 mut parsed,
                 problems,
-                ..
+                mut owners,
             },
         ) = self.list(progress).await;
         clock.phase("listing");
@@ -236,7 +236,8 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         self.stop_if_fatal()?;
         clock.phase("mount lookups");
         let mut errors = Vec::new();
-        let mut index = self.open_index(&mut errors).await;
+        let mut index = self.open_index(&mut errors, &mut owners).await;
+        drop(owners);
         self.stop_if_fatal()?;
         clock.phase("index read");
         let mut gathered = self
@@ -325,8 +326,12 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// Phase 3: the index is read before planning: it decides ownership of
     /// KV v1 paths and of writes interrupted before their marker. `None`
     /// when it cannot be used (said in `errors`).
-    async fn open_index(&self, errors: &mut Vec<(ErrorKind, String)>) -> Option<IndexState> {
-        match self.read_index().await {
+    async fn open_index(
+        &self,
+        errors: &mut Vec<(ErrorKind, String)>,
+        owners: &mut OwnerPool,
+    ) -> Option<IndexState> {
+        match self.read_index_sharing(owners).await {
             Ok(state) => Some(state),
             Err(e) => {
                 self.index_unusable(&e, errors);

@@ -11,7 +11,7 @@ use super::ports::{Cluster, SecretStore, WorkloadState};
 use crate::core::error_kind::ErrorKind;
 use crate::core::index::{self, Index, IndexEntry, IndexError};
 use crate::core::orphans::{self, OrphanScope, OwnerState, PathState};
-use crate::core::ownership::Owner;
+use crate::core::ownership::{Owner, OwnerPool};
 use crate::core::plan::{self, Action, Change, Located, Observed};
 use crate::core::saved_plan::{DeletePin, OwnerStateRecord, VaultPin};
 use crate::core::vault_path::{self, KvLocation, KvVersion};
@@ -110,10 +110,18 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// Reads the index and judges whether it may be used: it must carry
     /// this cluster's index marker and decode whole.
     pub async fn read_index(&self) -> Result<IndexState, IndexFailure> {
+        self.read_index_sharing(&mut OwnerPool::default()).await
+    }
+
+    /// [`Engine::read_index`], its owners shared with `owners`.
+    pub(super) async fn read_index_sharing(
+        &self,
+        owners: &mut OwnerPool,
+    ) -> Result<IndexState, IndexFailure> {
         let location = self.index_location().await?;
         let read = self.vault.read_record(&location).await?;
         let absent_at_start = matches!(read, index::IndexRead::Absent { .. });
-        match index::load(&location.to_string(), &self.scope.cluster, read) {
+        match index::load_with(&location.to_string(), &self.scope.cluster, read, owners) {
             Ok(loaded) => Ok(IndexState::new(location, loaded, absent_at_start)),
             Err(e) => Err(self.index_failure(&location, e)),
         }

@@ -11,7 +11,7 @@ use super::{Engine, vault_problem};
 use crate::core::annotations;
 use crate::core::desired::{self, SecretFetch};
 use crate::core::error_kind::ErrorKind;
-use crate::core::ownership::{NamePool, Owner};
+use crate::core::ownership::{Owner, OwnerPool};
 use crate::core::plan::{Located, Observed, Problem};
 use crate::core::references::SecretReference;
 use crate::core::vault_path::{self, KvLocation, MountTable};
@@ -45,8 +45,9 @@ pub(super) struct ParsedListing {
     pub parsed: Vec<Parsed>,
     /// Annotation errors.
     pub problems: Vec<Problem>,
-    /// One copy of each cluster and namespace name for all the owners.
-    names: NamePool,
+    /// One copy of each owner (and of its names): the index, read next,
+    /// shares them too.
+    pub owners: OwnerPool,
 }
 
 impl ParsedListing {
@@ -161,12 +162,12 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// Parses one listed workload's annotations into `into`: an annotated
     /// workload, an annotation error, or nothing.
     pub(super) fn parse_one(&self, d: k8s::WorkloadView, into: &mut ParsedListing) {
-        let owner = Owner::of(
+        let owner = into.owners.intern(Owner::of(
             d.kind,
-            into.names.intern(self.scope.cluster.as_str().into()),
-            into.names.intern(d.namespace.as_str().into()),
+            self.scope.cluster.as_str(),
+            d.namespace.as_str(),
             d.name.as_str(),
-        );
+        ));
         match annotations::parse(&d.annotations) {
             Ok(Some(spec)) => {
                 let refs = desired::required_secrets(&spec, &d.references);
