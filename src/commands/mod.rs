@@ -469,19 +469,24 @@ pub(crate) fn record_outcome<'a>(
     failures: &BTreeMap<usize, VaultError>,
     run_errors: impl Iterator<Item = &'a (ErrorKind, String)>,
 ) {
-    let mut per_owner: BTreeMap<&Owner, &'static str> = BTreeMap::new();
+    // Each owner's worst result: error beats conflict beats success. Only
+    // the owners that did not succeed are kept in a map; the plan holds
+    // every owner already.
+    let mut failed: BTreeMap<&Owner, &'static str> = BTreeMap::new();
     for (i, change) in plan.changes.iter().enumerate() {
         let failure = failures.get(&i);
         let result = match (&change.action, failure) {
             (_, Some(_)) | (Action::Error { .. }, _) => "error",
             (Action::Conflict { .. }, _) => "conflict",
-            _ => "success",
+            _ => continue,
         };
-        let entry = per_owner.entry(&change.owner).or_insert("success");
-        // error beats conflict beats success
-        if result == "error" || (result == "conflict" && *entry == "success") {
+        let entry = failed.entry(&change.owner).or_insert(result);
+        if result == "error" {
             *entry = result;
         }
+    }
+    for (i, change) in plan.changes.iter().enumerate() {
+        let failure = failures.get(&i);
         let action = if failure.is_some() {
             "error"
         } else {
@@ -503,8 +508,9 @@ pub(crate) fn record_outcome<'a>(
     for (kind, _) in run_errors {
         metrics.count_error(*kind);
     }
-    for (owner, result) in per_owner {
-        metrics.sync_attempts.set(owner, result, 1);
+    for change in &plan.changes {
+        let result = failed.get(&change.owner).copied().unwrap_or("success");
+        metrics.sync_attempts.set(&change.owner, result, 1);
     }
 }
 
