@@ -5,7 +5,8 @@
 //! ever read key names and actions from it.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use super::desired::DesiredPath;
 use super::error_kind::ErrorKind;
@@ -77,7 +78,8 @@ pub struct PlanOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Create {
-        keys: Vec<Name>,
+        /// Shared by the rows that create the same keys.
+        keys: Arc<[Name]>,
     },
     Update {
         /// Boxed, to keep every row of a large plan small: most rows are
@@ -242,29 +244,44 @@ impl Change {
         self.write.is_some() || self.write_released
     }
 
-    /// Shares the key names of the row with the rows before it (`names`):
+    /// Shares the key names of the row with the rows before it (`pool`):
     /// a large run keeps every row to the end, and most write the same
-    /// few key names.
-    pub fn share_names(&mut self, names: &mut NamePool) {
-        let mut share = |list: &mut Vec<Name>| {
-            for key in list.iter_mut() {
-                *key = names.intern(key.clone());
-            }
-            list.shrink_to_fit();
-        };
+    /// few key names; most creates, the same list of them.
+    pub fn share_names(&mut self, pool: &mut KeyNamePool) {
         match &mut self.action {
-            Action::Create { keys } => share(keys),
+            Action::Create { keys } => {
+                if let Some(seen) = pool.lists.get(&**keys) {
+                    *keys = seen.clone();
+                } else {
+                    let list: Vec<Name> =
+                        keys.iter().map(|k| pool.names.intern(k.clone())).collect();
+                    *keys = list.into();
+                    pool.lists.insert(keys.clone());
+                }
+            }
             Action::Update { keys, .. } => {
                 let KeyChanges {
                     added,
                     changed,
                     removed,
                 } = &mut **keys;
-                [added, changed, removed].into_iter().for_each(share)
+                for list in [added, changed, removed] {
+                    for key in list.iter_mut() {
+                        *key = pool.names.intern(key.clone());
+                    }
+                    list.shrink_to_fit();
+                }
             }
             _ => {}
         }
     }
+}
+
+/// Key names and create key lists seen so far ([`Change::share_names`]).
+#[derive(Debug, Default)]
+pub struct KeyNamePool {
+    names: NamePool,
+    lists: HashSet<Arc<[Name]>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -860,7 +877,7 @@ mod tests {
     #[test]
     fn every_action_name_is_listed() {
         let all = [
-            Action::Create { keys: vec![] },
+            Action::Create { keys: [].into() },
             Action::Update {
                 keys: Box::default(),
                 metadata_only: false,
@@ -981,7 +998,7 @@ mod tests {
         assert_eq!(
             c.action,
             Action::Create {
-                keys: vec!["k".into()]
+                keys: ["k".into()].into()
             }
         );
         let w = c.write.as_ref().unwrap();

@@ -918,7 +918,7 @@ fn saved_action(plan: &SavedPlan, c: &SavedChange, version: KvVersion) -> Result
                 return Err("a create lists changed or removed keys, or a previous owner".into());
             }
             Action::Create {
-                keys: names(keys.added),
+                keys: names(keys.added).into(),
             }
         }
         SavedAction::Update => {

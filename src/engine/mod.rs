@@ -19,11 +19,12 @@ use crate::core::batch;
 use crate::core::desired::{self, SecretFetch};
 use crate::core::error_kind::ErrorKind;
 use crate::core::index::Index;
-use crate::core::name::NamePool;
 use crate::core::orphans::WantedPaths;
 use crate::core::ownership::{Owner, OwnerPool};
 use crate::core::path_rules::PathRules;
-use crate::core::plan::{self, Action, Change, Located, Note, Plan, PlanOptions, Problem};
+use crate::core::plan::{
+    self, Action, Change, KeyNamePool, Located, Note, Plan, PlanOptions, Problem,
+};
 use crate::core::saved_plan::Pins;
 use crate::core::vault_path::KvLocation;
 use crate::core::workload::Kind;
@@ -175,7 +176,7 @@ struct Gathered {
     /// `plan --out`: what each change was computed from (no values).
     pins: Pins,
     /// Key names, shared by the rows that name them.
-    names: NamePool,
+    names: KeyNamePool,
 }
 
 impl<C: Cluster, S: SecretStore> Engine<C, S> {

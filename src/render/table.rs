@@ -260,7 +260,7 @@ mod tests {
                 change(
                     i,
                     Action::Create {
-                        keys: vec!["K".into()],
+                        keys: ["K".into()].into(),
                     },
                 )
             })

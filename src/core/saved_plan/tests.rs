@@ -23,7 +23,7 @@ fn saved() -> SavedPlan {
             location: Some(location.clone()),
             owner: owner(),
             action: Action::Create {
-                keys: vec!["password".into()],
+                keys: ["password".into()].into(),
             },
             write: Some(Box::new(Write {
                 data: Some(BTreeMap::from([(
@@ -106,7 +106,7 @@ fn the_document_holds_no_value_and_reads_back() {
     assert_eq!(
         checked[0].action,
         Action::Create {
-            keys: vec!["password".into()]
+            keys: ["password".into()].into()
         }
     );
 }
