@@ -83,6 +83,26 @@ impl WorkloadGauge {
         self.lock().insert(series, value);
     }
 
+    /// The length of [`WorkloadGauge::encode`]'s text, or a little more.
+    pub fn encoded_len(&self) -> usize {
+        let series = self.lock();
+        if series.is_empty() {
+            return 0;
+        }
+        let header = 2 * self.name.len() + self.help.len() + 32;
+        // Name, the three labels' names and quotes, and a value of up to
+        // 20 digits; escaping may lengthen a label a little more.
+        let fixed = self.name.len() + self.extra.map_or(0, str::len) + 64;
+        header
+            + series
+                .keys()
+                .map(|s| {
+                    let (namespace, workload, extra) = s.labels();
+                    fixed + namespace.len() + workload.len() + extra.len()
+                })
+                .sum::<usize>()
+    }
+
     /// Appends the family in the text exposition format (nothing when it
     /// has no series, as the crate's encoder does).
     pub fn encode(&self, out: &mut String) {
@@ -145,6 +165,7 @@ mod tests {
         g.set(&Owner::new("c", "ns", "q\"uote"), "success", 2);
         let mut out = String::new();
         g.encode(&mut out);
+        assert!(g.encoded_len() >= out.len());
         assert_eq!(
             out,
             "# HELP vault_sync_x Help \\\\ text.\n\
