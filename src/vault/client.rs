@@ -392,9 +392,6 @@ fn method_name(m: &Method) -> &'static str {
     }
 }
 
-/// Percent-encodes an API path (the part before vault-sync's own `?query`),
-/// so that a secret's path reaches Vault as exactly the path shown in the
-/// plan, whatever characters it holds.
 /// A request body: serialized once, shared by every attempt to send it,
 /// and zeroed when dropped (it may hold secret values) if the HTTP client
 /// no longer holds it, which it does not once the request is answered.
@@ -414,6 +411,9 @@ impl Drop for RequestBody {
     }
 }
 
+/// Percent-encodes an API path (the part before vault-sync's own `?query`),
+/// so that a secret's path reaches Vault as exactly the path shown in the
+/// plan, whatever characters it holds.
 fn encode_api_path(path: &str) -> String {
     let (p, query) = match path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -469,7 +469,21 @@ fn rand_jitter_ms() -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::encode_api_path;
+    use super::{RequestBody, encode_api_path};
+
+    /// What makes the zeroing on drop happen: once the HTTP client's
+    /// handle on an attempt's body is gone, the body is ours alone again.
+    #[test]
+    fn a_request_body_is_unique_again_once_an_attempt_drops_it() {
+        // With spare capacity, as serde_json leaves a body it serialized.
+        let mut bytes = Vec::with_capacity(64);
+        bytes.extend_from_slice(b"{\"data\":{}}");
+        let body = RequestBody::new(bytes);
+        let attempt = body.0.clone();
+        assert!(!body.0.is_unique());
+        drop(attempt);
+        assert!(body.0.is_unique());
+    }
 
     #[test]
     fn api_paths_are_percent_encoded_but_queries_kept() {
