@@ -264,10 +264,12 @@ fn decode_owned(
                 }
                 let mut part = Index::new();
                 for (n, line) in chunk.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
-                    let path = serde_json::from_str::<Stored>(line)
-                        .map(|s| s.path)
-                        .unwrap_or_default();
-                    match parse_entry(&path, line, owners) {
+                    // Each line is parsed once: it names its own path.
+                    let decoded = serde_json::from_str::<Stored>(line).ok().and_then(|mut s| {
+                        let path = std::mem::take(&mut s.path);
+                        stored_entry(&path, s, owners)
+                    });
+                    match decoded {
                         Some((loc, entry)) => {
                             part.insert(loc, entry);
                         }
@@ -287,7 +289,8 @@ fn decode_owned(
         }
         None => {
             for (path, value) in &data {
-                match parse_entry(path, value, owners) {
+                let decoded = serde_json::from_str::<Stored>(value).ok();
+                match decoded.and_then(|s| stored_entry(path, s, owners)) {
                     Some((loc, entry)) => {
                         index.insert(loc, entry);
                     }
@@ -411,13 +414,10 @@ pub fn load_with(
     })
 }
 
-fn parse_entry(
-    path: &str,
-    value: &str,
-    owners: &mut OwnerPool,
-) -> Option<(KvLocation, IndexEntry)> {
-    let s = serde_json::from_str::<Stored>(value).ok()?;
-    let rel = path.strip_prefix(&s.mount)?.to_owned();
+/// The entry for `path` that `s` stores (its own `path` field unused),
+/// if it is well formed.
+fn stored_entry(path: &str, s: Stored, owners: &mut OwnerPool) -> Option<(KvLocation, IndexEntry)> {
+    let rel = path.strip_prefix(&s.mount)?;
     let version = match s.kv {
         1 => KvVersion::V1,
         2 => KvVersion::V2,
