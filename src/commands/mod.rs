@@ -504,13 +504,11 @@ pub(crate) fn record_outcome<'a>(
             metrics.count_error(e.kind());
             metrics.count_write_error(e.kind());
         }
+        let result = failed.get(&change.owner).copied().unwrap_or("success");
+        metrics.sync_attempts.set(&change.owner, result, 1);
     }
     for (kind, _) in run_errors {
         metrics.count_error(*kind);
-    }
-    for change in &plan.changes {
-        let result = failed.get(&change.owner).copied().unwrap_or("success");
-        metrics.sync_attempts.set(&change.owner, result, 1);
     }
 }
 

@@ -91,9 +91,10 @@ impl WorkloadGauge {
         }
     }
 
-    /// The length of [`WorkloadGauge::encode`]'s text, or a little more.
+    /// The length of [`WorkloadGauge::encode`]'s text, or a little more
+    /// (a series set twice is counted twice; nothing is sorted here).
     pub fn encoded_len(&self) -> usize {
-        let series = self.sorted();
+        let series = self.lock();
         if series.is_empty() {
             return 0;
         }
