@@ -216,7 +216,7 @@ impl Vault {
         &self,
         method: Method,
         path: &str,
-        body: Option<&RequestBody>,
+        body: Option<Payload<'_>>,
         content_type: &str,
     ) -> Result<Reply, VaultError> {
         if let Some(reason) = self.shutdown.reason() {
@@ -226,7 +226,7 @@ impl Vault {
             });
         }
         let reply = self
-            .with_retry(|| self.send_once(method.clone(), path, body, content_type))
+            .with_retry(|| self.send_once(method.clone(), path, body.clone(), content_type))
             .await?;
         if reply.status != StatusCode::FORBIDDEN {
             return Ok(reply);
@@ -236,7 +236,7 @@ impl Vault {
                 tracing::info!("Vault token expired or was revoked; logging in again");
                 self.login().await?;
                 return self
-                    .with_retry(|| self.send_once(method.clone(), path, body, content_type))
+                    .with_retry(|| self.send_once(method.clone(), path, body.clone(), content_type))
                     .await;
             }
         } else if !*self
@@ -284,7 +284,7 @@ impl Vault {
         &self,
         method: Method,
         path: &str,
-        body: Option<&RequestBody>,
+        body: Option<Payload<'_>>,
         content_type: &str,
     ) -> Result<Reply, Attempt> {
         let url = format!("{}/v1/{}", self.addr, encode_api_path(path));
@@ -306,14 +306,46 @@ impl Vault {
         {
             req = req.header("X-Vault-Namespace", ns);
         }
-        if let Some(body) = body {
-            // Shared, not copied: an index write is megabytes, and a copy
-            // per attempt was the peak of a large first run.
-            req = req
-                .header("Content-Type", content_type)
-                .body(body.0.clone());
+        let mut feed = None;
+        match body {
+            // Shared, not copied: a copy per attempt of a large body was
+            // the peak of a large first run.
+            Some(Payload::Bytes(body)) => {
+                req = req
+                    .header("Content-Type", content_type)
+                    .body(body.0.clone());
+            }
+            Some(Payload::Pieces { make, len }) => {
+                let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+                let stream = futures::stream::unfold(rx, |mut rx| async move {
+                    let piece = rx.recv().await?;
+                    Some((Ok::<_, std::convert::Infallible>(piece), rx))
+                });
+                req = req
+                    .header("Content-Type", content_type)
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(reqwest::Body::wrap_stream(stream));
+                feed = Some((tx, make()));
+            }
+            None => {}
         }
-        let response = match req.send().await {
+        let sent = match feed {
+            None => req.send().await,
+            // Each piece is made when the connection takes the one before:
+            // one piece is held at a time, never the whole body. The feed
+            // stops when the request fails (the body is dropped).
+            Some((tx, pieces)) => {
+                let feed = async move {
+                    for piece in pieces {
+                        if tx.send(piece).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::join!(req.send(), feed).0
+            }
+        };
+        let response = match sent {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.record_vault_request(method.as_str(), None);
@@ -334,7 +366,7 @@ impl Vault {
         let status = response.status();
         self.metrics
             .record_vault_request(method.as_str(), Some(status.as_u16()));
-        let bytes = response.bytes().await.map_err(|e| {
+        let bytes = read_body(response).await.map_err(|e| {
             Attempt::Retry(VaultError::Connection {
                 addr: self.addr.clone(),
                 message: crate::error_chain(&e),
@@ -370,6 +402,23 @@ impl Vault {
     }
 }
 
+/// A reply's body, read piece by piece into one buffer of its announced
+/// length. (`Response::bytes` keeps every piece until the last arrives and
+/// then copies them into one: three copies of an index read of megabytes
+/// at once, counting the connection's read buffer.) Zeroed when dropped:
+/// a read of a secret holds its values.
+async fn read_body(mut response: reqwest::Response) -> reqwest::Result<Zeroizing<Vec<u8>>> {
+    // The announced length is the server's word: trusted only as far as a
+    // bounded first reservation.
+    const MAX_RESERVE: u64 = 64 << 20;
+    let announced = response.content_length().unwrap_or(0).min(MAX_RESERVE);
+    let mut body = Zeroizing::new(Vec::with_capacity(announced as usize));
+    while let Some(piece) = response.chunk().await? {
+        body.extend_from_slice(&piece);
+    }
+    Ok(body)
+}
+
 /// Statuses worth another attempt, for every request, logins included:
 /// rate limited, or a server error that a standby or a restart clears.
 pub(super) fn retryable_status(code: u16) -> bool {
@@ -391,6 +440,23 @@ fn method_name(m: &Method) -> &'static str {
         _ => "write",
     }
 }
+
+/// What a request sends.
+#[derive(Clone)]
+pub(crate) enum Payload<'a> {
+    /// Serialized once, sent as is by every attempt.
+    Bytes(&'a RequestBody),
+    /// Made piece by piece while it is sent, anew for each attempt: for a
+    /// body of megabytes that is cheap to make again (the index), so that
+    /// it is never held whole. `len` is the total, sent as Content-Length
+    /// (not chunked: proxies in front of Vault may refuse chunked bodies).
+    /// Never for secret values: the pieces are not zeroed.
+    Pieces { make: Arc<MakePieces<'a>>, len: u64 },
+}
+
+/// Makes the pieces of a [`Payload::Pieces`] body, once per attempt.
+pub(crate) type MakePieces<'a> =
+    dyn Fn() -> Box<dyn Iterator<Item = Vec<u8>> + Send + 'a> + Send + Sync + 'a;
 
 /// A request body: serialized once, shared by every attempt to send it,
 /// and zeroed when dropped (it may hold secret values) if the HTTP client

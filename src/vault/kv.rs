@@ -2,11 +2,12 @@
 //! request), check-and-set writes, deletes, metadata listing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::client::{Reply, RequestBody, Vault};
+use super::client::{MakePieces, Payload, Reply, RequestBody, Vault};
 use super::error::{ServerSays, VaultError, error_messages, server_says};
 use crate::core::index::IndexRead;
 use crate::core::ownership::PathMetadata;
@@ -153,7 +154,9 @@ impl Vault {
                 message: e.to_string(),
             })?);
         drop(body);
-        let reply = self.request(Method::POST, api, Some(&bytes), JSON).await?;
+        let reply = self
+            .request(Method::POST, api, Some(Payload::Bytes(&bytes)), JSON)
+            .await?;
         check_write(&reply, api, loc)
     }
 
@@ -265,33 +268,61 @@ impl Vault {
         self.post(loc, &loc.metadata_path(), body).await
     }
 
-    /// Writes a KV v2 secret of plain strings with check-and-set. `data`
-    /// is serialized straight into the request body: the index of a large
-    /// run is megabytes, and its encoded form ([`index::Encoded`]) is made
-    /// chunk by chunk as it is serialized, never held whole beside the body.
+    /// Writes a KV v2 secret of plain strings with check-and-set, made
+    /// while it is sent: the index of a large run is megabytes, and its
+    /// encoded form ([`index::Encoded`]) is made one chunk at a time as the
+    /// connection takes it, never held whole (it is made once more before,
+    /// to measure it). `entries` gives the secret's keys and values, and is
+    /// called again for each of those.
     ///
     /// [`index::Encoded`]: crate::core::index::Encoded
-    pub async fn write_raw(
+    pub async fn write_raw<'a, I>(
         &self,
         loc: &KvLocation,
-        data: impl serde::Serialize,
+        entries: impl Fn() -> I + Send + Sync + 'a,
         cas: u64,
-    ) -> Result<(), VaultError> {
-        #[derive(serde::Serialize)]
-        struct Options {
-            cas: u64,
-        }
-        #[derive(serde::Serialize)]
-        struct Body<D> {
-            data: D,
-            options: Options,
-        }
-        let body = Body {
-            data,
-            options: Options { cas },
-        };
-        self.post(loc, &loc.data_path(), body).await
+    ) -> Result<(), VaultError>
+    where
+        I: Iterator<Item = (String, String)> + Send + 'a,
+    {
+        let make: Arc<MakePieces<'a>> =
+            Arc::new(move || Box::new(json_object_pieces(entries(), cas)));
+        // Made once to be measured: the length is sent first.
+        let len = make().map(|piece| piece.len() as u64).sum();
+        let api = loc.data_path();
+        let reply = self
+            .request(
+                Method::POST,
+                &api,
+                Some(Payload::Pieces { make, len }),
+                JSON,
+            )
+            .await?;
+        check_write(&reply, &api, loc)
     }
+}
+
+/// `{"data":{entries...},"options":{"cas":N}}`, an entry per piece.
+fn json_object_pieces(
+    entries: impl Iterator<Item = (String, String)>,
+    cas: u64,
+) -> impl Iterator<Item = Vec<u8>> {
+    let body = entries.enumerate().map(|(i, (key, value))| {
+        let mut piece = Vec::with_capacity(key.len() + value.len() + value.len() / 8 + 8);
+        if i > 0 {
+            piece.push(b',');
+        }
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut piece, &key);
+        piece.push(b':');
+        let _ = serde_json::to_writer(&mut piece, &value);
+        piece
+    });
+    std::iter::once(b"{\"data\":{".to_vec())
+        .chain(body)
+        .chain(std::iter::once(
+            format!("}},\"options\":{{\"cas\":{cas}}}}}").into_bytes(),
+        ))
 }
 
 fn parse_v2_read(reply: &Reply) -> Observed {
@@ -505,7 +536,9 @@ impl Vault {
                     message: e.to_string(),
                 }
             })?);
-        let reply = self.request(Method::POST, api, Some(&body), JSON).await?;
+        let reply = self
+            .request(Method::POST, api, Some(Payload::Bytes(&body)), JSON)
+            .await?;
         if !reply.status.is_success() {
             return Err(match reply.status {
                 StatusCode::FORBIDDEN => VaultError::denied("write", api.into(), "update"),
@@ -531,5 +564,38 @@ impl Vault {
                 (p.clone(), caps)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_object_pieces;
+
+    fn sent(entries: &[(&str, &str)], cas: u64) -> serde_json::Value {
+        let entries = entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let body: Vec<u8> = json_object_pieces(entries, cas).flatten().collect();
+        serde_json::from_slice(&body).expect("the pieces make one JSON document")
+    }
+
+    #[test]
+    fn a_streamed_write_is_the_document_a_plain_write_sends() {
+        let lines = "{\"path\":\"a\"}\n{\"path\":\"b\\\\c\"}\n";
+        assert_eq!(
+            sent(&[("entries-0000", lines), ("format", "v1")], 7),
+            serde_json::json!({
+                "data": {"entries-0000": lines, "format": "v1"},
+                "options": {"cas": 7},
+            })
+        );
+    }
+
+    #[test]
+    fn a_streamed_write_of_nothing_is_still_a_document() {
+        assert_eq!(
+            sent(&[], 0),
+            serde_json::json!({"data": {}, "options": {"cas": 0}})
+        );
     }
 }

@@ -50,7 +50,7 @@ impl crate::engine::ports::SecretStore for Vault {
         data: crate::core::index::Encoded<'_>,
         cas: u64,
     ) -> Result<(), VaultError> {
-        Vault::write_raw(self, loc, data, cas).await
+        Vault::write_raw(self, loc, move || data.entries(), cas).await
     }
 
     async fn write_metadata(
