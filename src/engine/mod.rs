@@ -356,18 +356,30 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     ) -> Gathered {
         let scope = &self.scope;
         // Batching needs only which workloads share a location: their
-        // fingerprints, dropped once the batches are cut.
-        let shared: Vec<Vec<u128>> = parsed
+        // fingerprints, in one list (not a list per workload, whose small
+        // allocations would stay scattered through the heap all run long),
+        // dropped once the batches are cut.
+        let mut fingerprints: Vec<u128> = Vec::new();
+        let mut ends: Vec<usize> = Vec::with_capacity(parsed.len());
+        for p in parsed.iter() {
+            let locations = self.locations(p, mounts);
+            fingerprints.extend(locations.iter().map(KvLocation::fingerprint));
+            ends.push(fingerprints.len());
+        }
+        let shared: Vec<&[u128]> = ends
             .iter()
-            .map(|p| {
-                let locations = self.locations(p, mounts);
-                locations.iter().map(KvLocation::fingerprint).collect()
+            .scan(0, |start, &end| {
+                let wanted = &fingerprints[*start..end];
+                *start = end;
+                Some(wanted)
             })
             .collect();
-        let paths: u64 = shared.iter().map(|l| l.len() as u64).sum();
+        drop(ends);
+        let paths = fingerprints.len() as u64;
         let rows: usize = shared.iter().map(|l| l.len().max(1)).sum();
         let mut batcher = batch::Batcher::new(&shared);
         drop(shared);
+        drop(fingerprints);
         // The first batch is small, since how large values are is not
         // known yet; later ones are sized from what the last one held.
         let min_batch = (2 * scope.concurrency).max(FIRST_BATCH_PATHS);
