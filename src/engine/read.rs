@@ -2,6 +2,7 @@
 //! the mounts of their paths, and reading Secrets and Vault paths with
 //! bounded concurrency.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::stream::{self, StreamExt};
@@ -26,16 +27,89 @@ use crate::vault::VaultError;
 /// when a batch needs it rather than kept for every workload of the run.
 pub(super) struct Parsed {
     pub owner: Owner,
-    /// What its batch reads and plans from; boxed, and dropped after its
-    /// batch (see [`Parsed::release`]), so that what every workload holds
-    /// to the end of the run is its owner and a pointer.
-    wants: Option<Box<Wants>>,
+    /// What its batch reads and plans from, dropped after its batch (see
+    /// [`Parsed::release`]), so that what every workload holds to the end
+    /// of the run is its owner.
+    wants: Option<Held>,
 }
 
 /// A workload's annotations and the Secrets its pod template references.
+#[derive(Clone)]
 pub(super) struct Wants {
     pub spec: annotations::SyncSpec,
     pub references: Vec<SecretReference>,
+}
+
+/// How [`Wants`] are held from the listing to their batch. Every workload
+/// of a large run is listed before the first batch, so this is most of
+/// the listing's memory: most workloads (no `vault-sync.io/secrets`) are
+/// held as one string, not a string per path and per Secret name; their
+/// batch unpacks it.
+enum Held {
+    /// No `vault-sync.io/secrets`: the path, then each referenced Secret's
+    /// name led by `?` if every reference to it is optional (`=` if not),
+    /// one per line. (A path holds no control character; a name that
+    /// holds a line break is held [`Held::Whole`].)
+    Packed {
+        lines: Box<str>,
+        preserve_on_delete: bool,
+        reconcile: annotations::Reconcile,
+    },
+    Whole(Box<Wants>),
+}
+
+impl Held {
+    fn new(wants: Wants) -> Self {
+        let Wants { spec, references } = wants;
+        let packable = matches!(spec.mode, annotations::Mode::AutoDiscover)
+            && references.iter().all(|r| !r.name.contains('\n'));
+        if !packable {
+            return Self::Whole(Box::new(Wants { spec, references }));
+        }
+        let mut lines = spec.path;
+        for r in &references {
+            lines.push('\n');
+            lines.push(if r.optional { '?' } else { '=' });
+            lines.push_str(&r.name);
+        }
+        Self::Packed {
+            lines: lines.into_boxed_str(),
+            preserve_on_delete: spec.preserve_on_delete,
+            reconcile: spec.reconcile,
+        }
+    }
+
+    fn wants(&self) -> Cow<'_, Wants> {
+        match self {
+            Self::Whole(wants) => Cow::Borrowed(wants),
+            Self::Packed {
+                lines,
+                preserve_on_delete,
+                reconcile,
+            } => {
+                let mut lines = lines.split('\n');
+                let path = lines.next().unwrap_or_default().to_owned();
+                let references = lines
+                    .map(|line| {
+                        let optional = line.starts_with('?');
+                        SecretReference {
+                            name: line.get(1..).unwrap_or_default().to_owned(),
+                            optional,
+                        }
+                    })
+                    .collect();
+                Cow::Owned(Wants {
+                    spec: annotations::SyncSpec {
+                        path,
+                        mode: annotations::Mode::AutoDiscover,
+                        preserve_on_delete: *preserve_on_delete,
+                        reconcile: *reconcile,
+                    },
+                    references,
+                })
+            }
+        }
+    }
 }
 
 /// What parsing the listed workloads found.
@@ -67,8 +141,8 @@ impl Parsed {
     }
 
     /// What its batch plans from; `None` once [released](Parsed::release).
-    pub fn wants(&self) -> Option<&Wants> {
-        self.wants.as_deref()
+    pub fn wants(&self) -> Option<Cow<'_, Wants>> {
+        self.wants.as_ref().map(Held::wants)
     }
 
     /// Secrets to read (none when reconcile is off). Derived when a batch
@@ -176,7 +250,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                     .set(&owner, "", refs.len() as i64);
                 into.parsed.push(Parsed {
                     owner,
-                    wants: Some(Box::new(Wants {
+                    wants: Some(Held::new(Wants {
                         spec,
                         references: d.references,
                     })),
@@ -314,5 +388,70 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .buffer_unordered(self.scope.concurrency)
             .collect()
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Held, Wants};
+    use crate::core::annotations::{Mode, Reconcile, SecretSelection, SyncSpec};
+    use crate::core::references::SecretReference;
+
+    fn wants(mode: Mode, names: &[(&str, bool)]) -> Wants {
+        Wants {
+            spec: SyncSpec {
+                path: "secret/team/app".into(),
+                mode,
+                preserve_on_delete: true,
+                reconcile: Reconcile::Every(Duration::from_secs(90)),
+            },
+            references: names
+                .iter()
+                .map(|&(name, optional)| SecretReference {
+                    name: name.into(),
+                    optional,
+                })
+                .collect(),
+        }
+    }
+
+    fn round_trip(w: &Wants) -> (bool, Wants) {
+        let held = Held::new(w.clone());
+        (
+            matches!(held, Held::Packed { .. }),
+            held.wants().into_owned(),
+        )
+    }
+
+    #[test]
+    fn held_wants_unpack_to_what_was_parsed() {
+        let cases = [
+            (
+                wants(Mode::AutoDiscover, &[("db", false), ("tls", true)]),
+                true,
+            ),
+            (wants(Mode::AutoDiscover, &[]), true),
+            // Held whole: a selection, and a name the packing cannot hold.
+            (
+                wants(
+                    Mode::Custom(vec![SecretSelection {
+                        name: "db".into(),
+                        keys: vec!["password".into()],
+                        prefix: Some("DB_".into()),
+                    }]),
+                    &[("db", false)],
+                ),
+                false,
+            ),
+            (wants(Mode::AutoDiscover, &[("a\nb", false)]), false),
+        ];
+        for (w, packed) in cases {
+            let (was_packed, back) = round_trip(&w);
+            assert_eq!(was_packed, packed, "{:?}", w.spec);
+            assert_eq!(back.spec, w.spec);
+            assert_eq!(back.references, w.references);
+        }
     }
 }

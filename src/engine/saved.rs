@@ -37,9 +37,9 @@ pub(super) fn source_pins(
     located: &[Located],
     fetched: &BTreeMap<(String, String), SecretFetch>,
 ) -> SourcesOf {
-    let specs: BTreeMap<&Owner, &Mode> = members
+    let specs: BTreeMap<&Owner, Mode> = members
         .iter()
-        .filter_map(|p| Some((&p.owner, &p.wants()?.spec.mode)))
+        .filter_map(|p| Some((&p.owner, p.wants()?.into_owned().spec.mode)))
         .collect();
     located
         .iter()
