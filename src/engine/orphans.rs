@@ -254,6 +254,9 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         remove: &BTreeSet<KvLocation>,
     ) -> Result<(), IndexFailure> {
         const ATTEMPTS: usize = 5;
+        /// More new entries than this are merged by rebuilding the tree
+        /// (linear in the index) rather than inserted one by one.
+        const BULK_ADD: usize = 64;
         for attempt in 1..=ATTEMPTS {
             // Most batches add nothing new: spare the write of a large index.
             let changes = add.iter().any(|(l, e)| state.index.get(l) != Some(e))
@@ -268,10 +271,21 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             // index was the largest allocation of a late batch); what a
             // failed write changed is put back from `undo`.
             let mut undo: Vec<(KvLocation, Option<IndexEntry>)> = Vec::new();
+            let mut fresh = Index::new();
             for (l, e) in add {
                 if state.index.get(l) != Some(e) {
-                    undo.push((l.clone(), state.index.insert(l.clone(), e.clone())));
+                    undo.push((l.clone(), state.index.get(l).cloned()));
+                    fresh.insert(l.clone(), e.clone());
                 }
+            }
+            if fresh.len() > BULK_ADD {
+                // Merged in bulk: the tree is rebuilt with full nodes. A
+                // first run adds each batch's paths after the last ones,
+                // and inserting them one by one left every node half
+                // empty: twice the index's memory at the end of the run.
+                state.index.append(&mut fresh);
+            } else {
+                state.index.extend(fresh);
             }
             for l in remove {
                 if let Some(old) = state.index.remove(l) {
