@@ -91,24 +91,30 @@ impl<'a> Encoded<'a> {
     pub fn chunks(self) -> impl Iterator<Item = (String, String)> + 'a {
         let mut entries = self.0.iter();
         // The first line of the next chunk, made while filling this one.
-        let mut pending: Option<String> = None;
+        let mut pending: Option<Vec<u8>> = None;
         let mut n = 0;
         std::iter::from_fn(move || {
             let mut chunk = pending.take().unwrap_or_default();
             for (loc, e) in entries.by_ref() {
-                let mut line = entry_line(loc, e);
-                line.push('\n');
-                if !chunk.is_empty() && chunk.len() + line.len() > CHUNK_BYTES {
-                    pending = Some(line);
+                // Each line is written straight into its chunk (a large
+                // first run encodes the index once per batch, twice with
+                // its measuring): moved to the next chunk if it overflows.
+                let start = chunk.len();
+                write_entry_line(&mut chunk, loc, e);
+                chunk.push(b'\n');
+                if start > 0 && chunk.len() > CHUNK_BYTES {
+                    pending = Some(chunk.split_off(start));
                     break;
                 }
-                chunk.push_str(&line);
             }
             if chunk.is_empty() {
                 return None;
             }
             let key = format!("entries-{n:04}");
             n += 1;
+            // Only JSON was written: valid UTF-8, taken without a copy.
+            let chunk = String::from_utf8(chunk)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             Some((key, chunk))
         })
     }
@@ -122,17 +128,41 @@ impl<'a> Encoded<'a> {
     }
 }
 
-/// One entry's JSON line (without its newline).
-fn entry_line(loc: &KvLocation, e: &IndexEntry) -> String {
-    let stored = Stored {
-        path: loc.to_string(),
-        mount: loc.mount.to_string(),
+/// The stored form of one entry as it is written: [`Stored`]'s fields, in
+/// its order, borrowed from the entry rather than copied.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    #[serde(serialize_with = "as_display")]
+    path: &'a KvLocation,
+    mount: &'a str,
+    kv: u8,
+    #[serde(serialize_with = "as_display")]
+    owner: &'a Owner,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    preserve: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written: Option<u64>,
+}
+
+fn as_display<T: std::fmt::Display, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// Appends one entry's JSON line (without its newline) to `out`.
+fn write_entry_line(out: &mut Vec<u8>, loc: &KvLocation, e: &IndexEntry) {
+    let stored = StoredRef {
+        path: loc,
+        mount: &loc.mount,
         kv: loc.version.as_u8(),
-        owner: e.owner.to_string(),
+        owner: &e.owner,
         preserve: e.preserve_on_delete,
         written: e.written,
     };
-    serde_json::to_string(&stored).unwrap_or_default()
+    // Writing to a Vec cannot fail, nor can serializing strings and numbers.
+    let _ = serde_json::to_writer(out, &stored);
 }
 
 /// `managed-by` value on the index secret itself, so that no Deployment can
@@ -460,6 +490,31 @@ mod tests {
         let encoded = encode(&index);
         assert_eq!(encoded.len(), 2, "format + one chunk: {encoded:?}");
         assert_eq!(decode("idx", &encoded), Ok(index));
+    }
+
+    #[test]
+    fn an_entry_is_written_as_its_stored_form() {
+        let loc = KvLocation {
+            mount: "secret/".into(),
+            rel: "team \"a\"/app".into(),
+            version: KvVersion::V2,
+        };
+        let mut entry = IndexEntry::new(Owner::new("c", "ns", "d"), true);
+        entry.written = Some(7);
+        let mut line = Vec::new();
+        write_entry_line(&mut line, &loc, &entry);
+        let stored = Stored {
+            path: loc.to_string(),
+            mount: "secret/".into(),
+            kv: 2,
+            owner: entry.owner.to_string(),
+            preserve: true,
+            written: Some(7),
+        };
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            serde_json::to_string(&stored).unwrap()
+        );
     }
 
     #[test]
