@@ -156,9 +156,26 @@ impl Clock {
         self.0.elapsed().as_millis() as u64
     }
 
+    /// Logs the end of a phase, with the process's resident memory then
+    /// (what a memory limit is measured against).
     fn phase(&self, name: &str) {
-        tracing::debug!(elapsed_ms = self.elapsed_ms(), "prepare: {name} done");
+        tracing::debug!(
+            elapsed_ms = self.elapsed_ms(),
+            rss_kib = resident_kib(),
+            "prepare: {name} done"
+        );
     }
+}
+
+/// The process's resident memory in KiB (Linux; 0 where unknown).
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// What the batches add up to.
@@ -394,6 +411,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         };
         let mut gathered = Gathered {
             changes: Vec::with_capacity(rows),
+            desired: WantedPaths::with_capacity(rows),
             ..Gathered::default()
         };
         let mut batch_number = 0;
@@ -549,10 +567,11 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .copied()
             .filter(|k| !listing.incomplete.contains(k))
             .collect();
+        let desired = std::mem::take(desired).seal();
         let findings = self
             .find_orphans(
                 &state.index,
-                desired,
+                &desired,
                 held,
                 &|o: &Owner| listed.binary_search(&o).is_ok(),
                 &judged,
