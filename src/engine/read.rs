@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
@@ -46,15 +47,13 @@ pub(super) struct Wants {
 /// held as one string, not a string per path and per Secret name; their
 /// batch unpacks it.
 enum Held {
-    /// No `vault-sync.io/secrets`: the path, then each referenced Secret's
-    /// name led by `?` if every reference to it is optional (`=` if not),
-    /// one per line. (A path holds no control character; a name that
-    /// holds a line break is held [`Held::Whole`].)
-    Packed {
-        lines: Box<str>,
-        preserve_on_delete: bool,
-        reconcile: annotations::Reconcile,
-    },
+    /// No `vault-sync.io/secrets`, one line each: preserve-on-delete (`1`
+    /// or `0`) and reconcile (empty by default, `off`, or the interval in
+    /// nanoseconds); the path; each referenced Secret's name, led by `?`
+    /// if every reference to it is optional (`=` if not). (A path holds no
+    /// control character; a name that holds a line break is held
+    /// [`Held::Whole`].)
+    Packed(Box<str>),
     Whole(Box<Wants>),
 }
 
@@ -66,49 +65,58 @@ impl Held {
         if !packable {
             return Self::Whole(Box::new(Wants { spec, references }));
         }
-        let mut lines = spec.path;
+        let mut packed = String::from(if spec.preserve_on_delete { "1" } else { "0" });
+        match spec.reconcile {
+            annotations::Reconcile::Default => {}
+            annotations::Reconcile::Off => packed.push_str("off"),
+            annotations::Reconcile::Every(every) => packed.push_str(&every.as_nanos().to_string()),
+        }
+        packed.push('\n');
+        packed.push_str(&spec.path);
         for r in &references {
-            lines.push('\n');
-            lines.push(if r.optional { '?' } else { '=' });
-            lines.push_str(&r.name);
+            packed.push('\n');
+            packed.push(if r.optional { '?' } else { '=' });
+            packed.push_str(&r.name);
         }
-        Self::Packed {
-            lines: lines.into_boxed_str(),
-            preserve_on_delete: spec.preserve_on_delete,
-            reconcile: spec.reconcile,
-        }
+        Self::Packed(packed.into_boxed_str())
     }
 
     fn wants(&self) -> Cow<'_, Wants> {
-        match self {
-            Self::Whole(wants) => Cow::Borrowed(wants),
-            Self::Packed {
-                lines,
-                preserve_on_delete,
+        let packed = match self {
+            Self::Whole(wants) => return Cow::Borrowed(wants),
+            Self::Packed(packed) => packed,
+        };
+        let mut lines = packed.split('\n');
+        let flags = lines.next().unwrap_or_default();
+        let reconcile = match flags.get(1..).unwrap_or_default() {
+            "" => annotations::Reconcile::Default,
+            "off" => annotations::Reconcile::Off,
+            // Written by `new` from a Duration: it reads back.
+            nanos => nanos
+                .parse::<u128>()
+                .map_or(annotations::Reconcile::Default, |n| {
+                    annotations::Reconcile::Every(Duration::new(
+                        u64::try_from(n / 1_000_000_000).unwrap_or(u64::MAX),
+                        (n % 1_000_000_000) as u32,
+                    ))
+                }),
+        };
+        let path = lines.next().unwrap_or_default().to_owned();
+        let references = lines
+            .map(|line| SecretReference {
+                name: line.get(1..).unwrap_or_default().to_owned(),
+                optional: line.starts_with('?'),
+            })
+            .collect();
+        Cow::Owned(Wants {
+            spec: annotations::SyncSpec {
+                path,
+                mode: annotations::Mode::AutoDiscover,
+                preserve_on_delete: flags.starts_with('1'),
                 reconcile,
-            } => {
-                let mut lines = lines.split('\n');
-                let path = lines.next().unwrap_or_default().to_owned();
-                let references = lines
-                    .map(|line| {
-                        let optional = line.starts_with('?');
-                        SecretReference {
-                            name: line.get(1..).unwrap_or_default().to_owned(),
-                            optional,
-                        }
-                    })
-                    .collect();
-                Cow::Owned(Wants {
-                    spec: annotations::SyncSpec {
-                        path,
-                        mode: annotations::Mode::AutoDiscover,
-                        preserve_on_delete: *preserve_on_delete,
-                        reconcile: *reconcile,
-                    },
-                    references,
-                })
-            }
-        }
+            },
+            references,
+        })
     }
 }
 
@@ -419,10 +427,7 @@ mod tests {
 
     fn round_trip(w: &Wants) -> (bool, Wants) {
         let held = Held::new(w.clone());
-        (
-            matches!(held, Held::Packed { .. }),
-            held.wants().into_owned(),
-        )
+        (matches!(held, Held::Packed(_)), held.wants().into_owned())
     }
 
     #[test]
@@ -447,11 +452,21 @@ mod tests {
             ),
             (wants(Mode::AutoDiscover, &[("a\nb", false)]), false),
         ];
+        let reconciles = [
+            Reconcile::Default,
+            Reconcile::Off,
+            Reconcile::Every(Duration::from_millis(30_500)),
+        ];
         for (w, packed) in cases {
-            let (was_packed, back) = round_trip(&w);
-            assert_eq!(was_packed, packed, "{:?}", w.spec);
-            assert_eq!(back.spec, w.spec);
-            assert_eq!(back.references, w.references);
+            for (reconcile, preserve_on_delete) in reconciles.iter().zip([false, true, false]) {
+                let mut w = w.clone();
+                w.spec.reconcile = *reconcile;
+                w.spec.preserve_on_delete = preserve_on_delete;
+                let (was_packed, back) = round_trip(&w);
+                assert_eq!(was_packed, packed, "{:?}", w.spec);
+                assert_eq!(back.spec, w.spec);
+                assert_eq!(back.references, w.references);
+            }
         }
     }
 }
