@@ -404,9 +404,10 @@ impl Vault {
 
 /// A reply's body, read piece by piece into one buffer of its announced
 /// length. (`Response::bytes` keeps every piece until the last arrives and
-/// then copies them into one: three copies of an index read of megabytes
-/// at once, counting the connection's read buffer.) Zeroed when dropped:
-/// a read of a secret holds its values.
+/// then copies them into one: an index read of megabytes held its text
+/// three times at once, counting the connection's read buffer, which grows
+/// while pieces of it are held.) Zeroed when dropped: a read of a secret
+/// holds its values.
 async fn read_body(mut response: reqwest::Response) -> reqwest::Result<Zeroizing<Vec<u8>>> {
     // The announced length is the server's word: trusted only as far as a
     // bounded first reservation.
