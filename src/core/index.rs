@@ -118,9 +118,7 @@ impl<'a> Encoded<'a> {
             Some((key, chunk))
         })
     }
-}
 
-impl<'a> Encoded<'a> {
     /// The KV data to store, entry by entry: the chunks, then `format`.
     pub fn entries(self) -> impl Iterator<Item = (String, String)> + 'a {
         self.chunks()
