@@ -418,17 +418,15 @@ async fn rebuild_index(
 fn log_problems(plan: &Plan) {
     for c in &plan.changes {
         let (error_type, message, secret) = match &c.action {
-            Action::Error {
-                kind,
-                message,
-                secret,
-            } => (kind.label(), &**message, secret.as_deref()),
-            Action::Conflict { reason } => ("conflict", reason.as_str(), None),
-            Action::Refused { reason, kind } => (
-                kind.map_or("refused", ErrorKind::label),
-                reason.as_str(),
-                None,
+            Action::Error { kind, detail } => (
+                kind.label(),
+                detail.message.as_str(),
+                detail.secret.as_deref(),
             ),
+            Action::Conflict { reason } => ("conflict", &**reason, None),
+            Action::Refused { reason, kind } => {
+                (kind.map_or("refused", ErrorKind::label), &**reason, None)
+            }
             _ => continue,
         };
         tracing::error!(

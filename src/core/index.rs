@@ -17,6 +17,7 @@
 //! `vault-sync prune --rebuild-index --scan <prefix>`.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU64;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +35,9 @@ pub struct IndexEntry {
     /// a takeover), recorded before the write. If the marker never lands
     /// (a policy without `metadata/`, a kill between content and marker),
     /// the path is still known as ours while its current version is this
-    /// one: nobody has written it since.
-    pub written: Option<u64>,
+    /// one: nobody has written it since. (KV v2 versions start at 1; the
+    /// non-zero type keeps each entry of a large index 8 bytes smaller.)
+    pub written: Option<NonZeroU64>,
 }
 
 impl IndexEntry {
@@ -139,7 +141,7 @@ struct StoredRef<'a> {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     preserve: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    written: Option<u64>,
+    written: Option<NonZeroU64>,
 }
 
 fn as_display<T: std::fmt::Display, S: serde::Serializer>(
@@ -457,7 +459,8 @@ fn stored_entry(path: &str, s: Stored, owners: &mut OwnerPool) -> Option<(KvLoca
         IndexEntry {
             owner: owners.intern(Owner::parse(&s.owner)?),
             preserve_on_delete: s.preserve,
-            written: s.written,
+            // A version 0 names no write (versions start at 1).
+            written: s.written.and_then(NonZeroU64::new),
         },
     ))
 }
@@ -498,7 +501,7 @@ mod tests {
             version: KvVersion::V2,
         };
         let mut entry = IndexEntry::new(Owner::new("c", "ns", "d"), true);
-        entry.written = Some(7);
+        entry.written = NonZeroU64::new(7);
         let mut line = Vec::new();
         write_entry_line(&mut line, &loc, &entry);
         let stored = Stored {
@@ -671,7 +674,7 @@ mod tests {
     #[test]
     fn written_versions_round_trip() {
         let mut entry = IndexEntry::new(Owner::new("c", "ns", "d"), false);
-        entry.written = Some(1);
+        entry.written = NonZeroU64::new(1);
         let index = Index::from([(
             KvLocation {
                 mount: "secret/".into(),

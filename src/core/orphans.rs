@@ -5,6 +5,7 @@
 //! own metadata says *now*. Anything uncertain is kept.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroU64;
 use std::ops::ControlFlow::{self, Break, Continue};
 
 use super::error_kind::ErrorKind;
@@ -208,7 +209,7 @@ fn judge_steps(
             action: Some(Action::Refused {
                 reason: format!(
                     "{reason}; an orphan there is not deleted while the rules exclude it (kept in the index)"
-                ),
+                ).into(),
                 kind: Some(ErrorKind::OutsideAllowedPaths),
             }),
             forget: false,
@@ -223,7 +224,7 @@ fn judge_steps(
             action: Some(Action::Keep {
                 reason: format!(
                     "{why_orphan}; preserve-on-delete is set, so it stays in Vault (dropped from the index)"
-                ),
+                ).into(),
             }),
             forget: true,
         });
@@ -287,15 +288,14 @@ fn why_orphan(
             forget: false,
         }),
         OwnerState::Unknown(e) => Break(Verdict {
-            action: Some(Action::Error {
-                kind: ErrorKind::Unreachable,
-                message: format!(
+            action: Some(Action::error(
+                ErrorKind::Unreachable,
+                format!(
                     "cannot confirm that {} is gone, so {loc} is kept: {e}",
                     entry.owner.describe()
-                )
-                .into(),
-                secret: None,
-            }),
+                ),
+                None,
+            )),
             forget: false,
         }),
     }
@@ -306,7 +306,7 @@ struct Marked {
     /// preserve-on-delete, from the marker or the index.
     preserve: bool,
     /// Our write whose marker never landed, untouched since: its version.
-    unmarked_version: Option<u64>,
+    unmarked_version: Option<NonZeroU64>,
 }
 
 /// The path still exists and is still the index entry owner's, by its
@@ -330,11 +330,7 @@ fn still_ours(
             forget: true,
         }),
         PathState::Unknown(e) => Break(Verdict {
-            action: Some(Action::Error {
-                kind: ErrorKind::Unknown,
-                message: format!("cannot read the metadata of {loc}, so it is kept: {e}").into(),
-                secret: None,
-            }),
+            action: Some(Action::error(ErrorKind::Unknown, format!("cannot read the metadata of {loc}, so it is kept: {e}"), None)),
             forget: false,
         }),
         PathState::NoMetadata => Continue(marked(entry.preserve_on_delete)),
@@ -356,13 +352,15 @@ fn still_ours(
                 "the index lists it, but it is managed by {manager:?} (custom_metadata managed-by); not deleted, dropped from the index"
             ))),
             // Our write whose marker never landed, untouched since.
-            Ownership::Unowned if entry.written == Some(md.current_version) => Continue(Marked {
+            Ownership::Unowned if entry.written.map(NonZeroU64::get) == Some(md.current_version) => {
+                Continue(Marked {
                 preserve: entry.preserve_on_delete,
                 unmarked_version: entry.written,
-            }),
+                })
+            }
             Ownership::Unowned if entry.written.is_some() => Break(refused(format!(
                 "vault-sync wrote version {} without its ownership marker, and the path is now at version {}: someone else wrote it since; not deleted, dropped from the index",
-                entry.written.unwrap_or_default(),
+                entry.written.map_or(0, NonZeroU64::get),
                 md.current_version
             ))),
             Ownership::Unowned | Ownership::Malformed => Break(refused(
@@ -375,7 +373,10 @@ fn still_ours(
 
 fn refused(reason: String) -> Verdict {
     Verdict {
-        action: Some(Action::Refused { reason, kind: None }),
+        action: Some(Action::Refused {
+            reason: reason.into(),
+            kind: None,
+        }),
         forget: true,
     }
 }
@@ -664,7 +665,7 @@ mod tests {
     #[test]
     fn an_unmarked_write_of_ours_is_deleted_only_while_untouched() {
         let mut e = entry("shop", "api");
-        e.written = Some(1);
+        e.written = NonZeroU64::new(1);
         let unmarked = |version| {
             PathState::Metadata(PathMetadata {
                 custom_metadata: BTreeMap::new(),
@@ -677,9 +678,9 @@ mod tests {
             matches!(
                 v.action,
                 Some(Action::Delete {
-                    unmarked_version: Some(1),
+                    unmarked_version: Some(v),
                     ..
-                })
+                }) if v.get() == 1
             ),
             "{v:?}"
         );

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use super::desired::DesiredPath;
@@ -93,14 +94,14 @@ pub enum Action {
         previous_owner: Option<Owner>,
     },
     Unchanged,
-    Conflict {
-        reason: String,
-    },
     /// (`Box<str>`s, not `String`s, keep every row of a plan small.)
+    Conflict {
+        reason: Box<str>,
+    },
     Error {
         kind: ErrorKind,
-        message: Box<str>,
-        secret: Option<Box<str>>,
+        /// Boxed: most rows are not errors.
+        detail: Box<ErrorDetail>,
     },
     /// An orphan to delete.
     Delete {
@@ -109,22 +110,41 @@ pub enum Action {
         destroy: bool,
         /// The path carries no marker, but vault-sync wrote this version of
         /// it (see `IndexEntry::written`): deleted only while still current.
-        unmarked_version: Option<u64>,
+        unmarked_version: Option<NonZeroU64>,
     },
     /// An orphan left in Vault (preserve-on-delete).
     Keep {
-        reason: String,
+        reason: Box<str>,
     },
     /// A write or deletion vault-sync refuses (not provably ours, over
     /// the `--max-deletes` guard, or outside the allowed paths).
     Refused {
-        reason: String,
+        reason: Box<str>,
         /// Set when the refusal has an `error_type` of its own.
         kind: Option<ErrorKind>,
     },
 }
 
+/// What an [`Action::Error`] says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorDetail {
+    pub message: String,
+    /// The Secret it is about, if one.
+    pub secret: Option<String>,
+}
+
 impl Action {
+    /// An [`Action::Error`].
+    pub fn error(kind: ErrorKind, message: impl Into<String>, secret: Option<String>) -> Self {
+        Self::Error {
+            kind,
+            detail: Box::new(ErrorDetail {
+                message: message.into(),
+                secret,
+            }),
+        }
+    }
+
     /// Every [`Action::name`], for metrics that must show zeros too.
     pub const NAMES: [&'static str; 8] = [
         "create",
@@ -171,24 +191,32 @@ pub struct Write {
 impl Write {
     /// The KV v2 version this write produces, recorded in the index when it
     /// [claims](Write::claims) the path.
-    pub fn claimed_version(&self) -> Option<u64> {
+    pub fn claimed_version(&self) -> Option<NonZeroU64> {
         self.claims
             .then_some(self.cas)
             .flatten()
             .filter(|_| self.data.is_some())
-            .map(|cas| cas + 1)
+            .and_then(|cas| cas.checked_add(1))
+            .and_then(NonZeroU64::new)
     }
+}
+
+/// Where a row of the plan is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Located(KvLocation),
+    /// The path as the annotation spells it: it could not be resolved to
+    /// a location. (One field, not an optional location beside a path: a
+    /// large run keeps every row to the end, and this one is no larger
+    /// than a location.)
+    Unresolved(Box<str>),
 }
 
 #[derive(Debug, Clone)]
 pub struct Change {
-    /// The path as the annotation spells it, for a row without a
-    /// `location` (it could not be resolved); empty otherwise. A located
-    /// row's path is its location's display, made when it is shown rather
-    /// than stored: a large run keeps every row to the end. See
-    /// [`Change::path`].
-    pub unresolved: Box<str>,
-    pub location: Option<KvLocation>,
+    /// A located row's path is its location's display, made when it is
+    /// shown rather than stored. See [`Change::path`].
+    pub target: Target,
     pub owner: Owner,
     pub action: Action,
     /// What `run` sends. Boxed, and dropped once written (or planned) by
@@ -202,20 +230,28 @@ pub struct Change {
 }
 
 impl Change {
+    /// Where the row is, if its path could be resolved.
+    pub fn location(&self) -> Option<&KvLocation> {
+        match &self.target {
+            Target::Located(location) => Some(location),
+            Target::Unresolved(_) => None,
+        }
+    }
+
     /// Display path (`secret/app`), or the annotation's spelling if it
     /// could not be resolved.
     pub fn path(&self) -> Cow<'_, str> {
-        match &self.location {
-            Some(location) => Cow::Owned(location.to_string()),
-            None => Cow::Borrowed(&self.unresolved),
+        match &self.target {
+            Target::Located(location) => Cow::Owned(location.to_string()),
+            Target::Unresolved(raw) => Cow::Borrowed(raw),
         }
     }
 
     /// The two parts whose concatenation is [`Change::path`].
     fn path_parts(&self) -> (&str, &str) {
-        match &self.location {
-            Some(location) => (&location.mount, &location.rel),
-            None => (&self.unresolved, ""),
+        match &self.target {
+            Target::Located(location) => (&location.mount, &location.rel),
+            Target::Unresolved(raw) => (raw, ""),
         }
     }
 
@@ -358,9 +394,9 @@ impl Plan {
                     kind: None,
                     reason: format!(
                         "{reason}; refused: this run would delete {deletes} paths, more than --max-deletes {max}. Review them with `vault-sync plan`, then rerun with --max-deletes {deletes}"
-                    ),
+                    ).into(),
                 };
-                refused.extend(c.location.clone());
+                refused.extend(c.location().cloned());
             }
         }
         refused
@@ -455,13 +491,13 @@ pub fn plan(
                 others.join(", ")
             };
             changes.push(Change {
-                unresolved: Box::default(),
-                location: Some(l.location),
+                target: Target::Located(l.location),
                 owner,
                 action: Action::Conflict {
                     reason: format!(
                         "also wanted by {others}; give each Deployment its own vault-sync.io/path"
-                    ),
+                    )
+                    .into(),
                 },
                 write: None,
                 write_released: false,
@@ -471,8 +507,7 @@ pub fn plan(
         }
         let (action, write) = diff_one(&l, observed.get(&l.location), index, opts);
         changes.push(Change {
-            unresolved: Box::default(),
-            location: Some(l.location),
+            target: Target::Located(l.location),
             owner,
             action,
             write: write.map(Box::new),
@@ -483,14 +518,9 @@ pub fn plan(
 
     for p in problems {
         changes.push(Change {
-            unresolved: p.path.unwrap_or_default().into(),
-            location: None,
+            target: Target::Unresolved(p.path.unwrap_or_default().into()),
             owner: p.owner,
-            action: Action::Error {
-                kind: p.kind,
-                message: p.message.into(),
-                secret: p.secret.map(Into::into),
-            },
+            action: Action::error(p.kind, p.message, p.secret),
             write: None,
             write_released: false,
             preserve_on_delete: false,
@@ -531,23 +561,12 @@ fn diff_one(
     let secret = match observed {
         None => {
             return (
-                Action::Error {
-                    kind: ErrorKind::Unknown,
-                    message: "the path was not read from Vault".into(),
-                    secret: None,
-                },
+                Action::error(ErrorKind::Unknown, "the path was not read from Vault", None),
                 None,
             );
         }
         Some(Observed::Failed { kind, message }) => {
-            return (
-                Action::Error {
-                    kind: *kind,
-                    message: message.as_str().into(),
-                    secret: None,
-                },
-                None,
-            );
+            return (Action::error(*kind, message.as_str(), None), None);
         }
         Some(Observed::Absent) => return create(0, &BTreeMap::new()),
         Some(Observed::Present(secret)) => secret,
@@ -651,7 +670,7 @@ fn claim_v2(
         Ownership::Unowned => {
             let entry = index.get(&l.location).filter(|e| e.owner == d.owner);
             let untouched = entry.is_some_and(|e| match e.written {
-                Some(v) => v == secret.version,
+                Some(v) => v.get() == secret.version,
                 None => secret.version == 1 && same_content(&d.data, &secret.data),
             });
             Ok(claim(untouched && !secret.deleted, true))
@@ -789,7 +808,12 @@ pub fn same_content(desired: &SecretMap, observed: &BTreeMap<String, Option<Valu
 }
 
 fn conflict(reason: String) -> (Action, Option<Write>) {
-    (Action::Conflict { reason }, None)
+    (
+        Action::Conflict {
+            reason: reason.into(),
+        },
+        None,
+    )
 }
 
 #[cfg(test)]
@@ -865,13 +889,15 @@ mod tests {
         )
     }
 
-    /// A run keeps a row per path to its end (100,000 rows is 12 MB at
+    /// A run keeps a row per path to its end (100,000 rows is 9.6 MB at
     /// this size): what only a few rows carry is boxed, and what every row
     /// carries is shared ([`Owner`], the path's [`Name`]s).
     #[test]
     fn a_plan_row_stays_small() {
-        assert!(std::mem::size_of::<Action>() <= 40);
-        assert!(std::mem::size_of::<Change>() <= 120);
+        assert!(std::mem::size_of::<Action>() <= 32);
+        assert!(std::mem::size_of::<Change>() <= 96);
+        // And the index holds an entry per path to the end too.
+        assert!(std::mem::size_of::<crate::core::index::IndexEntry>() <= 24);
     }
 
     #[test]
@@ -884,24 +910,16 @@ mod tests {
                 previous_owner: None,
             },
             Action::Unchanged,
-            Action::Conflict {
-                reason: String::new(),
-            },
-            Action::Error {
-                kind: ErrorKind::Unknown,
-                message: "".into(),
-                secret: None,
-            },
+            Action::Conflict { reason: "".into() },
+            Action::error(ErrorKind::Unknown, "", None),
             Action::Delete {
                 reason: "".into(),
                 destroy: false,
                 unmarked_version: None,
             },
-            Action::Keep {
-                reason: String::new(),
-            },
+            Action::Keep { reason: "".into() },
             Action::Refused {
-                reason: String::new(),
+                reason: "".into(),
                 kind: None,
             },
         ];
@@ -1204,8 +1222,7 @@ mod tests {
     #[test]
     fn guard_refuses_every_delete_above_the_limit() {
         let delete = |rel: &str| Change {
-            unresolved: Box::default(),
-            location: Some(loc(rel)),
+            target: Target::Located(loc(rel)),
             owner: owner("api"),
             action: Action::Delete {
                 reason: "gone".into(),
@@ -1380,7 +1397,7 @@ mod tests {
         let w = p.changes[0].write.as_ref().expect("a write");
         assert!(w.data.is_some(), "equal content is rewritten for its CAS");
         assert_eq!(w.cas, Some(3));
-        assert_eq!(w.claimed_version(), Some(4));
+        assert_eq!(w.claimed_version(), NonZeroU64::new(4));
         assert_eq!(
             w.metadata.as_ref().map(|m| m[OWNER_KEY].clone()),
             Some(owner("b").to_string())
@@ -1414,7 +1431,7 @@ mod tests {
     #[test]
     fn an_unmarked_write_of_ours_is_ours_while_its_version_is_current() {
         let mut entry = crate::core::index::IndexEntry::new(owner("api"), false);
-        entry.written = Some(2);
+        entry.written = NonZeroU64::new(2);
         let index = Index::from([(loc("app"), entry)]);
         let check = |version| {
             plan(

@@ -14,6 +14,7 @@
 //! Pure: the shell reads and writes the file and the world.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU64;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use super::desired::SecretFetch;
 use super::name::Name;
 use super::orphans::{self, OwnerState, PathState};
 use super::ownership::{MANAGED_BY_KEY, OWNER_KEY, Owner, PRESERVE_KEY, PathMetadata};
-use super::plan::{Action, Change, KeyChanges, Observed, Plan, Summary};
+use super::plan::{Action, Change, KeyChanges, Observed, Plan, Summary, Target};
 use super::references::SecretReference;
 use super::vault_path::{self, KvLocation, KvVersion};
 use super::workload::Kind;
@@ -434,7 +435,7 @@ pub fn build(header: Header, plan: &Plan, pins: &Pins) -> Result<SavedPlan, Buil
     let mut changes = Vec::new();
     let mut mounts = BTreeSet::new();
     for c in &plan.changes {
-        let Some(location) = &c.location else {
+        let Some(location) = c.location() else {
             continue;
         };
         let base = |action| SavedChange {
@@ -509,7 +510,7 @@ pub fn build(header: Header, plan: &Plan, pins: &Pins) -> Result<SavedPlan, Buil
                 SavedChange {
                     reason: Some(reason.to_string()),
                     destroy: Some(*destroy),
-                    unmarked_version: *unmarked_version,
+                    unmarked_version: unmarked_version.map(NonZeroU64::get),
                     owner_state: Some(pin.owner_state),
                     vault: pin.vault.clone(),
                     ..base(SavedAction::Delete)
@@ -639,8 +640,7 @@ impl CheckedChange {
             CheckedPin::Delete { .. } => None,
         };
         Change {
-            unresolved: Box::default(),
-            location: Some(self.location.clone()),
+            target: Target::Located(self.location.clone()),
             owner: self.owner.clone(),
             action: self.action.clone(),
             write: write.map(Box::new),
@@ -940,7 +940,8 @@ fn saved_action(plan: &SavedPlan, c: &SavedChange, version: KvVersion) -> Result
                 .ok_or("a delete without a reason")?
                 .into(),
             destroy: plan.options.destroy || version == KvVersion::V1,
-            unmarked_version: c.unmarked_version,
+            // A version 0 names no write (versions start at 1).
+            unmarked_version: c.unmarked_version.and_then(NonZeroU64::new),
         },
     })
 }

@@ -3,6 +3,7 @@
 //! orphans, each re-checked against the path's own marker.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU64;
 
 use futures::stream::{self, StreamExt};
 
@@ -40,7 +41,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                         )
                     })
                     .filter_map(|c| {
-                        let location = c.location.clone()?;
+                        let location = c.location().cloned()?;
                         let entry = IndexEntry {
                             owner: c.owner.clone(),
                             preserve_on_delete: c.preserve_on_delete,
@@ -105,7 +106,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .filter_map(|(&i, _)| {
                 let c = &plan.changes[i];
                 c.write.as_ref()?.claimed_version()?;
-                let location = c.location.as_ref()?;
+                let location = c.location()?;
                 let mut entry = state.index.get(location)?.clone();
                 entry.written = None;
                 Some((location.clone(), entry))
@@ -139,7 +140,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         // A path whose delete failed stays indexed for the next run.
         let failed: BTreeSet<&KvLocation> = deletes
             .keys()
-            .filter_map(|&i| plan.changes[i].location.as_ref())
+            .filter_map(|&i| plan.changes[i].location())
             .collect();
         let gone: BTreeSet<KvLocation> = prepared
             .forget
@@ -167,12 +168,12 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .changes
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.write.is_some() && c.location.is_some() && select(c))
+            .filter(|(_, c)| c.write.is_some() && c.location().is_some() && select(c))
             .map(|(i, _)| i)
             .collect();
         bar.grow(writes.len() as u64);
         self.for_each_change(plan, writes, bar, |change| async move {
-            match (&change.location, &change.write) {
+            match (change.location(), &change.write) {
                 (Some(loc), Some(write)) => {
                     let timer = self.metrics.sync_duration.start_timer();
                     let r = self.vault.write(loc, write).await;
@@ -207,7 +208,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                         unmarked_version,
                         ..
                     },
-                ) = (&change.location, &change.action)
+                ) = (change.location(), &change.action)
                 else {
                     return Ok(());
                 };
@@ -225,8 +226,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                             preserve_on_delete: false,
                         } if owner == change.owner => {}
                         Ownership::Unowned
-                            if unmarked_version.is_some()
-                                && *unmarked_version == Some(md.current_version) => {}
+                            if unmarked_version.map(NonZeroU64::get) == Some(md.current_version) => {}
                         now => {
                             return Err(VaultError::NotAttempted {
                                 path: loc.to_string(),

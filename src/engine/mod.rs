@@ -23,7 +23,7 @@ use crate::core::orphans::WantedPaths;
 use crate::core::ownership::{Owner, OwnerPool};
 use crate::core::path_rules::PathRules;
 use crate::core::plan::{
-    self, Action, Change, KeyNamePool, Located, Note, Plan, PlanOptions, Problem,
+    self, Action, Change, KeyNamePool, Located, Note, Plan, PlanOptions, Problem, Target,
 };
 use crate::core::saved_plan::Pins;
 use crate::core::vault_path::KvLocation;
@@ -628,11 +628,10 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                             located.push(l);
                         }
                         Err(reason) => gathered.changes.push(Change {
-                            unresolved: Box::default(),
-                            location: Some(l.location),
+                            target: Target::Located(l.location),
                             owner: p.owner.clone(),
                             action: Action::Refused {
-                                reason,
+                                reason: reason.into(),
                                 kind: Some(ErrorKind::OutsideAllowedPaths),
                             },
                             write: None,

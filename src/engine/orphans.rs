@@ -12,7 +12,7 @@ use crate::core::error_kind::ErrorKind;
 use crate::core::index::{self, Index, IndexEntry, IndexError};
 use crate::core::orphans::{self, OrphanScope, OwnerState, PathState};
 use crate::core::ownership::{Owner, OwnerPool};
-use crate::core::plan::{self, Action, Change, Located, Observed};
+use crate::core::plan::{self, Action, Change, Located, Observed, Target};
 use crate::core::saved_plan::{DeletePin, OwnerStateRecord, VaultPin};
 use crate::core::vault_path::{self, KvLocation, KvVersion};
 use crate::core::workload::Kind;
@@ -431,8 +431,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             }
             if let Some(action) = verdict.action {
                 findings.changes.push(Change {
-                    unresolved: Box::default(),
-                    location: Some(loc),
+                    target: Target::Located(loc),
                     owner: entry.owner,
                     action,
                     write: None,

@@ -80,7 +80,7 @@ pub(super) fn pin_writes(
     pins: &mut Pins,
 ) {
     for c in &batch_plan.changes {
-        let (Some(location), Some(_)) = (&c.location, &c.write) else {
+        let (Some(location), Some(_)) = (c.location(), &c.write) else {
             continue;
         };
         let key = (location.clone(), c.owner.clone());
@@ -364,7 +364,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .for_each_change(&outcome.plan, deletes.clone(), bar, |change| {
                 let saved = changes
                     .iter()
-                    .find(|c| Some(&c.location) == change.location.as_ref());
+                    .find(|c| Some(&c.location) == change.location());
                 async move {
                     match saved {
                         Some(saved) => self.delete_one(saved, entries).await,

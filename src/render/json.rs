@@ -163,10 +163,10 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
         fix: None,
         keys: None,
         kind: c.owner.kind.as_str(),
-        kv_version: c.location.as_ref().map(|l| l.version.as_u8()),
+        kv_version: c.location().map(|l| l.version.as_u8()),
         message: None,
         metadata_only: None,
-        mount: c.location.as_ref().map(|l| l.mount.as_str()),
+        mount: c.location().map(|l| l.mount.as_str()),
         namespace: &c.owner.namespace,
         path: c.path(),
         previous_owner: None,
@@ -212,14 +212,10 @@ fn change_out<'a>(report: &'a Report<'a>, i: usize, c: &'a Change) -> ChangeOut<
             out.reason = Some(reason);
             out.destroy = Some(*destroy);
         }
-        Action::Error {
-            kind,
-            message,
-            secret,
-        } => {
+        Action::Error { kind, detail } => {
             out.set_error(*kind);
-            out.message = Some(Cow::Borrowed(message));
-            out.secret = secret.as_deref();
+            out.message = Some(Cow::Borrowed(&detail.message));
+            out.secret = detail.secret.as_deref();
         }
     }
     if let Some(applied) = report.applied
@@ -247,7 +243,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::core::plan::Plan;
+    use crate::core::plan::{Plan, Target};
 
     fn document(plan: &Plan, errors: &[(ErrorKind, String)]) -> Value {
         let report = Report {
@@ -267,14 +263,9 @@ mod tests {
     #[test]
     fn every_error_type_carries_its_fix() {
         let error = |kind: ErrorKind| Change {
-            unresolved: format!("secret/{kind}").into(),
-            location: None,
+            target: Target::Unresolved(format!("secret/{kind}").into()),
             owner: Owner::new("c", "ns", "app"),
-            action: Action::Error {
-                kind,
-                message: "what happened".into(),
-                secret: None,
-            },
+            action: Action::error(kind, "what happened", None),
             write: None,
             write_released: false,
             preserve_on_delete: false,

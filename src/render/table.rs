@@ -61,10 +61,10 @@ fn detail(action: &Action) -> String {
             parts.join("  ")
         }
         Action::Unchanged => String::new(),
-        Action::Error { message, .. } => message.to_string(),
+        Action::Error { detail, .. } => detail.message.clone(),
         Action::Delete { reason, .. } => reason.to_string(),
         Action::Conflict { reason } | Action::Keep { reason } | Action::Refused { reason, .. } => {
-            reason.clone()
+            reason.to_string()
         }
     }
 }
@@ -238,12 +238,11 @@ fn count_failed(report: &Report<'_>, pred: impl Fn(&Action) -> bool) -> usize {
 mod tests {
     use super::*;
     use crate::core::ownership::Owner;
-    use crate::core::plan::{Change, Plan};
+    use crate::core::plan::{Change, Plan, Target};
 
     fn change(i: usize, action: Action) -> Change {
         Change {
-            unresolved: format!("secret/app-{i:05}").into(),
-            location: None,
+            target: Target::Unresolved(format!("secret/app-{i:05}").into()),
             owner: Owner::new("default", "shop", format!("app-{i:05}")),
             action,
             write: None,

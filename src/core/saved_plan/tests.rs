@@ -1,5 +1,5 @@
 use super::*;
-use crate::core::plan::Write;
+use crate::core::plan::{Target, Write};
 use crate::core::value::SecretValue;
 
 fn owner() -> Owner {
@@ -19,8 +19,7 @@ fn saved() -> SavedPlan {
     let location = loc("clusters/prod/api/db");
     let plan = Plan {
         changes: vec![Change {
-            unresolved: Box::default(),
-            location: Some(location.clone()),
+            target: Target::Located(location.clone()),
             owner: owner(),
             action: Action::Create {
                 keys: ["password".into()].into(),

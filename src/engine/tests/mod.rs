@@ -142,7 +142,11 @@ async fn a_first_run_creates_marks_and_indexes_and_a_second_writes_nothing() {
     );
     let index = w.index();
     assert_eq!(index.len(), 2);
-    assert_eq!(index["secret/api/db"].written, Some(1), "{index:?}");
+    assert_eq!(
+        index["secret/api/db"].written,
+        std::num::NonZeroU64::new(1),
+        "{index:?}"
+    );
     let index_md = w.vault().get(INDEX).expect("index").custom_metadata;
     assert_eq!(index_md, index::marker("default"));
 
@@ -219,7 +223,7 @@ async fn a_failed_index_write_leaves_the_held_index_as_stored() {
         (
             api.clone(),
             index::IndexEntry {
-                written: Some(7),
+                written: std::num::NonZeroU64::new(7),
                 ..before[&api].clone()
             },
         ),
@@ -384,7 +388,10 @@ async fn an_unmarked_write_of_ours_stays_ours_until_someone_else_writes() {
     assert_eq!(applied.failures.len(), 1, "the marker write failed");
     let path = w.vault().get("secret/api/db").expect("content written");
     assert!(path.custom_metadata.is_empty());
-    assert_eq!(w.index()["secret/api/db"].written, Some(1));
+    assert_eq!(
+        w.index()["secret/api/db"].written,
+        std::num::NonZeroU64::new(1)
+    );
 
     // While wanted: ours, the marker is retried.
     let prepared = w.plan().await;
@@ -397,9 +404,9 @@ async fn an_unmarked_write_of_ours_stays_ours_until_someone_else_writes() {
         matches!(
             prepared.plan.changes[0].action,
             Action::Delete {
-                unmarked_version: Some(1),
+                unmarked_version: Some(v),
                 ..
-            }
+            } if v.get() == 1
         ),
         "{:?}",
         prepared.plan.changes
