@@ -188,8 +188,11 @@ struct Gathered {
     notes: Vec<Note>,
     /// Owners whose existing paths must not be judged as orphans.
     held: BTreeSet<Owner>,
-    /// Every location some Deployment wants.
-    desired: WantedPaths,
+    /// Rows of paths outside their namespace's allowed paths: refused,
+    /// and not wanted. Kept apart from `changes` until the orphans are
+    /// judged, so that the located rows of `changes` are exactly the
+    /// wanted paths (see [`Engine::judge_orphans`]).
+    excluded: Vec<Change>,
     /// `plan --out`: what each change was computed from (no values).
     pins: Pins,
     /// Key names, shared by the rows that name them.
@@ -294,6 +297,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 &mut errors,
             )
             .await;
+        gathered.changes.append(&mut gathered.excluded);
         let (mut plan, write_failures) =
             Plan::from_rows(gathered.changes, gathered.write_failures, gathered.notes);
         // Refused by the guard: still ours, still indexed.
@@ -411,7 +415,6 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         };
         let mut gathered = Gathered {
             changes: Vec::with_capacity(rows),
-            desired: WantedPaths::with_capacity(rows),
             ..Gathered::default()
         };
         let mut batch_number = 0;
@@ -547,12 +550,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
         let (true, Some(state)) = (self.scope.prune, index) else {
             return BTreeSet::new();
         };
-        let Gathered {
-            changes,
-            held,
-            desired,
-            ..
-        } = gathered;
+        let Gathered { changes, held, .. } = gathered;
         held.extend(
             changes
                 .iter()
@@ -567,7 +565,15 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .copied()
             .filter(|k| !listing.incomplete.contains(k))
             .collect();
-        let desired = std::mem::take(desired).seal();
+        // The wanted paths are the located rows': each path a batch
+        // planned has its row, and rows outside the allowed paths are
+        // not among them yet. Made now, not batch by batch, so that the
+        // last batch's working set is gone before this list is made.
+        let mut desired = WantedPaths::with_capacity(changes.len());
+        for location in changes.iter().filter_map(Change::location) {
+            desired.insert(location);
+        }
+        let desired = desired.seal();
         let findings = self
             .find_orphans(
                 &state.index,
@@ -624,10 +630,9 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 match mounts.resolve(d) {
                     Ok(l) => match self.allowed(p.namespace(), &l.location) {
                         Ok(()) => {
-                            gathered.desired.insert(&l.location);
                             located.push(l);
                         }
-                        Err(reason) => gathered.changes.push(Change {
+                        Err(reason) => gathered.excluded.push(Change {
                             target: Target::Located(l.location),
                             owner: p.owner.clone(),
                             action: Action::Refused {
