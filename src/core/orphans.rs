@@ -209,7 +209,8 @@ fn judge_steps(
             action: Some(Action::Refused {
                 reason: format!(
                     "{reason}; an orphan there is not deleted while the rules exclude it (kept in the index)"
-                ).into(),
+                )
+                .into(),
                 kind: Some(ErrorKind::OutsideAllowedPaths),
             }),
             forget: false,
@@ -224,7 +225,8 @@ fn judge_steps(
             action: Some(Action::Keep {
                 reason: format!(
                     "{why_orphan}; preserve-on-delete is set, so it stays in Vault (dropped from the index)"
-                ).into(),
+                )
+                .into(),
             }),
             forget: true,
         });
@@ -330,7 +332,11 @@ fn still_ours(
             forget: true,
         }),
         PathState::Unknown(e) => Break(Verdict {
-            action: Some(Action::error(ErrorKind::Unknown, format!("cannot read the metadata of {loc}, so it is kept: {e}"), None)),
+            action: Some(Action::error(
+                ErrorKind::Unknown,
+                format!("cannot read the metadata of {loc}, so it is kept: {e}"),
+                None,
+            )),
             forget: false,
         }),
         PathState::NoMetadata => Continue(marked(entry.preserve_on_delete)),
@@ -352,10 +358,12 @@ fn still_ours(
                 "the index lists it, but it is managed by {manager:?} (custom_metadata managed-by); not deleted, dropped from the index"
             ))),
             // Our write whose marker never landed, untouched since.
-            Ownership::Unowned if entry.written.map(NonZeroU64::get) == Some(md.current_version) => {
+            Ownership::Unowned
+                if entry.written.map(NonZeroU64::get) == Some(md.current_version) =>
+            {
                 Continue(Marked {
-                preserve: entry.preserve_on_delete,
-                unmarked_version: entry.written,
+                    preserve: entry.preserve_on_delete,
+                    unmarked_version: entry.written,
                 })
             }
             Ownership::Unowned if entry.written.is_some() => Break(refused(format!(

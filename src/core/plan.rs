@@ -394,7 +394,8 @@ impl Plan {
                     kind: None,
                     reason: format!(
                         "{reason}; refused: this run would delete {deletes} paths, more than --max-deletes {max}. Review them with `vault-sync plan`, then rerun with --max-deletes {deletes}"
-                    ).into(),
+                    )
+                    .into(),
                 };
                 refused.extend(c.location().cloned());
             }

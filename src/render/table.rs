@@ -62,10 +62,10 @@ fn detail(action: &Action) -> String {
         }
         Action::Unchanged => String::new(),
         Action::Error { detail, .. } => detail.message.clone(),
-        Action::Delete { reason, .. } => reason.to_string(),
-        Action::Conflict { reason } | Action::Keep { reason } | Action::Refused { reason, .. } => {
-            reason.to_string()
-        }
+        Action::Delete { reason, .. }
+        | Action::Conflict { reason }
+        | Action::Keep { reason }
+        | Action::Refused { reason, .. } => reason.to_string(),
     }
 }
 

@@ -6,6 +6,7 @@
 mod fakes;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use fakes::{FakeCluster, FakeVault, Quiet};
@@ -144,7 +145,7 @@ async fn a_first_run_creates_marks_and_indexes_and_a_second_writes_nothing() {
     assert_eq!(index.len(), 2);
     assert_eq!(
         index["secret/api/db"].written,
-        std::num::NonZeroU64::new(1),
+        NonZeroU64::new(1),
         "{index:?}"
     );
     let index_md = w.vault().get(INDEX).expect("index").custom_metadata;
@@ -223,7 +224,7 @@ async fn a_failed_index_write_leaves_the_held_index_as_stored() {
         (
             api.clone(),
             index::IndexEntry {
-                written: std::num::NonZeroU64::new(7),
+                written: NonZeroU64::new(7),
                 ..before[&api].clone()
             },
         ),
@@ -388,10 +389,7 @@ async fn an_unmarked_write_of_ours_stays_ours_until_someone_else_writes() {
     assert_eq!(applied.failures.len(), 1, "the marker write failed");
     let path = w.vault().get("secret/api/db").expect("content written");
     assert!(path.custom_metadata.is_empty());
-    assert_eq!(
-        w.index()["secret/api/db"].written,
-        std::num::NonZeroU64::new(1)
-    );
+    assert_eq!(w.index()["secret/api/db"].written, NonZeroU64::new(1));
 
     // While wanted: ours, the marker is retried.
     let prepared = w.plan().await;
