@@ -34,7 +34,7 @@ use crate::shutdown::Shutdown;
 use crate::vault::VaultError;
 pub use orphans::{IndexFailure, IndexState};
 use ports::{Cluster, Reporter, SecretStore, Stage, WorkloadState};
-use read::{Mounts, Parsed, ParsedListing};
+use read::{Carried, Mounts, Parsed, ParsedListing};
 pub use saved::SavedOutcome;
 
 /// What a run works on, from the command line.
@@ -418,11 +418,21 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             ..Gathered::default()
         };
         let mut batch_number = 0;
+        let mut carried = Carried::default();
+        let mut last = None;
         while let Some(members) = batcher.next_batch(limit) {
             if self.shutdown.requested().is_some() {
                 break;
             }
             batch_number += 1;
+            let later = match scope.read_secrets {
+                k8s::SecretReads::List => {
+                    let mut sorted = members.clone();
+                    sorted.sort_unstable();
+                    read::later_secrets(parsed, &sorted, Carried::capacity(last))
+                }
+                _ => BTreeMap::new(),
+            };
             let batch_members: Vec<&Parsed> = members.iter().map(|&i| &parsed[i]).collect();
             let batch = Batch {
                 members: &batch_members,
@@ -431,11 +441,14 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 writes,
                 pin,
             };
-            let (paths, bytes) = self.plan_batch(batch, index, errors, &mut gathered).await;
+            let (paths, bytes) = self
+                .plan_batch(batch, (&mut carried, later), index, errors, &mut gathered)
+                .await;
             drop(batch_members);
             for i in members {
                 parsed[i].release();
             }
+            last = Some((paths, bytes));
             limit = batch::next_limit(paths, bytes, BATCH_VALUE_BYTES, min_batch, scope.batch_size);
             tracing::debug!(
                 elapsed_ms = clock.elapsed_ms(),
@@ -456,6 +469,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     async fn plan_batch<St: Stage>(
         &self,
         batch: Batch<'_, St>,
+        carry: (&mut Carried, BTreeMap<String, BTreeSet<String>>),
         index: &mut Option<IndexState>,
         errors: &mut Vec<(ErrorKind, String)>,
         gathered: &mut Gathered,
@@ -471,7 +485,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             .collect();
         let paths = locations.len();
         let (fetched, observed) = tokio::join!(
-            self.fetch_secrets(wanted, &batch.bars.secrets),
+            self.fetch_secrets(wanted, carry, &batch.bars.secrets),
             self.observe(locations, &batch.bars.vault)
         );
         let bytes: usize = fetched.values().map(SecretFetch::value_bytes).sum();

@@ -38,6 +38,8 @@ struct ClusterState {
     revision: u64,
     /// Secret GETs answered, by (namespace, name).
     secret_gets: Vec<(String, String)>,
+    /// Secret LISTs answered, by namespace.
+    secret_lists: Vec<String>,
 }
 
 impl FakeCluster {
@@ -122,8 +124,25 @@ impl FakeCluster {
         std::mem::take(&mut self.lock().secret_gets)
     }
 
+    /// Every Secret LIST since the last call, by namespace.
+    pub fn take_secret_lists(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().secret_lists)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ClusterState> {
         self.state.lock().expect("fake cluster")
+    }
+}
+
+impl ClusterState {
+    fn fetch(&self, namespace: &str, name: &str) -> SecretFetch {
+        let key = (namespace.to_owned(), name.to_owned());
+        match self.secrets.get(&key) {
+            Some(data) => {
+                SecretFetch::found(data.clone()).with_meta(self.secret_meta.get(&key).cloned())
+            }
+            None => SecretFetch::NotFound,
+        }
     }
 }
 
@@ -154,14 +173,8 @@ impl Cluster for FakeCluster {
 
     async fn get_secret(&self, namespace: &str, name: &str) -> SecretFetch {
         let mut s = self.lock();
-        let key = (namespace.to_owned(), name.to_owned());
-        s.secret_gets.push(key.clone());
-        match s.secrets.get(&key) {
-            Some(data) => {
-                SecretFetch::found(data.clone()).with_meta(s.secret_meta.get(&key).cloned())
-            }
-            None => SecretFetch::NotFound,
-        }
+        s.secret_gets.push((namespace.to_owned(), name.to_owned()));
+        s.fetch(namespace, name)
     }
 
     async fn list_secrets(
@@ -169,11 +182,12 @@ impl Cluster for FakeCluster {
         namespace: &str,
         names: &BTreeSet<String>,
     ) -> Result<BTreeMap<String, SecretFetch>, KubeError> {
-        let mut found = BTreeMap::new();
-        for name in names {
-            found.insert(name.clone(), self.get_secret(namespace, name).await);
-        }
-        Ok(found)
+        let mut s = self.lock();
+        s.secret_lists.push(namespace.to_owned());
+        Ok(names
+            .iter()
+            .map(|name| (name.clone(), s.fetch(namespace, name)))
+            .collect())
     }
 
     async fn workload(

@@ -359,6 +359,61 @@ async fn batches_of_one_path_plan_and_write_what_one_batch_does() {
     assert_eq!(many.index().len(), 10);
 }
 
+/// Apps `a0..a{n}` in `ns`, each one path from one Secret of its own.
+fn apps_in(w: &World, ns: &str, n: usize) {
+    for i in 0..n {
+        let (app, secret) = (format!("{ns}-a{i}"), format!("{ns}-s{i}"));
+        let path = format!("secret/{ns}/{app}");
+        w.kube().deployment(ns, &app, &[(PATH, &path)], &[&secret]);
+        w.kube()
+            .secret(ns, &secret, &[("k", &format!("{secret}-value"))]);
+    }
+}
+
+#[tokio::test]
+async fn listing_secrets_reads_each_namespace_about_once_however_many_batches() {
+    let listed = World::with(|s| {
+        s.read_secrets = SecretReads::List;
+        s.batch_size = 2;
+    });
+    let got = World::with(|s| s.batch_size = 2);
+    for w in [&listed, &got] {
+        apps_in(w, "blue", 7);
+        apps_in(w, "green", 5);
+    }
+    let (a, _) = listed.run().await;
+    let (b, _) = got.run().await;
+    assert_eq!(actions(&a), actions(&b));
+    assert_eq!(listed.index(), got.index());
+    assert_eq!(listed.index().len(), 12);
+    for (path, _) in actions(&a) {
+        assert_eq!(
+            listed.vault().get(&path).and_then(|p| p.current().cloned()),
+            got.vault().get(&path).and_then(|p| p.current().cloned()),
+            "{path}"
+        );
+    }
+    // Six batches of two paths. The first knows no value sizes, so carries
+    // nothing; the second lists blue again and carries the rest of it; the
+    // one that reaches green lists it once, carrying its rest.
+    assert_eq!(listed.kube().take_secret_lists(), ["blue", "blue", "green"]);
+    assert!(listed.kube().take_secret_gets().is_empty());
+
+    // A Secret rotated since is read afresh and written by the next run.
+    listed
+        .kube()
+        .secret("green", "green-s4", &[("k", "rotated")]);
+    let (again, _) = listed.run().await;
+    let changed: Vec<_> = actions(&again)
+        .into_iter()
+        .filter(|(_, a)| *a != "unchanged")
+        .collect();
+    assert_eq!(
+        changed,
+        [("secret/green/green-a4/green-s4".to_owned(), "update")]
+    );
+}
+
 #[tokio::test]
 async fn a_concurrent_index_write_is_merged_not_overwritten() {
     let w = World::new();
