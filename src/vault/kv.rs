@@ -268,14 +268,10 @@ impl Vault {
         self.post(loc, &loc.metadata_path(), body).await
     }
 
-    /// Writes a KV v2 secret of plain strings with check-and-set, made
-    /// while it is sent: the index of a large run is megabytes, and its
-    /// encoded form ([`index::Encoded`]) is made one chunk at a time as the
-    /// connection takes it, never held whole (it is made once more before,
-    /// to measure it). `entries` gives the secret's keys and values, and is
-    /// called again for each of those.
-    ///
-    /// [`index::Encoded`]: crate::core::index::Encoded
+    /// Writes a KV v2 secret of plain strings with check-and-set, its
+    /// body made piece by piece as the connection takes it, never held
+    /// whole. `entries` gives the secret's keys and values; it is called
+    /// once to measure the body, then once per attempt to send it.
     pub async fn write_raw<'a, I>(
         &self,
         loc: &KvLocation,

@@ -50,7 +50,10 @@ impl crate::engine::ports::SecretStore for Vault {
         data: crate::core::index::Encoded<'_>,
         cas: u64,
     ) -> Result<(), VaultError> {
-        Vault::write_raw(self, loc, move || data.entries(), cas).await
+        // Compressed, a large index is a megabyte or so: made once and
+        // held, rather than compressed again for each pass of write_raw.
+        let entries: Vec<(String, String)> = data.entries().collect();
+        Vault::write_raw(self, loc, || entries.iter().cloned(), cas).await
     }
 
     async fn write_metadata(

@@ -29,7 +29,7 @@ use crate::audit::{AuditEntries, AuditEntry, audit_mark, only_deletes};
 use crate::fixtures::{actions, change, changes, restricted_kubeconfig};
 use crate::harness::annotation::{PATH, PRESERVE, SECRETS};
 use crate::harness::{CliOutput, PodRefs, TestNs, block_on_own_runtime};
-use crate::vault::{Kv2Secret, VaultHttp, index_lines};
+use crate::vault::{INDEX_FORMAT, Kv2Secret, VaultHttp, index_chunk, index_lines};
 
 /// The KV v2 mount every test here writes to (and keeps its index in).
 const MOUNT: &str = "secret";
@@ -170,8 +170,7 @@ impl Case {
             .map(|s| s.data)
             .unwrap_or_default();
         assert!(
-            data.is_empty()
-                || data.get("format").map(String::as_str) == Some("vault-sync-index/v1"),
+            data.is_empty() || data.get("format").map(String::as_str) == Some(INDEX_FORMAT),
             "unexpected index format: {data:?}"
         );
         index_lines(&data).into_iter().collect()
@@ -895,7 +894,7 @@ async fn tampered_index_entries_are_refused_and_dropped() {
             )
         })
         .collect();
-    data.insert("entries-9999".to_owned(), tampered_lines);
+    data.insert("entries-9999".to_owned(), index_chunk(&tampered_lines));
     let (status, body) = vault
         .post(
             &format!("{MOUNT}/data/{}", case.index_rel()),

@@ -37,11 +37,10 @@ use crate::audit::{AuditEntries, audit_mark, only_deletes};
 use crate::fixtures::{ClusterNs, actions, change, change_of, changes};
 use crate::harness::annotation::{PATH, PRESERVE, SECRETS};
 use crate::harness::{CliOutput, PodRefs, assert_no_leak};
-use crate::vault::{Kv2Secret, current_is_deleted, index_lines};
+use crate::vault::{INDEX_FORMAT, Kv2Secret, current_is_deleted, index_chunk, index_lines};
 
 /// The KV v2 mount the tests' paths go to.
 const MOUNT: &str = "secret";
-const INDEX_FORMAT: &str = "vault-sync-index/v1";
 
 // --- one test's world ------------------------------------------------------------
 
@@ -153,7 +152,7 @@ fn index_data(lines: &[String]) -> BTreeMap<String, String> {
     chunk.push('\n');
     BTreeMap::from([
         ("format".to_owned(), INDEX_FORMAT.to_owned()),
-        ("entries-0000".to_owned(), chunk),
+        ("entries-0000".to_owned(), index_chunk(&chunk)),
     ])
 }
 
@@ -217,7 +216,7 @@ async fn annotation_targeting_the_index_location_is_refused_in_every_spelling_an
         "forged",
         &[
             ("format", INDEX_FORMAT),
-            ("entries-0000", &format!("{entry}\n")),
+            ("entries-0000", &index_chunk(&format!("{entry}\n"))),
         ],
     )
     .await;
@@ -255,7 +254,7 @@ async fn annotation_targeting_the_index_location_is_refused_in_every_spelling_an
         auto_secret,
         &[
             ("format", INDEX_FORMAT),
-            ("entries-0000", &format!("{entry}\n")),
+            ("entries-0000", &index_chunk(&format!("{entry}\n"))),
         ],
     )
     .await;
@@ -421,7 +420,7 @@ async fn kv1_orphan_outside_the_cluster_prefix_is_refused_inside_it_is_deleted()
         1,
         &case.owner("ghost"),
     );
-    data.insert("entries-0001".to_owned(), format!("{line}\n"));
+    data.insert("entries-0001".to_owned(), index_chunk(&format!("{line}\n")));
     case.rewrite_index(&data).await;
     case.ns
         .vault
@@ -523,6 +522,14 @@ async fn corrupted_index(label: &str, corrupt: impl FnOnce(&mut BTreeMap<String,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_in_an_index_chunk_fails_plan_and_run_and_leaves_the_index_as_found() {
     corrupted_index("int-garbage", |data| {
+        data.insert("entries-0001".to_owned(), index_chunk("not json\n"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_chunk_that_does_not_unpack_fails_plan_and_run_and_leaves_the_index_as_found() {
+    corrupted_index("int-unpacked", |data| {
         data.insert("entries-0001".to_owned(), "not json\n".to_owned());
     })
     .await;

@@ -281,7 +281,12 @@ impl VaultHttp {
     pub async fn index_text(&self, mount: &str, cluster: &str) -> String {
         self.kv2_read(mount, &index_rel(cluster))
             .await
-            .map(|s| s.data.iter().map(|(k, v)| format!("{k}={v}\n")).collect())
+            .map(|s| {
+                s.data
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}\n", chunk_text(&s.data, k, v)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -293,7 +298,7 @@ impl VaultHttp {
         };
         assert_eq!(
             index.data.get("format").map(String::as_str),
-            Some("vault-sync-index/v1"),
+            Some(INDEX_FORMAT),
             "{:?}",
             index.data.keys()
         );
@@ -372,13 +377,34 @@ pub async fn status_and_body(resp: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+/// The index format vault-sync writes.
+pub const INDEX_FORMAT: &str = "vault-sync-index/v2";
+
+/// JSON lines as an index chunk of [`INDEX_FORMAT`] stores them.
+pub fn index_chunk(lines: &str) -> String {
+    vault_sync::core::index::pack_chunk(lines.as_bytes())
+}
+
+/// The text of one value of a stored index: an `entries-NNNN` chunk of
+/// [`INDEX_FORMAT`] unpacked (as it is if it does not unpack).
+fn chunk_text(data: &Data, key: &str, value: &str) -> String {
+    let packed = data.get("format").map(String::as_str) == Some(INDEX_FORMAT);
+    match packed && key.starts_with("entries-") {
+        true => vault_sync::core::index::unpack_chunk(value).unwrap_or_else(|| value.to_owned()),
+        false => value.to_owned(),
+    }
+}
+
 /// The entries of a stored index (`format` plus `entries-NNNN` chunks of
 /// JSON lines, each carrying its display path): (display path, line), in
 /// stored order, duplicates kept.
 pub fn index_lines(data: &Data) -> Vec<(String, String)> {
     data.iter()
         .filter(|(k, _)| k.starts_with("entries-"))
-        .flat_map(|(_, chunk)| chunk.lines())
+        .map(|(k, chunk)| chunk_text(data, k, chunk))
+        .collect::<Vec<_>>()
+        .iter()
+        .flat_map(|chunk| chunk.lines())
         .filter(|line| !line.is_empty())
         .map(|line| {
             let v: Value = serde_json::from_str(line).expect("index line is JSON");

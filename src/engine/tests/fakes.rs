@@ -489,10 +489,11 @@ impl SecretStore for FakeVault {
                 .paths
                 .get(&key(loc))
                 .and_then(|p| p.current().cloned())
-                .unwrap_or_else(|| {
-                    BTreeMap::from([("format".into(), "vault-sync-index/v1".into())])
-                });
-            theirs.insert("entries-9000".into(), format!("{line}\n"));
+                .unwrap_or_else(|| crate::core::index::encode(&Default::default()));
+            theirs.insert(
+                "entries-9000".into(),
+                crate::core::index::pack_chunk(format!("{line}\n").as_bytes()),
+            );
             let version = self.version_of(loc);
             self.push_version(loc, theirs, Some(version))?;
         }

@@ -359,6 +359,36 @@ async fn batches_of_one_path_plan_and_write_what_one_batch_does() {
     assert_eq!(many.index().len(), 10);
 }
 
+#[tokio::test]
+async fn an_index_in_the_earlier_plain_format_is_read_and_rewritten_packed() {
+    let w = World::new();
+    w.app("api", &["db"]);
+    w.app("old", &["cache"]);
+    w.run().await;
+    // The same index as an earlier vault-sync stored it: plain JSON lines.
+    let stored = w.vault().get(INDEX).expect("index");
+    let packed = stored.current().expect("content").clone();
+    let plain: Vec<(String, String)> = packed
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "format" => (k.clone(), "vault-sync-index/v1".to_owned()),
+            _ => (k.clone(), index::unpack_chunk(v).expect("a packed chunk")),
+        })
+        .collect();
+    let plain: Vec<(&str, &str)> = plain.iter().map(|(k, v)| (&**k, &**v)).collect();
+    w.vault().put(INDEX, &plain);
+    assert_eq!(w.index().len(), 2, "the plain form reads the same");
+
+    w.kube().delete_deployment(NS, "old");
+    let (prepared, applied) = w.run().await;
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(actions(&prepared)["secret/old/cache"], "delete");
+    let now = w.vault().get(INDEX).expect("index");
+    let now = now.current().expect("content");
+    assert_eq!(now["format"], "vault-sync-index/v2");
+    assert_eq!(w.index().keys().collect::<Vec<_>>(), ["secret/api/db"]);
+}
+
 /// Apps `a0..a{n}` in `ns`, each one path from one Secret of its own.
 fn apps_in(w: &World, ns: &str, n: usize) {
     for i in 0..n {
