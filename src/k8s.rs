@@ -514,17 +514,17 @@ pub async fn list_secrets(
     client: &Client,
     namespace: &str,
     names: &BTreeSet<String>,
-) -> Result<BTreeMap<String, SecretFetch>, KubeError> {
+    each: &mut impl FnMut(String, SecretFetch),
+) -> Result<(), KubeError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut params = ListParams::default().limit(SECRET_PAGE_SIZE);
-    let mut found = BTreeMap::new();
     loop {
         let page = api.list(&params).await.map_err(|e| {
             KubeError::from_kube(e, "list", "secrets", format!(" in namespace {namespace}"))
         })?;
-        for secret in page.items {
-            if let Some(name) = secret.metadata.name.as_ref().filter(|n| names.contains(*n)) {
-                found.insert(name.clone(), secret_fetch(secret));
+        for mut secret in page.items {
+            if let Some(name) = secret.metadata.name.take().filter(|n| names.contains(n)) {
+                each(name, secret_fetch(secret));
             }
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -532,10 +532,7 @@ pub async fn list_secrets(
             None => break,
         }
     }
-    for name in names {
-        found.entry(name.clone()).or_insert(SecretFetch::NotFound);
-    }
-    Ok(found)
+    Ok(())
 }
 
 fn secret_fetch(secret: Secret) -> SecretFetch {
@@ -629,8 +626,9 @@ impl crate::engine::ports::Cluster for Client {
         &self,
         namespace: &str,
         names: &BTreeSet<String>,
-    ) -> Result<BTreeMap<String, SecretFetch>, KubeError> {
-        list_secrets(self, namespace, names).await
+        each: &mut impl FnMut(String, SecretFetch),
+    ) -> Result<(), KubeError> {
+        list_secrets(self, namespace, names, each).await
     }
 
     async fn workload(

@@ -3,6 +3,7 @@
 //! Deployment or path and never stops the others.
 
 mod apply;
+mod carry;
 mod orphans;
 pub mod ports;
 mod read;
@@ -32,9 +33,10 @@ use crate::k8s::{self, KubeError, Listing};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::vault::VaultError;
+use carry::Carried;
 pub use orphans::{IndexFailure, IndexState};
 use ports::{Cluster, Reporter, SecretStore, Stage, WorkloadState};
-use read::{Carried, Mounts, Parsed, ParsedListing};
+use read::{Mounts, Parsed, ParsedListing};
 pub use saved::SavedOutcome;
 
 /// What a run works on, from the command line.
@@ -429,7 +431,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
                 k8s::SecretReads::List => {
                     let mut sorted = members.clone();
                     sorted.sort_unstable();
-                    read::later_secrets(parsed, &sorted, Carried::capacity(last))
+                    carry::later_secrets(parsed, &sorted, Carried::capacity(last))
                 }
                 _ => BTreeMap::new(),
             };
@@ -469,7 +471,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     async fn plan_batch<St: Stage>(
         &self,
         batch: Batch<'_, St>,
-        carry: (&mut Carried, BTreeMap<String, BTreeSet<String>>),
+        carry: (&mut Carried, carry::Later),
         index: &mut Option<IndexState>,
         errors: &mut Vec<(ErrorKind, String)>,
         gathered: &mut Gathered,

@@ -44,12 +44,17 @@ pub trait Cluster {
     ) -> Listing;
     /// One Secret.
     async fn get_secret(&self, namespace: &str, name: &str) -> SecretFetch;
-    /// The Secrets `names` of one namespace, by paged LISTs.
+    /// The Secrets `names` of one namespace, by paged LISTs, each handed
+    /// to `each` as its page arrives; a name never handed over does not
+    /// exist. (Handed over, not collected: a batch keeps some Secrets for
+    /// later batches in a smaller form, and a namespace's worth of them
+    /// decoded at once would be the run's peak.)
     async fn list_secrets(
         &self,
         namespace: &str,
         names: &BTreeSet<String>,
-    ) -> Result<BTreeMap<String, SecretFetch>, KubeError>;
+        each: &mut impl FnMut(String, SecretFetch),
+    ) -> Result<(), KubeError>;
     /// Whether a workload exists now (one GET).
     async fn workload(
         &self,

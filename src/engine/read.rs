@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
+use super::carry::{Carried, Later, Packed};
 use super::ports::{Cluster, SecretStore, Stage};
 use super::{Engine, vault_problem};
 use crate::core::annotations;
@@ -183,129 +184,6 @@ impl Parsed {
     }
 }
 
-/// Secrets a namespace's LIST returned for a later batch
-/// (`--read-secrets list`). A LIST reads the whole namespace whichever
-/// names a batch wants, so without this a namespace whose workloads span
-/// several batches is listed once per batch: at 100,000 paths in 20
-/// namespaces, 3.5 times over. The batch that lists a namespace keeps
-/// what the next batches will want of it, up to [`CARRY_BYTES`], and a
-/// batch all of whose Secrets in a namespace are carried does not list it.
-/// A carried Secret is seconds older than one listed by its own batch: a
-/// Secret changed in between is written by the next run, as one changed
-/// during a LIST's paging is.
-#[derive(Default)]
-pub(super) struct Carried {
-    by_namespace: BTreeMap<String, BTreeMap<String, SecretFetch>>,
-    /// What the carried entries hold, as [`Carried::cost`] counts it.
-    bytes: usize,
-}
-
-/// Most the carried Secrets may hold: half a batch's values
-/// (`BATCH_VALUE_BYTES`), on top of the batch being planned.
-pub(super) const CARRY_BYTES: usize = 4 << 20;
-/// Heap per carried Secret beyond its keys and values (map node, name,
-/// uid and resourceVersion), so that many small Secrets count too.
-const CARRY_OVERHEAD: usize = 256;
-
-impl Carried {
-    /// How many Secrets to carry, judged by the bytes per path of the
-    /// last batch (`None` before the first: nothing is known of values
-    /// yet, so nothing is carried).
-    pub fn capacity(last: Option<(usize, usize)>) -> usize {
-        match last {
-            None => 0,
-            Some((paths, bytes)) => CARRY_BYTES / (bytes.div_ceil(paths.max(1)) + CARRY_OVERHEAD),
-        }
-    }
-
-    fn cost(name: &str, fetch: &SecretFetch) -> usize {
-        name.len() + fetch.value_bytes() + CARRY_OVERHEAD
-    }
-
-    /// `names` of `namespace`, if every one is carried; otherwise the
-    /// namespace is listed again and what was carried of it is dropped.
-    fn take(
-        &mut self,
-        namespace: &str,
-        names: &BTreeSet<String>,
-    ) -> Option<BTreeMap<String, SecretFetch>> {
-        let carried = self.by_namespace.get_mut(namespace)?;
-        if !names.iter().all(|n| carried.contains_key(n)) {
-            self.forget(namespace);
-            return None;
-        }
-        let taken: BTreeMap<String, SecretFetch> = names
-            .iter()
-            .filter_map(|n| carried.remove_entry(n))
-            .collect();
-        if carried.is_empty() {
-            self.by_namespace.remove(namespace);
-        }
-        self.bytes -= taken.iter().map(|(n, f)| Self::cost(n, f)).sum::<usize>();
-        Some(taken)
-    }
-
-    fn forget(&mut self, namespace: &str) {
-        if let Some(dropped) = self.by_namespace.remove(namespace) {
-            self.bytes -= dropped.iter().map(|(n, f)| Self::cost(n, f)).sum::<usize>();
-        }
-    }
-
-    /// Keeps one listed Secret for a later batch, unless that would pass
-    /// [`CARRY_BYTES`] (then that batch lists its namespace again).
-    fn keep(&mut self, namespace: &str, name: String, fetch: SecretFetch) {
-        let cost = Self::cost(&name, &fetch);
-        if self.bytes + cost > CARRY_BYTES {
-            return;
-        }
-        self.bytes += cost;
-        self.by_namespace
-            .entry(namespace.to_owned())
-            .or_default()
-            .insert(name, fetch);
-    }
-
-    /// How many Secrets are carried.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.by_namespace.values().map(BTreeMap::len).sum()
-    }
-}
-
-/// The Secrets that workloads after this batch will read from the
-/// namespaces it reads, at most `capacity` names, nearest first: `parsed`
-/// is sorted by namespace and batches follow that order, so the nearest
-/// are the next batch's. `members` are this batch's, sorted; workloads of
-/// earlier batches are released.
-pub(super) fn later_secrets(
-    parsed: &[Parsed],
-    members: &[usize],
-    capacity: usize,
-) -> BTreeMap<String, BTreeSet<String>> {
-    let mut later: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut left = capacity;
-    let namespaces: BTreeSet<&str> = members.iter().map(|&i| parsed[i].namespace()).collect();
-    for ns in namespaces {
-        let start = parsed.partition_point(|p| p.namespace() < ns);
-        let in_namespace = parsed[start..]
-            .iter()
-            .enumerate()
-            .take_while(|(_, p)| p.namespace() == ns)
-            .filter(|(at, _)| members.binary_search(&(start + at)).is_err());
-        for (_, p) in in_namespace {
-            if left == 0 {
-                return later;
-            }
-            for name in p.secrets() {
-                if left > 0 && later.entry(ns.to_owned()).or_default().insert(name) {
-                    left -= 1;
-                }
-            }
-        }
-    }
-    later
-}
-
 /// The mounts of every wanted path, looked up once per run.
 pub(super) struct Mounts {
     table: MountTable,
@@ -443,7 +321,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     pub(super) async fn fetch_secrets(
         &self,
         wanted: BTreeSet<(String, String)>,
-        (carried, mut later): (&mut Carried, BTreeMap<String, BTreeSet<String>>),
+        (carried, mut later): (&mut Carried, Later),
         bar: &impl Stage,
     ) -> BTreeMap<(String, String), SecretFetch> {
         let mut by_namespace: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -470,28 +348,43 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
             }
             let listed: Vec<_> = stream::iter(to_list)
                 .map(|(ns, names, also)| async move {
+                    // This batch's Secrets as read; later batches' packed.
+                    let mut now = BTreeMap::new();
+                    let mut kept = BTreeMap::new();
+                    let mut each = |name: String, fetch: SecretFetch| {
+                        if names.contains(&name) {
+                            now.insert(name, fetch);
+                        } else if let Some(packed) = Packed::pack(fetch) {
+                            kept.insert(name, packed);
+                        }
+                    };
                     let result = if also.is_empty() {
-                        self.kube.list_secrets(&ns, &names).await
+                        self.kube.list_secrets(&ns, &names, &mut each).await
                     } else {
                         let mut all = also;
                         all.extend(names.iter().cloned());
-                        self.kube.list_secrets(&ns, &all).await
+                        let result = self.kube.list_secrets(&ns, &all, &mut each).await;
+                        // Not found is an answer too: carried as such.
+                        for name in all.into_iter().filter(|n| !names.contains(n)) {
+                            kept.entry(name).or_insert_with(Packed::not_found);
+                        }
+                        result
                     };
-                    (ns, names, result)
+                    (ns, names, result.map(|()| (now, kept)))
                 })
                 .buffer_unordered(self.scope.concurrency)
                 .collect()
                 .await;
             for (ns, names, result) in listed {
                 match result {
-                    Ok(found) => {
-                        for (name, fetch) in found {
-                            if names.contains(&name) {
-                                bar.inc();
-                                fetched.insert((ns.clone(), name), fetch);
-                            } else {
-                                carried.keep(&ns, name, fetch);
-                            }
+                    Ok((mut now, kept)) => {
+                        for name in names {
+                            bar.inc();
+                            let fetch = now.remove(&name).unwrap_or(SecretFetch::NotFound);
+                            fetched.insert((ns.clone(), name), fetch);
+                        }
+                        for (name, packed) in kept {
+                            carried.keep(&ns, name, packed);
                         }
                     }
                     Err(e) => {
@@ -552,12 +445,10 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
     use std::time::Duration;
 
-    use super::{CARRY_BYTES, Carried, Held, Wants};
+    use super::{Held, Wants};
     use crate::core::annotations::{Mode, Reconcile, SecretSelection, SyncSpec};
-    use crate::core::desired::SecretFetch;
     use crate::core::references::SecretReference;
 
     fn wants(mode: Mode, names: &[(&str, bool)]) -> Wants {
@@ -621,53 +512,5 @@ mod tests {
                 assert_eq!(back.references, w.references);
             }
         }
-    }
-
-    fn secret(bytes: usize) -> SecretFetch {
-        SecretFetch::found(BTreeMap::from([("k".to_owned(), vec![b'x'; bytes])]))
-    }
-
-    fn names(names: &[&str]) -> BTreeSet<String> {
-        names.iter().map(|&n| n.to_owned()).collect()
-    }
-
-    #[test]
-    fn carried_secrets_stay_within_their_budget() {
-        let mut carried = Carried::default();
-        for name in ["a", "b", "c", "d", "e"] {
-            carried.keep("ns", name.into(), secret(1 << 20));
-        }
-        // 1 MiB each plus their overhead: three fit in 4 MiB, not four.
-        assert_eq!(carried.len(), 3);
-        assert!(carried.bytes <= CARRY_BYTES);
-        let taken = carried.take("ns", &names(&["a", "b"])).expect("carried");
-        assert_eq!(taken.len(), 2);
-        assert_eq!(carried.len(), 1);
-        // Room again for one more.
-        carried.keep("ns", "d".into(), secret(1 << 20));
-        assert_eq!(carried.len(), 2);
-    }
-
-    #[test]
-    fn a_batch_not_wholly_carried_lists_again_and_drops_the_rest() {
-        let mut carried = Carried::default();
-        carried.keep("ns", "a".into(), SecretFetch::NotFound);
-        carried.keep("ns", "b".into(), secret(10));
-        carried.keep("other", "c".into(), secret(10));
-        assert!(carried.take("ns", &names(&["a", "z"])).is_none());
-        assert_eq!(carried.len(), 1, "only the other namespace's stays");
-        assert!(carried.take("ns", &names(&["b"])).is_none());
-        let taken = carried.take("other", &names(&["c"])).expect("carried");
-        assert!(matches!(taken.get("c"), Some(SecretFetch::Found(..))));
-        assert_eq!((carried.len(), carried.bytes), (0, 0));
-    }
-
-    #[test]
-    fn nothing_is_carried_before_value_sizes_are_known() {
-        assert_eq!(Carried::capacity(None), 0);
-        let small = Carried::capacity(Some((2_000, 2_000 * 100)));
-        let large = Carried::capacity(Some((10, 10 << 20)));
-        assert!(small > 10_000, "{small}");
-        assert_eq!(large, 3);
     }
 }

@@ -181,13 +181,16 @@ impl Cluster for FakeCluster {
         &self,
         namespace: &str,
         names: &BTreeSet<String>,
-    ) -> Result<BTreeMap<String, SecretFetch>, KubeError> {
+        each: &mut impl FnMut(String, SecretFetch),
+    ) -> Result<(), KubeError> {
         let mut s = self.lock();
         s.secret_lists.push(namespace.to_owned());
-        Ok(names
-            .iter()
-            .map(|name| (name.clone(), s.fetch(namespace, name)))
-            .collect())
+        for name in names {
+            if let found @ SecretFetch::Found(..) = s.fetch(namespace, name) {
+                each(name.clone(), found);
+            }
+        }
+        Ok(())
     }
 
     async fn workload(
