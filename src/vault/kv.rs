@@ -279,7 +279,7 @@ impl Vault {
         cas: u64,
     ) -> Result<(), VaultError>
     where
-        I: Iterator<Item = (String, String)> + Send + 'a,
+        I: Iterator<Item = (&'a str, &'a str)> + Send + 'a,
     {
         let make: Arc<MakePieces<'a>> =
             Arc::new(move || Box::new(json_object_pieces(entries(), cas)));
@@ -299,8 +299,8 @@ impl Vault {
 }
 
 /// `{"data":{entries...},"options":{"cas":N}}`, an entry per piece.
-fn json_object_pieces(
-    entries: impl Iterator<Item = (String, String)>,
+fn json_object_pieces<'a>(
+    entries: impl Iterator<Item = (&'a str, &'a str)>,
     cas: u64,
 ) -> impl Iterator<Item = Vec<u8>> {
     let body = entries.enumerate().map(|(i, (key, value))| {
@@ -568,9 +568,7 @@ mod tests {
     use super::json_object_pieces;
 
     fn sent(entries: &[(&str, &str)], cas: u64) -> serde_json::Value {
-        let entries = entries
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let entries = entries.iter().copied();
         let body: Vec<u8> = json_object_pieces(entries, cas).flatten().collect();
         serde_json::from_slice(&body).expect("the pieces make one JSON document")
     }

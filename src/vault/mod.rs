@@ -51,9 +51,11 @@ impl crate::engine::ports::SecretStore for Vault {
         cas: u64,
     ) -> Result<(), VaultError> {
         // Compressed, a large index is a megabyte or so: made once and
-        // held, rather than compressed again for each pass of write_raw.
+        // held, rather than compressed again for each pass of write_raw,
+        // and lent to each pass rather than copied.
         let entries: Vec<(String, String)> = data.entries().collect();
-        Vault::write_raw(self, loc, || entries.iter().cloned(), cas).await
+        let pairs = || entries.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        Vault::write_raw(self, loc, pairs, cas).await
     }
 
     async fn write_metadata(
