@@ -316,6 +316,7 @@ impl<C: Cluster, S: SecretStore> Engine<C, S> {
     /// Fetches each needed Secret once: a GET each, or with
     /// `--read-secrets list` paged LISTs of their namespaces. A namespace
     /// whose LIST is forbidden falls back to GETs.
+    ///
     /// What a LIST returns beyond `wanted` is kept in `carried` when
     /// `later` batches want it, and taken from there by the batch that does.
     pub(super) async fn fetch_secrets(
